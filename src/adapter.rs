@@ -1,0 +1,231 @@
+//! `TokioPostgresAdapter`: RustAuth's `DbAdapter` on one PostgreSQL connection.
+
+use std::fmt;
+use std::sync::Arc;
+
+use rustauth_core::db::sql::SchemaMigrationPlan;
+use rustauth_core::db::{
+    auth_schema, AdapterCapabilities, AdapterFuture, AuthSchemaOptions, Count, Create, DbAdapter,
+    DbRecord, DbSchema, Delete, DeleteMany, FindMany, FindOne, SchemaCreation, TransactionCallback,
+    Update, UpdateMany,
+};
+use rustauth_core::error::RustAuthError;
+use rustauth_core::plugin::PluginMigration;
+use tokio_postgres::Client;
+
+use crate::connection::TokioPostgresConnection;
+use crate::rate_limit::TokioPostgresRateLimitStore;
+use crate::transaction::RollbackOnDrop;
+use crate::{generic, migrate, transaction};
+
+/// Identifier the adapter reports.
+const ADAPTER_ID: &str = "tokio-postgres";
+
+/// The capabilities both the adapter and its transaction adapter report.
+pub(crate) fn capabilities(id: &str, name: &str) -> AdapterCapabilities {
+    let mut capabilities = AdapterCapabilities::new(id).named(name);
+    capabilities.supports_numeric_ids = true;
+    capabilities.supports_uuid_ids = true;
+    capabilities.supports_json = true;
+    capabilities.supports_dates = true;
+    capabilities.supports_booleans = true;
+    capabilities.supports_arrays = true;
+    capabilities.supports_joins = true;
+    capabilities.supports_native_joins = true;
+    capabilities.supports_transactions = true;
+    capabilities.disable_id_generation = false;
+    capabilities
+}
+
+/// RustAuth's database adapter on a tokio-postgres connection.
+///
+/// CRUD calls use the schema given at construction; migration methods use their argument.
+/// Every statement runs prepared and is cached per connection, so a warm call is one round
+/// trip.
+#[derive(Clone)]
+pub struct TokioPostgresAdapter {
+    connection: TokioPostgresConnection,
+    schema: Arc<DbSchema>,
+}
+
+impl fmt::Debug for TokioPostgresAdapter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokioPostgresAdapter")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokioPostgresAdapter {
+    /// An adapter on `client` with RustAuth's default schema. No I/O; the caller drives the
+    /// client's connection future.
+    pub fn new(client: Client) -> Self {
+        Self::with_schema(client, auth_schema(AuthSchemaOptions::default()))
+    }
+
+    /// An adapter on `client` with `schema`. No I/O.
+    pub fn with_schema(client: Client, schema: DbSchema) -> Self {
+        Self::with_connection(TokioPostgresConnection::from_client(client), schema)
+    }
+
+    /// An adapter on a (possibly shared) connection with `schema`. No I/O.
+    pub fn with_connection(connection: TokioPostgresConnection, schema: DbSchema) -> Self {
+        Self {
+            connection,
+            schema: Arc::new(schema),
+        }
+    }
+
+    /// The connection this adapter runs on.
+    pub fn connection(&self) -> &TokioPostgresConnection {
+        &self.connection
+    }
+
+    /// The schema CRUD calls resolve models and fields against.
+    pub(crate) fn schema(&self) -> &DbSchema {
+        &self.schema
+    }
+
+    /// A rate-limit store sharing this adapter's connection and gate, on the schema's
+    /// `rate_limit` table (same as `TokioPostgresRateLimitStore::from(&adapter)`).
+    pub fn rate_limit_store(&self) -> TokioPostgresRateLimitStore {
+        TokioPostgresRateLimitStore::from(self)
+    }
+
+    /// Connects without TLS and uses RustAuth's default schema.
+    pub async fn connect(database_url: &str) -> Result<Self, RustAuthError> {
+        Self::connect_with_schema(database_url, auth_schema(AuthSchemaOptions::default())).await
+    }
+
+    /// Connects without TLS and uses `schema`.
+    pub async fn connect_with_schema(
+        database_url: &str,
+        schema: DbSchema,
+    ) -> Result<Self, RustAuthError> {
+        let connection = TokioPostgresConnection::connect(database_url).await?;
+        Ok(Self::with_connection(connection, schema))
+    }
+
+    /// What `run_migrations(schema)` would do to this database, without doing it.
+    pub async fn plan_migrations(
+        &self,
+        schema: &DbSchema,
+    ) -> Result<SchemaMigrationPlan, RustAuthError> {
+        // Planning only reads the catalogs, so it shares the gate (0.3.2 took it exclusively).
+        let _shared = self.connection.shared().await?;
+        migrate::plan(self.connection.client(), schema).await
+    }
+
+    /// The planned migration as SQL text (`;` alone when there is nothing to do).
+    pub async fn compile_migrations(&self, schema: &DbSchema) -> Result<String, RustAuthError> {
+        Ok(self.plan_migrations(schema).await?.compile())
+    }
+
+    async fn migrate(&self, schema: &DbSchema) -> Result<(), RustAuthError> {
+        let gate = self.connection.exclusive().await?;
+        // A migration dropped half-way would leave its transaction open on the connection.
+        let mut guard = RollbackOnDrop::new(self.connection.clone(), gate);
+        let result = migrate::migrate(self.connection.client(), schema).await;
+        self.connection.clear_statements();
+        guard.finish();
+        result.map(|_| ())
+    }
+}
+
+impl DbAdapter for TokioPostgresAdapter {
+    fn id(&self) -> &str {
+        ADAPTER_ID
+    }
+
+    fn capabilities(&self) -> AdapterCapabilities {
+        capabilities(ADAPTER_ID, ADAPTER_ID)
+    }
+
+    fn create<'a>(&'a self, query: Create) -> AdapterFuture<'a, DbRecord> {
+        Box::pin(async move {
+            let _shared = self.connection.shared().await?;
+            generic::create(self.connection.db(), &self.schema, query).await
+        })
+    }
+
+    fn find_one<'a>(&'a self, query: FindOne) -> AdapterFuture<'a, Option<DbRecord>> {
+        Box::pin(async move {
+            let _shared = self.connection.shared().await?;
+            generic::find_one(self.connection.db(), &self.schema, query).await
+        })
+    }
+
+    fn find_many<'a>(&'a self, query: FindMany) -> AdapterFuture<'a, Vec<DbRecord>> {
+        Box::pin(async move {
+            let _shared = self.connection.shared().await?;
+            generic::find_many(self.connection.db(), &self.schema, query).await
+        })
+    }
+
+    fn count<'a>(&'a self, query: Count) -> AdapterFuture<'a, u64> {
+        Box::pin(async move {
+            let _shared = self.connection.shared().await?;
+            generic::count(self.connection.db(), &self.schema, query).await
+        })
+    }
+
+    fn update<'a>(&'a self, query: Update) -> AdapterFuture<'a, Option<DbRecord>> {
+        Box::pin(async move {
+            let _shared = self.connection.shared().await?;
+            generic::update(self.connection.db(), &self.schema, query).await
+        })
+    }
+
+    fn update_many<'a>(&'a self, query: UpdateMany) -> AdapterFuture<'a, u64> {
+        Box::pin(async move {
+            let _shared = self.connection.shared().await?;
+            generic::update_many(self.connection.db(), &self.schema, query).await
+        })
+    }
+
+    fn delete<'a>(&'a self, query: Delete) -> AdapterFuture<'a, ()> {
+        Box::pin(async move {
+            let _shared = self.connection.shared().await?;
+            generic::delete(self.connection.db(), &self.schema, query).await
+        })
+    }
+
+    fn delete_many<'a>(&'a self, query: DeleteMany) -> AdapterFuture<'a, u64> {
+        Box::pin(async move {
+            let _shared = self.connection.shared().await?;
+            generic::delete_many(self.connection.db(), &self.schema, query).await
+        })
+    }
+
+    fn transaction<'a>(&'a self, callback: TransactionCallback<'a>) -> AdapterFuture<'a, ()> {
+        Box::pin(transaction::run(&self.connection, &self.schema, callback))
+    }
+
+    fn create_schema<'a>(
+        &'a self,
+        schema: &'a DbSchema,
+        _file: Option<&'a str>,
+    ) -> AdapterFuture<'a, Option<SchemaCreation>> {
+        Box::pin(async move {
+            self.migrate(schema).await?;
+            Ok(None)
+        })
+    }
+
+    fn run_migrations<'a>(&'a self, schema: &'a DbSchema) -> AdapterFuture<'a, ()> {
+        Box::pin(self.migrate(schema))
+    }
+
+    fn run_plugin_migrations<'a>(
+        &'a self,
+        migrations: &'a [PluginMigration],
+    ) -> AdapterFuture<'a, ()> {
+        Box::pin(async move {
+            let _exclusive = self.connection.exclusive().await?;
+            let result =
+                migrate::apply_plugin_migrations(self.connection.client(), migrations).await;
+            self.connection.clear_statements();
+            result
+        })
+    }
+}

@@ -1,0 +1,63 @@
+//! Errors: how tokio-postgres and JSON failures become [`RustAuthError`]s.
+//!
+//! Every database failure surfaces as `RustAuthError::Adapter` whose text starts with
+//! `tokio-postgres error: `. Server errors carry `SQLSTATE <code>` and the server message, then
+//! (when the server sent them) detail, schema, table, column and constraint. Connection strings
+//! never appear in these messages, so a password cannot leak through an error.
+
+use rustauth_core::error::RustAuthError;
+
+/// The SQLSTATE Postgres reports when a cached plan no longer matches its table
+/// ("cached plan must not change result type").
+pub(crate) const FEATURE_NOT_SUPPORTED: &str = "0A000";
+
+/// Maps a tokio-postgres error to a `RustAuthError::Adapter` with the SQLSTATE and the
+/// server's fields in a fixed order.
+pub(crate) fn postgres_error(error: tokio_postgres::Error) -> RustAuthError {
+    RustAuthError::Adapter(format!("tokio-postgres error: {}", describe(&error)))
+}
+
+/// The human-readable details of a tokio-postgres error (no prefix).
+pub(crate) fn describe(error: &tokio_postgres::Error) -> String {
+    let Some(db) = error.as_db_error() else {
+        // Non-server errors: tokio-postgres' own text plus its source, e.g. the I/O cause.
+        return match std::error::Error::source(error) {
+            Some(source) if !error.to_string().contains(&source.to_string()) => {
+                format!("{error}: {source}")
+            }
+            _ => error.to_string(),
+        };
+    };
+    let mut text = format!("SQLSTATE {}: {}", db.code().code(), db.message());
+    let labelled = [
+        ("detail", db.detail()),
+        ("schema", db.schema()),
+        ("table", db.table()),
+        ("column", db.column()),
+        ("constraint", db.constraint()),
+    ];
+    for (label, value) in labelled {
+        if let Some(value) = value {
+            text.push_str("; ");
+            text.push_str(label);
+            text.push_str(": ");
+            text.push_str(value);
+        }
+    }
+    text
+}
+
+/// The SQLSTATE code of a server error, if the error came from the server.
+pub(crate) fn sqlstate(error: &tokio_postgres::Error) -> Option<&str> {
+    error.code().map(|code| code.code())
+}
+
+/// Maps a serde_json error to a `RustAuthError::Adapter`.
+pub(crate) fn json_error(error: serde_json::Error) -> RustAuthError {
+    RustAuthError::Adapter(format!("tokio-postgres JSON error: {error}"))
+}
+
+/// An adapter-owned error message.
+pub(crate) fn adapter(message: impl Into<String>) -> RustAuthError {
+    RustAuthError::Adapter(message.into())
+}

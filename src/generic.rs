@@ -1,0 +1,385 @@
+//! The generic path: statements planned by rustauth-core's SQL planner (`db::sql`), run
+//! through the per-connection statement cache.
+//!
+//! Three places differ from core's plans, each on purpose:
+//! - a single-row `update`/`delete` whose where-clause pins a unique column (`id`, `token`,
+//!   …) with a case-sensitive equality addresses that row directly. Core's
+//!   `ctid IN (SELECT ctid … LIMIT 1)` form loses one of two concurrent updates of the same
+//!   row: the second finds the old `ctid` gone and reports no row;
+//! - joined reads get an outer `ORDER BY` (the requested sort, then the base id, then each
+//!   joined id), so records and joined arrays come back in a deterministic order (Q8);
+//! - a create on a table whose id the database generates reads the stored row back, as core
+//!   does; other creates echo the caller's data (0.3.2's behaviour, Q10).
+
+use rustauth_core::db::sql::SqlDialect;
+use rustauth_core::db::sql::{
+    base_alias, count_statement, create_returning_selection, create_statement,
+    delete_many_statement, delete_one_statement, find_many_statement, internal_base_selection,
+    join_alias, join_field_alias, joined_rows, resolve_field, resolve_native_joins, resolve_table,
+    resolve_table_with_logical, select_record, table_has_database_generated_id,
+    update_many_statement, update_one_plan, SqlSelectedField, SqlUpdateOnePlan,
+};
+use rustauth_core::db::{
+    Connector, Count, Create, DbRecord, DbSchema, DbTable, DbValue, Delete, DeleteMany, FindMany,
+    FindOne, SortDirection, Update, UpdateMany, Where, WhereMode, WhereOperator,
+};
+use rustauth_core::error::RustAuthError;
+use tokio_postgres::Row;
+
+use crate::error::adapter;
+use crate::executor::Db;
+use crate::values::{decode, decode_named};
+
+const PG: SqlDialect = SqlDialect::Postgres;
+
+/// Inserts one row (CONTRACT b.6 `create`).
+pub(crate) async fn create(
+    db: Db<'_>,
+    schema: &DbSchema,
+    query: Create,
+) -> Result<DbRecord, RustAuthError> {
+    let table = resolve_table(schema, &query.model)?;
+    let statement = create_statement(PG, schema, &query)?;
+    if table_has_database_generated_id(table) {
+        let selection = create_returning_selection(schema, &query)?;
+        let row = db.query_opt(&statement.sql, &statement.params).await?;
+        return match row {
+            Some(row) => read_selection(&row, &selection),
+            None => Err(adapter(
+                "insert did not return the row with its database-generated id",
+            )),
+        };
+    }
+    db.execute(&statement.sql, &statement.params).await?;
+    Ok(select_record(query.data, &query.select))
+}
+
+/// Reads at most one row (CONTRACT b.6 `find_one`).
+pub(crate) async fn find_one(
+    db: Db<'_>,
+    schema: &DbSchema,
+    query: FindOne,
+) -> Result<Option<DbRecord>, RustAuthError> {
+    let mut many = FindMany::new(query.model);
+    many.where_clauses = query.where_clauses;
+    many.limit = Some(1);
+    many.select = query.select;
+    many.joins = query.joins;
+    Ok(find_many(db, schema, many).await?.into_iter().next())
+}
+
+/// Reads rows (CONTRACT b.6 `find_many`, b.7 joins).
+pub(crate) async fn find_many(
+    db: Db<'_>,
+    schema: &DbSchema,
+    query: FindMany,
+) -> Result<Vec<DbRecord>, RustAuthError> {
+    if query.joins.values().any(|join| join.enabled) {
+        return find_many_joined(db, schema, &query).await;
+    }
+    let read = find_many_statement(PG, schema, &query)?;
+    let rows = db
+        .query(&read.statement.sql, &read.statement.params)
+        .await?;
+    rows.iter()
+        .map(|row| read_selection(row, &read.selection))
+        .collect()
+}
+
+/// Counts rows (CONTRACT b.6 `count`).
+pub(crate) async fn count(
+    db: Db<'_>,
+    schema: &DbSchema,
+    query: Count,
+) -> Result<u64, RustAuthError> {
+    let statement = count_statement(PG, schema, &query)?;
+    let row = db
+        .query_opt(&statement.sql, &statement.params)
+        .await?
+        .ok_or_else(|| adapter("COUNT(*) returned no row"))?;
+    let count: i64 = row.try_get(0).map_err(crate::error::postgres_error)?;
+    u64::try_from(count).map_err(|_| RustAuthError::NumericOutOfRange {
+        context: "SQL count result",
+    })
+}
+
+/// Updates at most one row and returns it as stored (CONTRACT b.6 `update`).
+pub(crate) async fn update(
+    db: Db<'_>,
+    schema: &DbSchema,
+    query: Update,
+) -> Result<Option<DbRecord>, RustAuthError> {
+    if query.data.is_empty() {
+        return Ok(None);
+    }
+    let table = resolve_table(schema, &query.model)?;
+    if pins_one_row(table, &query.where_clauses) {
+        let mut many = UpdateMany::new(query.model.clone());
+        many.where_clauses = query.where_clauses;
+        many.data = query.data;
+        let statement = update_many_statement(PG, schema, &many)?;
+        let fields = all_fields(table);
+        let sql = format!("{} RETURNING {}", statement.sql, column_list(&fields)?);
+        let row = db.query_opt(&sql, &statement.params).await?;
+        return row
+            .map(|row| crate::values::decode_record(&row, fields.iter().copied()))
+            .transpose();
+    }
+    if let Some(id) = id_column(table)? {
+        // `UPDATE … WHERE id = (SELECT id … LIMIT 1) AND (<where>)`: a concurrent update of
+        // the chosen row makes Postgres wait, then re-check `id` and the where-clause on the
+        // newest row version, so the update is applied instead of lost.
+        let assigned = query.data.len();
+        let mut many = UpdateMany::new(query.model.clone());
+        many.where_clauses = query.where_clauses;
+        many.data = query.data;
+        let statement = update_many_statement(PG, schema, &many)?;
+        let filter = PG.where_clause_starting_at(table, &many.where_clauses, assigned + 1)?;
+        let head = statement
+            .sql
+            .strip_suffix(filter.sql.as_str())
+            .ok_or_else(|| adapter("update statement does not end with its where-clause"))?;
+        let fields = all_fields(table);
+        let sql = format!(
+            "{head}{} RETURNING {}",
+            one_row_by_id(table, &id, &filter.sql)?,
+            column_list(&fields)?
+        );
+        let row = db.query_opt(&sql, &statement.params).await?;
+        return row
+            .map(|row| crate::values::decode_record(&row, fields.iter().copied()))
+            .transpose();
+    }
+    match update_one_plan(PG, schema, &query)? {
+        SqlUpdateOnePlan::Returning(read) => {
+            let row = db
+                .query_opt(&read.statement.sql, &read.statement.params)
+                .await?;
+            row.map(|row| read_selection(&row, &read.selection))
+                .transpose()
+        }
+        SqlUpdateOnePlan::PreselectThenUpdate { .. } => Err(adapter(
+            "core planned a preselect update, which the Postgres dialect never uses",
+        )),
+    }
+}
+
+/// Updates every matching row (CONTRACT b.6 `update_many`).
+pub(crate) async fn update_many(
+    db: Db<'_>,
+    schema: &DbSchema,
+    query: UpdateMany,
+) -> Result<u64, RustAuthError> {
+    if query.data.is_empty() {
+        return Ok(0);
+    }
+    let statement = update_many_statement(PG, schema, &query)?;
+    db.execute(&statement.sql, &statement.params).await
+}
+
+/// Deletes at most one row (CONTRACT b.6 `delete`).
+pub(crate) async fn delete(
+    db: Db<'_>,
+    schema: &DbSchema,
+    query: Delete,
+) -> Result<(), RustAuthError> {
+    let table = resolve_table(schema, &query.model)?;
+    if pins_one_row(table, &query.where_clauses) {
+        let mut many = DeleteMany::new(query.model);
+        many.where_clauses = query.where_clauses;
+        let statement = delete_many_statement(PG, schema, &many)?;
+        db.execute(&statement.sql, &statement.params).await?;
+        return Ok(());
+    }
+    if let Some(id) = id_column(table)? {
+        let filter = PG.where_clause(table, &query.where_clauses)?;
+        let sql = format!(
+            "DELETE FROM {}{}",
+            PG.quote_identifier(&table.name)?,
+            one_row_by_id(table, &id, &filter.sql)?
+        );
+        db.execute(&sql, &filter.params).await?;
+        return Ok(());
+    }
+    let plan = delete_one_statement(PG, schema, &query)?;
+    db.execute(&plan.statement.sql, &plan.statement.params)
+        .await?;
+    Ok(())
+}
+
+/// The quoted `id` column of a table, if it has one.
+fn id_column(table: &DbTable) -> Result<Option<String>, RustAuthError> {
+    match resolve_field(table, "id") {
+        Ok((_, field)) => PG.quote_identifier(&field.name).map(Some),
+        Err(_) => Ok(None),
+    }
+}
+
+/// ` WHERE id = (SELECT id FROM t <filter> LIMIT 1) [AND (<filter>)]`: one matching row,
+/// addressed by its key, with the filter re-checked against the row version it finally
+/// touches. `filter` is a where fragment (`""` or `" WHERE …"`); its placeholders appear twice
+/// and bind the same parameters.
+fn one_row_by_id(table: &DbTable, id: &str, filter: &str) -> Result<String, RustAuthError> {
+    let recheck = filter
+        .strip_prefix(" WHERE ")
+        .map(|condition| format!(" AND ({condition})"))
+        .unwrap_or_default();
+    Ok(format!(
+        " WHERE {id} = (SELECT {id} FROM {}{filter} LIMIT 1){recheck}",
+        PG.quote_identifier(&table.name)?
+    ))
+}
+
+/// Every field of a table, in schema order, as (logical name, field).
+fn all_fields(table: &DbTable) -> Vec<(&str, &rustauth_core::db::DbField)> {
+    table
+        .fields
+        .iter()
+        .map(|(logical, field)| (logical.as_str(), field))
+        .collect()
+}
+
+/// Deletes every matching row (CONTRACT b.6 `delete_many`).
+pub(crate) async fn delete_many(
+    db: Db<'_>,
+    schema: &DbSchema,
+    query: DeleteMany,
+) -> Result<u64, RustAuthError> {
+    let statement = delete_many_statement(PG, schema, &query)?;
+    db.execute(&statement.sql, &statement.params).await
+}
+
+/// True when the where-clause can match at most one row: it requires (ANDed with everything
+/// else) a case-sensitive equality with a non-null value on the primary key or a unique column.
+pub(crate) fn pins_one_row(table: &DbTable, clauses: &[Where]) -> bool {
+    let pins = |clause: &Where| {
+        clause.operator == WhereOperator::Eq
+            && clause.mode == WhereMode::Sensitive
+            && clause.value != DbValue::Null
+            && resolve_field(table, &clause.field)
+                .map(|(logical, field)| field.unique || logical == "id" || field.name == "id")
+                .unwrap_or(false)
+    };
+    if clauses.len() == 1 {
+        return pins(&clauses[0]);
+    }
+    clauses
+        .iter()
+        .any(|clause| clause.connector == Connector::And && pins(clause))
+}
+
+fn column_list(fields: &[(&str, &rustauth_core::db::DbField)]) -> Result<String, RustAuthError> {
+    Ok(fields
+        .iter()
+        .map(|(_, field)| PG.quote_identifier(&field.name))
+        .collect::<Result<Vec<_>, _>>()?
+        .join(", "))
+}
+
+fn read_selection(row: &Row, selection: &[SqlSelectedField]) -> Result<DbRecord, RustAuthError> {
+    selection
+        .iter()
+        .enumerate()
+        .map(|(index, selected)| {
+            decode(row, index, &selected.field).map(|value| (selected.logical_name.clone(), value))
+        })
+        .collect()
+}
+
+/// A native join: core's join resolution and row grouping, with our own statement so that the
+/// order of records and of joined arrays is deterministic.
+async fn find_many_joined(
+    db: Db<'_>,
+    schema: &DbSchema,
+    query: &FindMany,
+) -> Result<Vec<DbRecord>, RustAuthError> {
+    let (base_logical, table) = resolve_table_with_logical(schema, &query.model)?;
+    let joins = resolve_native_joins(schema, base_logical, table, &query.joins, 100)?;
+    let base_selection = internal_base_selection(table, &query.select, &joins)?;
+    let where_sql = PG.where_clause(table, &query.where_clauses)?;
+    let (_, id_field) = resolve_field(table, "id")?;
+    let id = PG.quote_identifier(&id_field.name)?;
+
+    let mut base_columns = base_selection
+        .iter()
+        .map(|(_, field)| PG.quote_identifier(&field.name))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut inner_order = Vec::new();
+    let mut outer_order = Vec::new();
+    if let Some(sort) = &query.sort_by {
+        let (_, field) = resolve_field(table, &sort.field)?;
+        let direction = match sort.direction {
+            SortDirection::Asc => "ASC",
+            SortDirection::Desc => "DESC",
+        };
+        let column = PG.quote_identifier(&field.name)?;
+        base_columns.push(format!("{column} AS \"__base_sort\""));
+        inner_order.push(format!("{column} {direction}"));
+        outer_order.push(format!("\"base\".\"__base_sort\" {direction}"));
+    }
+    inner_order.push(format!("{id} ASC"));
+    outer_order.push(format!("\"base\".{id} ASC"));
+
+    let mut base_sql = format!(
+        "SELECT {} FROM {}{} ORDER BY {}",
+        base_columns.join(", "),
+        PG.quote_identifier(&table.name)?,
+        where_sql.sql,
+        inner_order.join(", ")
+    );
+    if let Some(limit) = query.limit {
+        base_sql.push_str(&format!(" LIMIT {limit}"));
+    }
+    if let Some(offset) = query.offset {
+        base_sql.push_str(&format!(" OFFSET {offset}"));
+    }
+
+    let mut selects = vec![format!("\"base\".{id} AS \"__base_id\"")];
+    for (index, (_, field)) in base_selection.iter().enumerate() {
+        selects.push(format!(
+            "\"base\".{} AS {}",
+            PG.quote_identifier(&field.name)?,
+            PG.quote_identifier(&base_alias(index))?
+        ));
+    }
+    let mut sql_joins = String::new();
+    for (join_index, join) in joins.iter().enumerate() {
+        let alias = PG.quote_identifier(&join_alias(join_index))?;
+        for (field_index, (_, field)) in join.selection.iter().enumerate() {
+            selects.push(format!(
+                "{alias}.{} AS {}",
+                PG.quote_identifier(&field.name)?,
+                PG.quote_identifier(&join_field_alias(join_index, field_index))?
+            ));
+        }
+        sql_joins.push_str(&format!(
+            " LEFT JOIN {} AS {alias} ON {alias}.{} = \"base\".{}",
+            PG.quote_identifier(&join.table.name)?,
+            PG.quote_identifier(&join.to)?,
+            PG.quote_identifier(&join.from)?
+        ));
+        if let Some((_, joined_id)) = join
+            .selection
+            .iter()
+            .find(|(logical, field)| *logical == "id" || field.name == "id")
+        {
+            outer_order.push(format!(
+                "{alias}.{} ASC",
+                PG.quote_identifier(&joined_id.name)?
+            ));
+        }
+    }
+    let sql = format!(
+        "SELECT {} FROM ({base_sql}) AS \"base\"{sql_joins} ORDER BY {}",
+        selects.join(", "),
+        outer_order.join(", ")
+    );
+    let rows = db.query(&sql, &where_sql.params).await?;
+    joined_rows(
+        &rows,
+        &base_selection,
+        &query.select,
+        &joins,
+        |row, field, alias| decode_named(row, alias, field),
+    )
+}

@@ -1,0 +1,24 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod adapter;
+mod connection;
+mod error;
+mod executor;
+mod generic;
+pub(crate) mod migrate;
+mod rate_limit;
+mod statements;
+mod stores;
+mod transaction;
+mod values;
+
+#[doc(hidden)]
+pub mod driver;
+
+pub use adapter::TokioPostgresAdapter;
+pub use connection::TokioPostgresConnection;
+pub use rate_limit::TokioPostgresRateLimitStore;
+pub use stores::{TokioPostgresStores, TokioPostgresStoresBuilder};

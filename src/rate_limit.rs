@@ -1,0 +1,191 @@
+//! `TokioPostgresRateLimitStore`: RustAuth's SQL rate limit as one atomic statement.
+//!
+//! 0.3.2 took the connection's gate exclusively and ran BEGIN, INSERT, SELECT … FOR UPDATE,
+//! UPDATE and COMMIT for every request. Here a consume is a single
+//! `INSERT … ON CONFLICT … DO UPDATE … WHERE … RETURNING` on the shared side of the gate: it
+//! never runs inside someone else's open transaction on a shared gate, but it pipelines with
+//! every other call. Postgres' row lock on the conflicting key serialises concurrent consumes
+//! of one key, and the `WHERE` of the `DO UPDATE` re-checks the newest row version, so
+//! concurrent requests never over-admit.
+
+use std::fmt;
+
+use rustauth_core::db::sql::{rate_limit_count_from_i64, SqlDialect, SqlParam, SqlRateLimitNames};
+use rustauth_core::db::{DbField, DbFieldType, DbValue};
+use rustauth_core::error::RustAuthError;
+use rustauth_core::options::{
+    validate_rate_limit_rule, RateLimitConsumeInput, RateLimitDecision, RateLimitFuture,
+    RateLimitStore,
+};
+
+use crate::adapter::TokioPostgresAdapter;
+use crate::connection::TokioPostgresConnection;
+use crate::error::adapter;
+use crate::executor::Db;
+
+/// A RustAuth rate-limit store on a PostgreSQL table (`key`, `count`, `last_request`).
+#[derive(Clone)]
+pub struct TokioPostgresRateLimitStore {
+    connection: TokioPostgresConnection,
+    names: SqlRateLimitNames,
+}
+
+impl fmt::Debug for TokioPostgresRateLimitStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokioPostgresRateLimitStore")
+            .field("names", &self.names)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokioPostgresRateLimitStore {
+    /// A store on `table` (default column names) sharing `connection` and its gate. No I/O.
+    pub fn from_connection(connection: &TokioPostgresConnection, table: impl Into<String>) -> Self {
+        Self {
+            connection: connection.clone(),
+            names: SqlRateLimitNames::new(table),
+        }
+    }
+
+    /// A store on `table` with its own connection (and its own gate).
+    pub async fn connect(
+        database_url: &str,
+        table: impl Into<String>,
+    ) -> Result<Self, RustAuthError> {
+        let connection = TokioPostgresConnection::connect(database_url).await?;
+        Ok(Self::from_connection(&connection, table))
+    }
+
+    /// The connection this store runs on.
+    pub fn connection(&self) -> &TokioPostgresConnection {
+        &self.connection
+    }
+
+    pub(crate) fn with_names(
+        connection: TokioPostgresConnection,
+        names: SqlRateLimitNames,
+    ) -> Self {
+        Self { connection, names }
+    }
+
+    async fn consume_input(
+        &self,
+        input: RateLimitConsumeInput,
+    ) -> Result<RateLimitDecision, RustAuthError> {
+        // Rule errors come first, before the gate or the database is touched.
+        validate_rate_limit_rule(&input.rule)?;
+        let sql = consume_statement(&self.names)?;
+        let _shared = self.connection.shared().await?;
+        consume_with(self.connection.db(), &sql, input).await
+    }
+}
+
+impl From<&TokioPostgresAdapter> for TokioPostgresRateLimitStore {
+    fn from(adapter: &TokioPostgresAdapter) -> Self {
+        Self::with_names(
+            adapter.connection().clone(),
+            SqlRateLimitNames::from_schema(adapter.schema()),
+        )
+    }
+}
+
+impl RateLimitStore for TokioPostgresRateLimitStore {
+    fn consume<'a>(&'a self, input: RateLimitConsumeInput) -> RateLimitFuture<'a> {
+        Box::pin(self.consume_input(input))
+    }
+}
+
+/// The one-statement consume for a table's physical names.
+///
+/// Parameters: `$1` key, `$2` now (epoch ms), `$3` max, `$4` window (ms). The window test
+/// saturates `now - last_request` to the `bigint` range exactly as core's arithmetic does;
+/// rows with a negative stored count are left alone and reported by the second branch.
+/// The second branch returns the row a denied request found, so a denial costs no extra
+/// round trip; it reads the statement's snapshot, which can miss a row another session
+/// inserted a moment ago, in which case the caller runs the statement again.
+pub(crate) fn consume_statement(names: &SqlRateLimitNames) -> Result<String, RustAuthError> {
+    let pg = SqlDialect::Postgres;
+    let table = pg.quote_identifier(&names.table)?;
+    let key = pg.quote_identifier(&names.key)?;
+    let count = pg.quote_identifier(&names.count)?;
+    let last = pg.quote_identifier(&names.last_request)?;
+    let inside = format!(
+        "LEAST(GREATEST($2::numeric - \"r\".{last}::numeric, -9223372036854775808), \
+         9223372036854775807) <= $4::bigint"
+    );
+    Ok(format!(
+        "WITH \"consumed\" AS (\
+INSERT INTO {table} AS \"r\" ({key}, {count}, {last}) VALUES ($1, 1, $2::bigint) \
+ON CONFLICT ({key}) DO UPDATE SET \
+{count} = CASE WHEN {inside} THEN \"r\".{count} + 1 ELSE 1 END, {last} = $2::bigint \
+WHERE \"r\".{count} >= 0 AND NOT ({inside} AND \"r\".{count} >= $3::bigint) \
+RETURNING \"r\".{count}, \"r\".{last}) \
+SELECT TRUE AS \"permitted\", {count} AS \"count\", {last} AS \"last_request\" FROM \"consumed\" \
+UNION ALL \
+SELECT FALSE, {count}, {last} FROM {table} WHERE {key} = $1 \
+AND NOT EXISTS (SELECT 1 FROM \"consumed\")"
+    ))
+}
+
+/// Runs the consume statement and turns its row into core's decision.
+pub(crate) async fn consume_with(
+    db: Db<'_>,
+    sql: &str,
+    input: RateLimitConsumeInput,
+) -> Result<RateLimitDecision, RustAuthError> {
+    let window_ms = validate_rate_limit_rule(&input.rule)?;
+    let max = i64::try_from(input.rule.max)
+        .map_err(|_| RustAuthError::InvalidConfig("rate limit max must fit in i64".to_owned()))?;
+    let text = DbField::new("key", DbFieldType::String);
+    let number = DbField::new("count", DbFieldType::Number);
+    let params = [
+        SqlParam::new(&text, DbValue::String(input.key.clone())),
+        SqlParam::new(&number, DbValue::Number(input.now_ms)),
+        SqlParam::new(&number, DbValue::Number(max)),
+        SqlParam::new(&number, DbValue::Number(window_ms)),
+    ];
+    // A denial whose row was inserted after this statement's snapshot shows no row; the
+    // next attempt sees it. Three attempts are far more than that race ever needs.
+    for _ in 0..3 {
+        let Some(row) = db.query_opt(sql, &params).await? else {
+            continue;
+        };
+        let permitted: bool = row.try_get(0).map_err(crate::error::postgres_error)?;
+        let count: i64 = row.try_get(1).map_err(crate::error::postgres_error)?;
+        let last_request: i64 = row.try_get(2).map_err(crate::error::postgres_error)?;
+        let count = rate_limit_count_from_i64(count)?;
+        if permitted {
+            return Ok(RateLimitDecision {
+                permitted: true,
+                retry_after: 0,
+                limit: input.rule.max,
+                remaining: input.rule.max.saturating_sub(count),
+                reset_after: u64::try_from(input.rule.window.whole_seconds()).unwrap_or(0),
+            });
+        }
+        // The database denied: the stored row was inside the window and at its limit.
+        let retry_ms = last_request
+            .saturating_add(window_ms)
+            .saturating_sub(input.now_ms)
+            .max(0);
+        let retry_after = ceil_millis_to_seconds(retry_ms);
+        return Ok(RateLimitDecision {
+            permitted: false,
+            retry_after,
+            limit: input.rule.max,
+            remaining: 0,
+            reset_after: retry_after,
+        });
+    }
+    Err(adapter(format!(
+        "rate limit row for key `{}` was neither written nor found",
+        input.key
+    )))
+}
+
+/// Whole seconds, rounded up, as core's rate-limit arithmetic reports them.
+fn ceil_millis_to_seconds(milliseconds: i64) -> u64 {
+    u64::try_from(milliseconds)
+        .map(|milliseconds| milliseconds.saturating_add(999) / 1000)
+        .unwrap_or(0)
+}

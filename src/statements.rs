@@ -1,0 +1,90 @@
+//! The per-connection statement cache.
+//!
+//! Prepared statements live on one server connection, so the cache belongs to the client it
+//! was prepared on. It is keyed by the exact SQL text (two adapters with different schemas on
+//! one client produce different texts), bounded, and evicts the least recently used entry.
+//! Migrations clear it; a statement the server rejects with SQLSTATE 0A000 is evicted and
+//! prepared again.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use tokio_postgres::Statement;
+
+/// How many statements one connection keeps prepared by default.
+pub(crate) const DEFAULT_CAPACITY: usize = 512;
+
+/// A bounded, least-recently-used map from SQL text to a prepared statement.
+#[derive(Debug)]
+pub(crate) struct StatementCache {
+    capacity: usize,
+    inner: Mutex<Entries>,
+}
+
+#[derive(Debug, Default)]
+struct Entries {
+    clock: u64,
+    map: HashMap<String, (Statement, u64)>,
+}
+
+impl StatementCache {
+    /// An empty cache that keeps at most `capacity` statements (at least one).
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            inner: Mutex::new(Entries::default()),
+        }
+    }
+
+    /// The prepared statement for `sql`, if cached; marks it as recently used.
+    pub(crate) fn get(&self, sql: &str) -> Option<Statement> {
+        let mut entries = self.lock();
+        entries.clock += 1;
+        let now = entries.clock;
+        entries.map.get_mut(sql).map(|(statement, used)| {
+            *used = now;
+            statement.clone()
+        })
+    }
+
+    /// Stores a freshly prepared statement, evicting the least recently used one when full.
+    pub(crate) fn insert(&self, sql: &str, statement: Statement) {
+        let mut entries = self.lock();
+        entries.clock += 1;
+        let now = entries.clock;
+        if !entries.map.contains_key(sql) && entries.map.len() >= self.capacity {
+            let oldest = entries
+                .map
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(key, _)| key.clone());
+            if let Some(oldest) = oldest {
+                entries.map.remove(&oldest);
+            }
+        }
+        entries.map.insert(sql.to_owned(), (statement, now));
+    }
+
+    /// Forgets the statement for `sql` (the server closes it once no call holds it).
+    pub(crate) fn remove(&self, sql: &str) {
+        self.lock().map.remove(sql);
+    }
+
+    /// Forgets every statement, e.g. after a migration changed tables.
+    pub(crate) fn clear(&self) {
+        self.lock().map.clear();
+    }
+
+    /// How many statements are cached.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().map.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+        // A panic while holding this lock cannot leave the map inconsistent (every mutation is
+        // a single map call), so a poisoned lock is still safe to use.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}

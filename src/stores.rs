@@ -1,0 +1,100 @@
+//! `TokioPostgresStores`: the adapter and the rate-limit store on one connection.
+
+use std::sync::Arc;
+
+use rustauth_core::db::{auth_schema, AuthSchemaOptions, DbAdapter, DbSchema};
+use rustauth_core::error::RustAuthError;
+use rustauth_core::options::{RateLimitStorageOption, RustAuthOptions};
+
+use crate::adapter::TokioPostgresAdapter;
+use crate::rate_limit::TokioPostgresRateLimitStore;
+
+/// Builds [`TokioPostgresStores`] with a chosen schema.
+#[derive(Debug, Clone)]
+pub struct TokioPostgresStoresBuilder {
+    schema: DbSchema,
+}
+
+impl Default for TokioPostgresStoresBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TokioPostgresStoresBuilder {
+    /// A builder with RustAuth's default schema.
+    pub fn new() -> Self {
+        Self {
+            schema: auth_schema(AuthSchemaOptions::default()),
+        }
+    }
+
+    /// Uses `schema` for the adapter and for the rate-limit store's table names.
+    #[must_use]
+    pub fn schema(mut self, schema: DbSchema) -> Self {
+        self.schema = schema;
+        self
+    }
+
+    /// Connects once and builds the adapter and a rate-limit store sharing its connection.
+    pub async fn connect(self, database_url: &str) -> Result<TokioPostgresStores, RustAuthError> {
+        let adapter = TokioPostgresAdapter::connect_with_schema(database_url, self.schema).await?;
+        let rate_limit = TokioPostgresRateLimitStore::from(&adapter);
+        Ok(TokioPostgresStores {
+            adapter,
+            rate_limit,
+        })
+    }
+}
+
+/// The database adapter and the rate-limit store, sharing one connection and gate.
+#[derive(Debug, Clone)]
+pub struct TokioPostgresStores {
+    /// The `DbAdapter`.
+    pub adapter: TokioPostgresAdapter,
+    /// The rate-limit store on the schema's `rate_limit` table.
+    pub rate_limit: TokioPostgresRateLimitStore,
+}
+
+impl TokioPostgresStores {
+    /// A builder (default schema).
+    pub fn builder() -> TokioPostgresStoresBuilder {
+        TokioPostgresStoresBuilder::new()
+    }
+
+    /// Connects with RustAuth's default schema.
+    pub async fn connect(database_url: &str) -> Result<Self, RustAuthError> {
+        Self::builder().connect(database_url).await
+    }
+
+    /// Connects with `schema`.
+    pub async fn connect_with_schema(
+        database_url: &str,
+        schema: DbSchema,
+    ) -> Result<Self, RustAuthError> {
+        Self::builder().schema(schema).connect(database_url).await
+    }
+
+    /// Plugs the rate-limit store into `options` as database storage.
+    ///
+    /// Unlike 0.3.2, which replaced the whole rate-limit block (quirk Q13), every rate-limit
+    /// setting already in `options` (enabled, window, max, custom rules, …) is kept; only the
+    /// storage kind and the store are set.
+    #[must_use]
+    pub fn apply_to_options(&self, options: RustAuthOptions) -> RustAuthOptions {
+        let mut rate_limit = options.rate_limit.clone();
+        rate_limit.storage = RateLimitStorageOption::Database;
+        rate_limit.custom_store = Some(Arc::new(self.rate_limit.clone()));
+        options.rate_limit(rate_limit)
+    }
+
+    /// The adapter as a shared trait object.
+    pub fn adapter(&self) -> Arc<dyn DbAdapter> {
+        Arc::new(self.adapter.clone())
+    }
+
+    /// The adapter by reference.
+    pub fn adapter_ref(&self) -> &TokioPostgresAdapter {
+        &self.adapter
+    }
+}

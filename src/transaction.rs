@@ -1,0 +1,199 @@
+//! Transactions: the exclusive gate, BEGIN/COMMIT/ROLLBACK, and rollback when the caller's
+//! future is dropped half-way.
+
+use std::sync::Arc;
+
+use rustauth_core::db::{
+    AdapterCapabilities, AdapterFuture, Count, Create, DbAdapter, DbRecord, DbSchema, Delete,
+    DeleteMany, FindMany, FindOne, TransactionCallback, Update, UpdateMany,
+};
+use rustauth_core::error::RustAuthError;
+use tokio::sync::OwnedRwLockWriteGuard;
+
+use crate::connection::TokioPostgresConnection;
+use crate::error::{adapter, postgres_error};
+use crate::generic;
+
+/// Identifier the transaction adapter reports.
+const TX_ADAPTER_ID: &str = "tokio-postgres-tx";
+
+/// Runs `callback` inside one database transaction on `connection`.
+///
+/// The gate is held exclusively from before `BEGIN` until `COMMIT` or `ROLLBACK` has
+/// finished. `Ok` commits (a failed COMMIT is rolled back and its error returned); `Err` rolls
+/// back and returns the callback's error unchanged. If this future is dropped half-way (a
+/// timeout, a cancelled request, a panic in the callback), a ROLLBACK is sent on the same
+/// connection and the gate stays held until it has completed, so no later call can see or
+/// commit the abandoned writes.
+pub(crate) async fn run(
+    connection: &TokioPostgresConnection,
+    schema: &Arc<DbSchema>,
+    callback: TransactionCallback<'_>,
+) -> Result<(), RustAuthError> {
+    let gate = connection.exclusive().await?;
+    let mut guard = RollbackOnDrop::new(connection.clone(), gate);
+    connection
+        .client()
+        .batch_execute("BEGIN")
+        .await
+        .map_err(postgres_error)?;
+    let tx = TransactionAdapter {
+        connection: connection.clone(),
+        schema: Arc::clone(schema),
+    };
+    let outcome = connection.inside_transaction(callback(Box::new(tx))).await;
+    let client = connection.client();
+    let result = match outcome {
+        Ok(()) => match client.batch_execute("COMMIT").await {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                let _ = client.batch_execute("ROLLBACK").await;
+                Err(postgres_error(error))
+            }
+        },
+        Err(error) => {
+            // The callback's error is the one that matters; a failed ROLLBACK (e.g. the
+            // connection is gone) leaves nothing committed either way.
+            let _ = client.batch_execute("ROLLBACK").await;
+            Err(error)
+        }
+    };
+    guard.finish();
+    result
+}
+
+/// Sends ROLLBACK (and only then releases the gate) if a transaction is abandoned.
+pub(crate) struct RollbackOnDrop {
+    connection: TokioPostgresConnection,
+    gate: Option<OwnedRwLockWriteGuard<()>>,
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+impl RollbackOnDrop {
+    /// Holds `gate` until [`finish`](Self::finish), or until a ROLLBACK sent on drop completes.
+    pub(crate) fn new(
+        connection: TokioPostgresConnection,
+        gate: OwnedRwLockWriteGuard<()>,
+    ) -> Self {
+        Self {
+            connection,
+            gate: Some(gate),
+            runtime: tokio::runtime::Handle::try_current().ok(),
+        }
+    }
+
+    /// The transaction ended normally: release the gate now.
+    pub(crate) fn finish(&mut self) {
+        self.gate = None;
+    }
+}
+
+impl Drop for RollbackOnDrop {
+    fn drop(&mut self) {
+        let Some(gate) = self.gate.take() else {
+            return;
+        };
+        let connection = self.connection.clone();
+        let rollback = async move {
+            // Queued behind whatever the abandoned future left in flight on this connection.
+            let _ = connection.client().batch_execute("ROLLBACK").await;
+            drop(gate);
+        };
+        match &self.runtime {
+            Some(runtime) => {
+                runtime.spawn(rollback);
+            }
+            None => {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(rollback);
+                }
+            }
+        }
+    }
+}
+
+/// The adapter a transaction callback receives: same client and schema, no gate (the
+/// transaction already holds it exclusively), no nested transactions.
+pub(crate) struct TransactionAdapter {
+    connection: TokioPostgresConnection,
+    schema: Arc<DbSchema>,
+}
+
+impl DbAdapter for TransactionAdapter {
+    fn id(&self) -> &str {
+        TX_ADAPTER_ID
+    }
+
+    fn capabilities(&self) -> AdapterCapabilities {
+        crate::adapter::capabilities(TX_ADAPTER_ID, "tokio-postgres transaction")
+    }
+
+    fn create<'a>(&'a self, query: Create) -> AdapterFuture<'a, DbRecord> {
+        Box::pin(generic::create(
+            self.connection.tx_db(),
+            &self.schema,
+            query,
+        ))
+    }
+
+    fn find_one<'a>(&'a self, query: FindOne) -> AdapterFuture<'a, Option<DbRecord>> {
+        Box::pin(generic::find_one(
+            self.connection.tx_db(),
+            &self.schema,
+            query,
+        ))
+    }
+
+    fn find_many<'a>(&'a self, query: FindMany) -> AdapterFuture<'a, Vec<DbRecord>> {
+        Box::pin(generic::find_many(
+            self.connection.tx_db(),
+            &self.schema,
+            query,
+        ))
+    }
+
+    fn count<'a>(&'a self, query: Count) -> AdapterFuture<'a, u64> {
+        Box::pin(generic::count(self.connection.tx_db(), &self.schema, query))
+    }
+
+    fn update<'a>(&'a self, query: Update) -> AdapterFuture<'a, Option<DbRecord>> {
+        Box::pin(generic::update(
+            self.connection.tx_db(),
+            &self.schema,
+            query,
+        ))
+    }
+
+    fn update_many<'a>(&'a self, query: UpdateMany) -> AdapterFuture<'a, u64> {
+        Box::pin(generic::update_many(
+            self.connection.tx_db(),
+            &self.schema,
+            query,
+        ))
+    }
+
+    fn delete<'a>(&'a self, query: Delete) -> AdapterFuture<'a, ()> {
+        Box::pin(generic::delete(
+            self.connection.tx_db(),
+            &self.schema,
+            query,
+        ))
+    }
+
+    fn delete_many<'a>(&'a self, query: DeleteMany) -> AdapterFuture<'a, u64> {
+        Box::pin(generic::delete_many(
+            self.connection.tx_db(),
+            &self.schema,
+            query,
+        ))
+    }
+
+    fn transaction<'a>(&'a self, _callback: TransactionCallback<'a>) -> AdapterFuture<'a, ()> {
+        Box::pin(async {
+            Err(adapter(
+                "nested transactions are not supported by the tokio-postgres adapter \
+                 (no savepoints); run the work in the current transaction",
+            ))
+        })
+    }
+}
