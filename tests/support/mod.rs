@@ -1,0 +1,9 @@
+//! Shared support for the integration tests: `mod support;` at the top of a test file.
+//!
+//! `server` finds or starts the PostgreSQL server (see its docs); it is also included by the
+//! examples through `#[path]`, so it must stay self-contained.
+#![allow(dead_code, unused_imports)]
+
+pub mod server;
+
+pub use server::{connect, database_url_with, fresh_database, server_url, url_from_env};

@@ -1,0 +1,160 @@
+//! Self-test of the shared test support (`tests/support/`): the server it finds or starts, the
+//! fresh databases it creates, and its URL helpers.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::HashSet;
+
+use support::server::{connect, database_url_with, fresh_database, server_url, url_from_env};
+use tokio_postgres::error::SqlState;
+
+/// The database named by a URL of the simple `postgres://…/db?…` form.
+fn database_of(url: &str) -> &str {
+    let after_scheme = &url[url.find("://").unwrap() + 3..];
+    let path = &after_scheme[after_scheme.find('/').unwrap() + 1..];
+    path.split(['?', '#']).next().unwrap()
+}
+
+#[test]
+fn url_from_env_prefers_a_non_blank_override() {
+    assert_eq!(
+        url_from_env(Some("postgres://u:p@db.example:5433/app".to_owned())).as_deref(),
+        Some("postgres://u:p@db.example:5433/app")
+    );
+    assert_eq!(
+        url_from_env(Some("  postgres://h/db \n".to_owned())).as_deref(),
+        Some("postgres://h/db")
+    );
+    assert_eq!(url_from_env(None), None);
+    assert_eq!(url_from_env(Some(String::new())), None);
+    assert_eq!(url_from_env(Some("   ".to_owned())), None);
+}
+
+#[test]
+fn database_url_with_replaces_only_the_database() {
+    assert_eq!(
+        database_url_with("postgres://postgres@127.0.0.1:5432/postgres", "other"),
+        "postgres://postgres@127.0.0.1:5432/other"
+    );
+    assert_eq!(
+        database_url_with(
+            "postgres://user:pa%2Fss@localhost:5433/app?sslmode=disable&application_name=t",
+            "rat_x_1"
+        ),
+        "postgres://user:pa%2Fss@localhost:5433/rat_x_1?sslmode=disable&application_name=t"
+    );
+    assert_eq!(
+        database_url_with("postgresql://u@h:1/db?connect_timeout=5", "new"),
+        "postgresql://u@h:1/new?connect_timeout=5"
+    );
+    // No database path at all, with and without a query.
+    assert_eq!(
+        database_url_with("postgres://u@h:5432", "new"),
+        "postgres://u@h:5432/new"
+    );
+    assert_eq!(
+        database_url_with("postgres://u@h?sslmode=disable", "new"),
+        "postgres://u@h/new?sslmode=disable"
+    );
+    // Characters that are not URL-safe are percent-encoded.
+    assert_eq!(
+        database_url_with("postgres://u@h/db", "a b/c"),
+        "postgres://u@h/a%20b%2Fc"
+    );
+}
+
+#[tokio::test]
+async fn server_url_answers_select_1() {
+    let url = server_url().await;
+    assert_eq!(url, server_url().await, "decided once per process");
+    let client = connect(&url).await;
+    let one: i32 = client
+        .query_one("SELECT 1::int4", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(one, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fresh_database_gives_distinct_empty_databases_concurrently() {
+    let tasks: Vec<_> = (0..8)
+        .map(|i| tokio::spawn(async move { fresh_database(&format!("selftest {i}")).await }))
+        .collect();
+    let mut urls = Vec::new();
+    for task in tasks {
+        urls.push(task.await.unwrap());
+    }
+    let names: HashSet<&str> = urls.iter().map(|url| database_of(url)).collect();
+    assert_eq!(names.len(), 8, "8 distinct databases: {urls:?}");
+
+    let server = server_url().await;
+    let server_database = database_of(&server);
+    for url in &urls {
+        let name = database_of(url);
+        assert!(name.starts_with("rat_selftest_"), "{name}");
+        assert_ne!(name, server_database);
+        assert_eq!(
+            database_url_with(&server, name),
+            *url,
+            "same server and user"
+        );
+        let client = connect(url).await;
+        let row = client
+            .query_one(
+                "SELECT current_database()::text, \
+                 (SELECT count(*) FROM pg_tables WHERE schemaname = 'public')",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), name);
+        assert_eq!(row.get::<_, i64>(1), 0, "a fresh database has no tables");
+        // Writable, and private to this database.
+        client
+            .batch_execute("CREATE TABLE marker (id int PRIMARY KEY)")
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn fresh_database_names_are_valid_for_any_label() {
+    let label = "Ünïcode / spaces & \"quotes\" and a very long label ".repeat(4);
+    let url = fresh_database(&label).await;
+    let name = database_of(&url).to_owned();
+    assert!(name.len() <= 63, "{name} is {} bytes", name.len());
+    assert!(
+        name.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+        "{name}"
+    );
+    let client = connect(&url).await;
+    let current: String = client
+        .query_one("SELECT current_database()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(current, name);
+}
+
+#[tokio::test]
+async fn database_url_with_builds_a_url_to_a_missing_database() {
+    let server = server_url().await;
+    let missing = database_url_with(&server, "rat_selftest_surely_missing");
+    let error = match tokio_postgres::connect(&missing, tokio_postgres::NoTls).await {
+        Ok(_) => panic!("connected to a database that should not exist"),
+        Err(error) => error,
+    };
+    assert_eq!(
+        error.code(),
+        Some(&SqlState::INVALID_CATALOG_NAME),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("rat_selftest_surely_missing")
+            || format!("{error:?}").contains("rat_selftest_surely_missing"),
+        "{error:?}"
+    );
+}
