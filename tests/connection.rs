@@ -1,0 +1,173 @@
+//! Connection, errors and the hidden driver helpers (CONTRACT h1–h3, f).
+
+mod support;
+
+use rustauth_core::db::sql::SqlParam;
+use rustauth_core::db::{auth_schema, AuthSchemaOptions, DbField, DbFieldType, DbValue};
+use rustauth_core::error::RustAuthError;
+use rustauth_tokio_postgres::{
+    driver, TokioPostgresAdapter, TokioPostgresConnection, TokioPostgresRateLimitStore,
+    TokioPostgresStores, TokioPostgresStoresBuilder,
+};
+
+#[test]
+fn h1_test_url_override_rule() {
+    assert_eq!(support::url_from_env(None), None);
+    assert_eq!(support::url_from_env(Some(String::new())), None);
+    assert_eq!(
+        support::url_from_env(Some("postgres://a@b:1/c".to_owned())),
+        Some("postgres://a@b:1/c".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn h2_missing_database_reports_3d000_and_the_name() {
+    let server = support::server_url().await;
+    let missing = format!("rustauth_missing_{}", std::process::id());
+    let url = support::database_url_with(&server, &missing);
+    let error = TokioPostgresAdapter::connect(&url)
+        .await
+        .expect_err("connecting to a missing database must fail");
+    let text = error.to_string();
+    assert!(matches!(error, RustAuthError::Adapter(_)), "{error:?}");
+    assert!(text.contains("3D000"), "{text}");
+    assert!(text.contains(&missing), "{text}");
+}
+
+#[tokio::test]
+async fn connection_errors_never_contain_the_password() {
+    let server = support::server_url().await;
+    // A password the server will never see in an error: the database does not exist, and for
+    // a trust-auth server the password is simply unused.
+    let with_password = server.replacen("://", "://postgres:s3cr3t-pa55@", 1);
+    let with_password = if server.contains('@') {
+        // The URL already names a user: put the password after it instead.
+        let (scheme, rest) = server.split_once("://").unwrap_or(("postgres", &server));
+        let (user, host) = rest.split_once('@').unwrap_or(("postgres", rest));
+        let user = user.split(':').next().unwrap_or("postgres");
+        format!("{scheme}://{user}:s3cr3t-pa55@{host}")
+    } else {
+        with_password
+    };
+    let url = support::database_url_with(&with_password, "rustauth_missing_pw");
+    let error = TokioPostgresConnection::connect(&url)
+        .await
+        .expect_err("missing database");
+    assert!(!error.to_string().contains("s3cr3t-pa55"), "{error}");
+    assert!(!format!("{error:?}").contains("s3cr3t-pa55"), "{error:?}");
+
+    let refused = TokioPostgresConnection::connect("postgres://u:s3cr3t-pa55@127.0.0.1:1/db")
+        .await
+        .expect_err("nothing listens on port 1");
+    assert!(!refused.to_string().contains("s3cr3t-pa55"), "{refused}");
+    assert!(
+        refused
+            .to_string()
+            .starts_with("adapter error: tokio-postgres error"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn h3_driver_params_bind_string_and_typed_null() {
+    let text = DbField::new("name", DbFieldType::String);
+    let number = DbField::new("age", DbFieldType::Number);
+    let params = vec![
+        SqlParam::new(&text, DbValue::String("ada".to_owned())),
+        SqlParam::new(&number, DbValue::Null),
+    ];
+    let values = driver::postgres_params(&params).expect("bindable");
+    assert_eq!(values.len(), 2);
+    assert_eq!(driver::param_refs(&values).len(), 2);
+}
+
+#[tokio::test]
+async fn driver_params_run_against_the_server() {
+    let url = support::fresh_database("driver_params").await;
+    let client = support::connect(&url).await;
+    let text = DbField::new("name", DbFieldType::String);
+    let number = DbField::new("age", DbFieldType::Number);
+    let params = vec![
+        SqlParam::new(&text, DbValue::String("ada".to_owned())),
+        SqlParam::new(&number, DbValue::Null),
+    ];
+    let values = driver::postgres_params(&params).expect("bindable");
+    let row = client
+        .query_one(
+            "SELECT $1::text, $2::bigint IS NULL",
+            &driver::param_refs(&values),
+        )
+        .await
+        .expect("query");
+    assert_eq!(row.get::<_, String>(0), "ada");
+    assert!(row.get::<_, bool>(1));
+}
+
+#[tokio::test]
+async fn constructors_do_no_io_and_work_outside_a_runtime() {
+    // Build a client inside a runtime, then construct every type outside of it.
+    let url = support::fresh_database("constructors").await;
+    let client = support::connect(&url).await;
+    let handle = std::thread::spawn(move || {
+        let adapter = TokioPostgresAdapter::new(client);
+        let store = adapter.rate_limit_store();
+        let from = TokioPostgresRateLimitStore::from(&adapter);
+        let connection = adapter.connection().clone();
+        let shared = TokioPostgresRateLimitStore::from_connection(&connection, "rate_limits");
+        (
+            format!("{adapter:?}"),
+            format!("{store:?}"),
+            format!("{from:?}"),
+            format!("{connection:?}"),
+            format!("{shared:?}"),
+        )
+    });
+    let (adapter, store, from, connection, shared) = handle.join().expect("no panic");
+    assert!(adapter.starts_with("TokioPostgresAdapter"), "{adapter}");
+    assert!(adapter.contains("schema"), "{adapter}");
+    assert!(store.contains("rate_limits"), "{store}");
+    assert_eq!(store, from);
+    assert_eq!(connection, "TokioPostgresConnection { .. }");
+    assert!(shared.contains("rate_limits"), "{shared}");
+}
+
+#[tokio::test]
+async fn stores_share_one_connection_and_keep_builder_defaults() {
+    let url = support::fresh_database("stores").await;
+    let schema = auth_schema(AuthSchemaOptions::default());
+    let built = TokioPostgresStoresBuilder::default()
+        .schema(schema.clone())
+        .connect(&url)
+        .await
+        .expect("connect");
+    let direct = TokioPostgresStores::connect_with_schema(&url, schema)
+        .await
+        .expect("connect");
+    for stores in [&built, &direct] {
+        let debug = format!("{stores:?}");
+        assert!(
+            debug.contains("adapter") && debug.contains("rate_limit"),
+            "{debug}"
+        );
+        assert_eq!(stores.adapter().id(), "tokio-postgres");
+        assert_eq!(
+            stores.adapter_ref().connection().cached_statement_count(),
+            0
+        );
+    }
+    assert_eq!(
+        format!("{:?}", TokioPostgresStoresBuilder::new()),
+        format!("{:?}", TokioPostgresStoresBuilder::default())
+    );
+}
+
+use rustauth_core::db::DbAdapter;
+
+fn _assert_send_sync() {
+    fn is<T: Send + Sync + 'static>() {}
+    is::<TokioPostgresAdapter>();
+    is::<TokioPostgresConnection>();
+    is::<TokioPostgresRateLimitStore>();
+    is::<TokioPostgresStores>();
+    is::<TokioPostgresStoresBuilder>();
+}

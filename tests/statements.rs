@@ -1,0 +1,115 @@
+//! The per-connection statement cache: reuse, bound, invalidation, 0A000 retry.
+
+mod support;
+
+use rustauth_core::db::{
+    auth_schema, AuthSchemaOptions, Create, DbAdapter, DbSchema, DbValue, FindMany, FindOne, Where,
+};
+use rustauth_tokio_postgres::TokioPostgresAdapter;
+
+async fn migrated(label: &str) -> (TokioPostgresAdapter, DbSchema, String) {
+    let url = support::fresh_database(label).await;
+    let schema = auth_schema(AuthSchemaOptions::default());
+    let adapter = TokioPostgresAdapter::connect_with_schema(&url, schema.clone())
+        .await
+        .expect("connect");
+    adapter.run_migrations(&schema).await.expect("migrate");
+    (adapter, schema, url)
+}
+
+fn user(id: &str) -> Create {
+    let now = time::OffsetDateTime::now_utc();
+    Create::new("user")
+        .data("id", DbValue::String(id.to_owned()))
+        .data("name", DbValue::String(format!("User {id}")))
+        .data("email", DbValue::String(format!("{id}@example.com")))
+        .data("email_verified", DbValue::Boolean(false))
+        .data("created_at", DbValue::Timestamp(now))
+        .data("updated_at", DbValue::Timestamp(now))
+}
+
+#[tokio::test]
+async fn one_statement_per_query_shape_whatever_the_values() {
+    let (adapter, _, _) = migrated("cache_reuse").await;
+    assert_eq!(adapter.connection().cached_statement_count(), 0);
+    for index in 0..20 {
+        adapter
+            .create(user(&format!("u{index}")))
+            .await
+            .expect("create");
+    }
+    let after_creates = adapter.connection().cached_statement_count();
+    assert_eq!(
+        after_creates, 1,
+        "20 inserts of one shape share one statement"
+    );
+    for index in 0..20 {
+        let found = adapter
+            .find_one(FindOne::new("user").where_clause(Where::new(
+                "email",
+                DbValue::String(format!("u{index}@example.com")),
+            )))
+            .await
+            .expect("find");
+        assert!(found.is_some());
+    }
+    assert_eq!(
+        adapter.connection().cached_statement_count(),
+        after_creates + 1
+    );
+}
+
+#[tokio::test]
+async fn cache_is_bounded() {
+    let (adapter, _, _) = migrated("cache_bound").await;
+    // Every distinct LIMIT is a distinct SQL text.
+    for limit in 1..=600 {
+        adapter
+            .find_many(FindMany::new("user").limit(limit))
+            .await
+            .expect("find_many");
+    }
+    let cached = adapter.connection().cached_statement_count();
+    assert!(cached <= 512, "cache holds {cached} statements");
+    assert!(cached >= 500, "cache keeps recent statements ({cached})");
+}
+
+#[tokio::test]
+async fn migrations_clear_the_cache() {
+    let (adapter, schema, _) = migrated("cache_clear").await;
+    adapter.create(user("a")).await.expect("create");
+    assert!(adapter.connection().cached_statement_count() > 0);
+    adapter.run_migrations(&schema).await.expect("re-run");
+    assert_eq!(adapter.connection().cached_statement_count(), 0);
+    adapter
+        .create(user("b"))
+        .await
+        .expect("create after migration");
+}
+
+#[tokio::test]
+async fn a_changed_result_type_is_prepared_again_and_retried_once() {
+    let (adapter, _, url) = migrated("cache_0a000").await;
+    adapter.create(user("a")).await.expect("create");
+    let query =
+        || FindOne::new("user").where_clause(Where::new("id", DbValue::String("a".to_owned())));
+    assert!(adapter.find_one(query()).await.expect("warm").is_some());
+
+    // Another session changes the type of a selected column: the cached plan's result type
+    // no longer matches, and Postgres answers SQLSTATE 0A000 on the next execution.
+    let other = support::connect(&url).await;
+    other
+        .batch_execute("ALTER TABLE users ALTER COLUMN name TYPE varchar(200)")
+        .await
+        .expect("alter");
+
+    let record = adapter
+        .find_one(query())
+        .await
+        .expect("re-prepared and retried")
+        .expect("row");
+    assert_eq!(
+        record.get("name"),
+        Some(&DbValue::String("User a".to_owned()))
+    );
+}
