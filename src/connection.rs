@@ -2,6 +2,7 @@
 //! that keeps ordinary calls out of someone else's open transaction.
 
 use std::fmt;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use rustauth_core::error::RustAuthError;
@@ -97,15 +98,16 @@ impl TokioPostgresConnection {
     pub(crate) fn db(&self) -> Db<'_> {
         Db::Cached {
             handle: &self.handle,
-            in_transaction: false,
+            transaction: None,
         }
     }
 
-    /// The client with its statement cache, for calls inside a transaction.
-    pub(crate) fn tx_db(&self) -> Db<'_> {
+    /// The client with its statement cache, for calls inside a transaction whose "aborted"
+    /// flag is `aborted`.
+    pub(crate) fn tx_db<'a>(&'a self, aborted: &'a AtomicBool) -> Db<'a> {
         Db::Cached {
             handle: &self.handle,
-            in_transaction: true,
+            transaction: Some(aborted),
         }
     }
 

@@ -1,5 +1,7 @@
 //! Running one planned statement: prepared (and cached) or not, with the 0A000 retry.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use rustauth_core::db::sql::SqlParam;
 use rustauth_core::error::RustAuthError;
 use tokio_postgres::{Client, Row, Statement};
@@ -12,12 +14,12 @@ use crate::values::{bind_all, param_refs};
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Db<'a> {
     /// One of our connections: statements come from its cache. Outside a transaction a
-    /// statement the server rejects with 0A000 is prepared again and retried once; inside one
-    /// the transaction is already aborted, so the error is returned (the entry is still
-    /// evicted).
+    /// statement the server rejects with 0A000 is prepared again and retried once. Inside one
+    /// (`transaction` is the transaction's "aborted" flag) any server error aborts the
+    /// transaction: the flag is set and the error returned (a 0A000 entry is still evicted).
     Cached {
         handle: &'a ClientHandle,
-        in_transaction: bool,
+        transaction: Option<&'a AtomicBool>,
     },
     /// A caller's client (the `driver` module): every call prepares its statement.
     Plain(&'a Client),
@@ -94,13 +96,23 @@ impl Db<'_> {
             }
             Self::Cached {
                 handle,
-                in_transaction,
+                transaction: Some(aborted),
+            } => match attempt(handle, sql, params, &want).await {
+                Err(Failure::Server(error)) => {
+                    if sqlstate(&error) == Some(FEATURE_NOT_SUPPORTED) {
+                        handle.statements.remove(sql);
+                    }
+                    aborted.store(true, Ordering::SeqCst);
+                    Err(postgres_error(error))
+                }
+                other => Ok(other?),
+            },
+            Self::Cached {
+                handle,
+                transaction: None,
             } => match attempt(handle, sql, params, &want).await {
                 Err(Failure::Server(error)) if sqlstate(&error) == Some(FEATURE_NOT_SUPPORTED) => {
                     handle.statements.remove(sql);
-                    if in_transaction {
-                        return Err(postgres_error(error));
-                    }
                     Ok(attempt(handle, sql, params, &want).await?)
                 }
                 other => Ok(other?),

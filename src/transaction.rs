@@ -1,6 +1,7 @@
 //! Transactions: the exclusive gate, BEGIN/COMMIT/ROLLBACK, and rollback when the caller's
 //! future is dropped half-way.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rustauth_core::db::{
@@ -37,13 +38,24 @@ pub(crate) async fn run(
         .batch_execute("BEGIN")
         .await
         .map_err(postgres_error)?;
+    let aborted = Arc::new(AtomicBool::new(false));
     let tx = TransactionAdapter {
         connection: connection.clone(),
         schema: Arc::clone(schema),
+        aborted: Arc::clone(&aborted),
     };
     let outcome = connection.inside_transaction(callback(Box::new(tx))).await;
     let client = connection.client();
     let result = match outcome {
+        // A statement failed inside and the callback went on: Postgres has already aborted the
+        // transaction and would turn COMMIT into a silent ROLLBACK. Say so instead of Ok.
+        Ok(()) if aborted.load(Ordering::SeqCst) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            Err(adapter(
+                "transaction rolled back: a statement inside it failed and the callback \
+                 returned Ok anyway (Postgres aborts a transaction at its first error)",
+            ))
+        }
         Ok(()) => match client.batch_execute("COMMIT").await {
             Ok(()) => Ok(()),
             Err(error) => {
@@ -117,6 +129,8 @@ impl Drop for RollbackOnDrop {
 pub(crate) struct TransactionAdapter {
     connection: TokioPostgresConnection,
     schema: Arc<DbSchema>,
+    /// Set when a statement of this transaction failed on the server.
+    aborted: Arc<AtomicBool>,
 }
 
 impl DbAdapter for TransactionAdapter {
@@ -130,7 +144,7 @@ impl DbAdapter for TransactionAdapter {
 
     fn create<'a>(&'a self, query: Create) -> AdapterFuture<'a, DbRecord> {
         Box::pin(generic::create(
-            self.connection.tx_db(),
+            self.connection.tx_db(&self.aborted),
             &self.schema,
             query,
         ))
@@ -138,7 +152,7 @@ impl DbAdapter for TransactionAdapter {
 
     fn find_one<'a>(&'a self, query: FindOne) -> AdapterFuture<'a, Option<DbRecord>> {
         Box::pin(generic::find_one(
-            self.connection.tx_db(),
+            self.connection.tx_db(&self.aborted),
             &self.schema,
             query,
         ))
@@ -146,19 +160,23 @@ impl DbAdapter for TransactionAdapter {
 
     fn find_many<'a>(&'a self, query: FindMany) -> AdapterFuture<'a, Vec<DbRecord>> {
         Box::pin(generic::find_many(
-            self.connection.tx_db(),
+            self.connection.tx_db(&self.aborted),
             &self.schema,
             query,
         ))
     }
 
     fn count<'a>(&'a self, query: Count) -> AdapterFuture<'a, u64> {
-        Box::pin(generic::count(self.connection.tx_db(), &self.schema, query))
+        Box::pin(generic::count(
+            self.connection.tx_db(&self.aborted),
+            &self.schema,
+            query,
+        ))
     }
 
     fn update<'a>(&'a self, query: Update) -> AdapterFuture<'a, Option<DbRecord>> {
         Box::pin(generic::update(
-            self.connection.tx_db(),
+            self.connection.tx_db(&self.aborted),
             &self.schema,
             query,
         ))
@@ -166,7 +184,7 @@ impl DbAdapter for TransactionAdapter {
 
     fn update_many<'a>(&'a self, query: UpdateMany) -> AdapterFuture<'a, u64> {
         Box::pin(generic::update_many(
-            self.connection.tx_db(),
+            self.connection.tx_db(&self.aborted),
             &self.schema,
             query,
         ))
@@ -174,7 +192,7 @@ impl DbAdapter for TransactionAdapter {
 
     fn delete<'a>(&'a self, query: Delete) -> AdapterFuture<'a, ()> {
         Box::pin(generic::delete(
-            self.connection.tx_db(),
+            self.connection.tx_db(&self.aborted),
             &self.schema,
             query,
         ))
@@ -182,7 +200,7 @@ impl DbAdapter for TransactionAdapter {
 
     fn delete_many<'a>(&'a self, query: DeleteMany) -> AdapterFuture<'a, u64> {
         Box::pin(generic::delete_many(
-            self.connection.tx_db(),
+            self.connection.tx_db(&self.aborted),
             &self.schema,
             query,
         ))
