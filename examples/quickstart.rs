@@ -13,12 +13,14 @@
 mod server;
 
 use std::error::Error;
+use std::net::IpAddr;
 
 use http::{header, Method, Request, Response, StatusCode};
 use rustauth_core::api::{core_auth_async_endpoints, AuthRouter};
 use rustauth_core::context::create_auth_context_with_adapter;
 use rustauth_core::db::{auth_schema, AuthSchemaOptions, DbAdapter, RateLimitStorage};
 use rustauth_core::options::{AdvancedOptions, EmailPasswordOptions, RustAuthOptions};
+use rustauth_core::rate_limit::RequestClientIp;
 use rustauth_tokio_postgres::TokioPostgresStores;
 
 #[tokio::main]
@@ -101,7 +103,8 @@ fn request(
     let mut builder = Request::builder()
         .method(method)
         .uri(format!("http://localhost:3000{path}"))
-        .header("x-forwarded-for", "203.0.113.7");
+        // A server passes the peer's socket address; rate limits are counted per client IP.
+        .extension(RequestClientIp(IpAddr::from([203, 0, 113, 7])));
     if !body.is_empty() {
         builder = builder.header(header::CONTENT_TYPE, "application/json");
     }
