@@ -75,6 +75,7 @@
 //! [`apply_plugin_migrations`] runs plugin SQL the same way and records each applied migration
 //! name in `rustauth_plugin_migrations`, so running it twice is harmless (quirk Q4).
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use rustauth_core::db::{
@@ -175,12 +176,38 @@ pub(crate) async fn plan(
     client: &Client,
     schema: &DbSchema,
 ) -> Result<SchemaMigrationPlan, RustAuthError> {
+    let schema = with_adapter_indexes(schema)?;
+    let schema = schema.as_ref();
     let targets = target_tables(schema)?;
     let catalog = Catalog::load(client, &targets).await?;
     let snapshot = catalog.snapshot(schema);
     let mut plan = plan_schema_migration(SqlDialect::Postgres, schema, &snapshot)?;
     push_unsupported_type_warnings(&mut plan, schema, &snapshot);
     Ok(plan)
+}
+
+/// `schema` plus the indexes this adapter adds to core's default layout (the same ones
+/// `migrations/` declares): `verification.expires_at`, which the expired-verification cleanup
+/// filters on before every verification lookup.
+fn with_adapter_indexes(schema: &DbSchema) -> Result<Cow<'_, DbSchema>, RustAuthError> {
+    let needs_index = schema
+        .table("verification")
+        .and_then(|table| table.field("expires_at"))
+        .is_some_and(|field| !field.index && !field.unique);
+    if !needs_index {
+        return Ok(Cow::Borrowed(schema));
+    }
+    let mut extended = DbSchema::default();
+    for (logical, table) in schema.tables() {
+        let mut table = table.clone();
+        if logical == "verification" {
+            if let Some(field) = table.fields.get_mut("expires_at") {
+                field.index = true;
+            }
+        }
+        extended.insert_plugin_table(logical.to_owned(), table)?;
+    }
+    Ok(Cow::Owned(extended))
 }
 
 /// Applies every statement of `plan` in one BEGIN/COMMIT; on any failure (including COMMIT)

@@ -88,8 +88,13 @@ async fn fresh_database_migrates_then_replans_clean_for_every_id_policy() {
                 4
             };
             assert_eq!(first.to_be_created.len(), tables, "{label}");
-            assert_eq!(first.indexes_to_be_created.len(), 3, "{label}");
-            assert_eq!(first.statements.len(), tables + 3, "{label}");
+            // Core's three indexes plus the adapter's `idx_verifications_expires_at`.
+            assert_eq!(first.indexes_to_be_created.len(), 4, "{label}");
+            assert!(first
+                .indexes_to_be_created
+                .iter()
+                .any(|index| index.index_name == "idx_verifications_expires_at"));
+            assert_eq!(first.statements.len(), tables + 4, "{label}");
             assert!(!first.has_warnings(), "{label}: {:?}", first.warnings);
 
             adapter
@@ -361,7 +366,7 @@ async fn failure_mid_plan_rolls_back_everything() {
         .expect_err("bogus statement");
     let text = error.to_string();
     assert!(text.contains("42601"), "{text}");
-    assert!(text.contains("migration statement 2 of 8"), "{text}");
+    assert!(text.contains("migration statement 2 of 9"), "{text}");
     assert!(!table_exists(&client, &first_table).await);
     assert!(outside_transaction(&client).await);
 }
