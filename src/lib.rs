@@ -7,6 +7,8 @@ mod adapter;
 mod connection;
 mod error;
 mod executor;
+/// Typed statements for the core tables, generated at build time from `queries/` (see `build.rs`).
+pub mod generated;
 mod generic;
 pub(crate) mod migrate;
 mod rate_limit;
