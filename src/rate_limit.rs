@@ -97,7 +97,8 @@ impl RateLimitStore for TokioPostgresRateLimitStore {
 
 /// The one-statement consume for a table's physical names.
 ///
-/// Parameters: `$1` key, `$2` now (epoch ms), `$3` max, `$4` window (ms). The window test
+/// Parameters: `$1` key, `$2` now (epoch ms), `$3` window (ms), `$4` max; the same text as
+/// the generated `consume_rate_limit` for the default table. The window test
 /// saturates `now - last_request` to the `bigint` range exactly as core's arithmetic does;
 /// rows with a negative stored count are left alone and reported by the second branch.
 /// The second branch returns the row a denied request found, so a denial costs no extra
@@ -111,14 +112,14 @@ pub(crate) fn consume_statement(names: &SqlRateLimitNames) -> Result<String, Rus
     let last = pg.quote_identifier(&names.last_request)?;
     let inside = format!(
         "LEAST(GREATEST($2::numeric - \"r\".{last}::numeric, -9223372036854775808), \
-         9223372036854775807) <= $4::bigint"
+         9223372036854775807) <= $3::bigint"
     );
     Ok(format!(
         "WITH \"consumed\" AS (\
 INSERT INTO {table} AS \"r\" ({key}, {count}, {last}) VALUES ($1, 1, $2::bigint) \
 ON CONFLICT ({key}) DO UPDATE SET \
 {count} = CASE WHEN {inside} THEN \"r\".{count} + 1 ELSE 1 END, {last} = $2::bigint \
-WHERE \"r\".{count} >= 0 AND NOT ({inside} AND \"r\".{count} >= $3::bigint) \
+WHERE \"r\".{count} >= 0 AND NOT ({inside} AND \"r\".{count} >= $4::bigint) \
 RETURNING \"r\".{count}, \"r\".{last}) \
 SELECT TRUE AS \"permitted\", {count} AS \"count\", {last} AS \"last_request\" FROM \"consumed\" \
 UNION ALL \
@@ -141,8 +142,8 @@ pub(crate) async fn consume_with(
     let params = [
         SqlParam::new(&text, DbValue::String(input.key.clone())),
         SqlParam::new(&number, DbValue::Number(input.now_ms)),
-        SqlParam::new(&number, DbValue::Number(max)),
         SqlParam::new(&number, DbValue::Number(window_ms)),
+        SqlParam::new(&number, DbValue::Number(max)),
     ];
     // A denial whose row was inserted after this statement's snapshot shows no row; the
     // next attempt sees it. Three attempts are far more than that race ever needs.
