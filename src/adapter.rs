@@ -16,6 +16,7 @@ use tokio_postgres::Client;
 use crate::connection::TokioPostgresConnection;
 use crate::rate_limit::TokioPostgresRateLimitStore;
 use crate::transaction::RollbackOnDrop;
+use crate::typed::Router;
 use crate::{generic, migrate, transaction};
 
 /// Identifier the adapter reports.
@@ -46,6 +47,7 @@ pub(crate) fn capabilities(id: &str, name: &str) -> AdapterCapabilities {
 pub struct TokioPostgresAdapter {
     connection: TokioPostgresConnection,
     schema: Arc<DbSchema>,
+    router: Arc<Router>,
 }
 
 impl fmt::Debug for TokioPostgresAdapter {
@@ -70,10 +72,26 @@ impl TokioPostgresAdapter {
 
     /// An adapter on a (possibly shared) connection with `schema`. No I/O.
     pub fn with_connection(connection: TokioPostgresConnection, schema: DbSchema) -> Self {
+        let router = Arc::new(Router::new(&schema));
         Self {
             connection,
             schema: Arc::new(schema),
+            router,
         }
+    }
+
+    /// Turns the typed statements for RustAuth's hot calls on (the default) or off, for this
+    /// adapter and its clones. Off, every call takes the generic path; the differential
+    /// tests compare the two.
+    #[doc(hidden)]
+    pub fn set_typed_statements(&self, enabled: bool) {
+        self.router.set_enabled(enabled);
+    }
+
+    /// How many calls of this adapter (and its clones) typed statements served.
+    #[doc(hidden)]
+    pub fn typed_call_count(&self) -> u64 {
+        self.router.served()
     }
 
     /// The connection this adapter runs on.
@@ -144,21 +162,33 @@ impl DbAdapter for TokioPostgresAdapter {
     fn create<'a>(&'a self, query: Create) -> AdapterFuture<'a, DbRecord> {
         Box::pin(async move {
             let _shared = self.connection.shared().await?;
-            generic::create(self.connection.db(), &self.schema, query).await
+            let db = self.connection.db();
+            if let Some(result) = self.router.create(db, &self.schema, &query).await {
+                return result;
+            }
+            generic::create(db, &self.schema, query).await
         })
     }
 
     fn find_one<'a>(&'a self, query: FindOne) -> AdapterFuture<'a, Option<DbRecord>> {
         Box::pin(async move {
             let _shared = self.connection.shared().await?;
-            generic::find_one(self.connection.db(), &self.schema, query).await
+            let db = self.connection.db();
+            if let Some(result) = self.router.find_one(db, &self.schema, &query).await {
+                return result;
+            }
+            generic::find_one(db, &self.schema, query).await
         })
     }
 
     fn find_many<'a>(&'a self, query: FindMany) -> AdapterFuture<'a, Vec<DbRecord>> {
         Box::pin(async move {
             let _shared = self.connection.shared().await?;
-            generic::find_many(self.connection.db(), &self.schema, query).await
+            let db = self.connection.db();
+            if let Some(result) = self.router.find_many(db, &self.schema, &query).await {
+                return result;
+            }
+            generic::find_many(db, &self.schema, query).await
         })
     }
 
@@ -172,7 +202,11 @@ impl DbAdapter for TokioPostgresAdapter {
     fn update<'a>(&'a self, query: Update) -> AdapterFuture<'a, Option<DbRecord>> {
         Box::pin(async move {
             let _shared = self.connection.shared().await?;
-            generic::update(self.connection.db(), &self.schema, query).await
+            let db = self.connection.db();
+            if let Some(result) = self.router.update(db, &self.schema, &query).await {
+                return result;
+            }
+            generic::update(db, &self.schema, query).await
         })
     }
 
@@ -186,19 +220,32 @@ impl DbAdapter for TokioPostgresAdapter {
     fn delete<'a>(&'a self, query: Delete) -> AdapterFuture<'a, ()> {
         Box::pin(async move {
             let _shared = self.connection.shared().await?;
-            generic::delete(self.connection.db(), &self.schema, query).await
+            let db = self.connection.db();
+            if let Some(result) = self.router.delete(db, &self.schema, &query).await {
+                return result;
+            }
+            generic::delete(db, &self.schema, query).await
         })
     }
 
     fn delete_many<'a>(&'a self, query: DeleteMany) -> AdapterFuture<'a, u64> {
         Box::pin(async move {
             let _shared = self.connection.shared().await?;
-            generic::delete_many(self.connection.db(), &self.schema, query).await
+            let db = self.connection.db();
+            if let Some(result) = self.router.delete_many(db, &self.schema, &query).await {
+                return result;
+            }
+            generic::delete_many(db, &self.schema, query).await
         })
     }
 
     fn transaction<'a>(&'a self, callback: TransactionCallback<'a>) -> AdapterFuture<'a, ()> {
-        Box::pin(transaction::run(&self.connection, &self.schema, callback))
+        Box::pin(transaction::run(
+            &self.connection,
+            &self.schema,
+            &self.router,
+            callback,
+        ))
     }
 
     fn create_schema<'a>(

@@ -11,6 +11,7 @@ use tokio_postgres::{Client, NoTls};
 
 use crate::error::{adapter, postgres_error};
 use crate::executor::Db;
+use crate::prepared::TypedStatements;
 use crate::statements::{StatementCache, DEFAULT_CAPACITY};
 
 tokio::task_local! {
@@ -23,7 +24,10 @@ tokio::task_local! {
 #[derive(Debug)]
 pub(crate) struct ClientHandle {
     pub(crate) client: Client,
+    /// Generic-path statements, by SQL text.
     pub(crate) statements: StatementCache,
+    /// Typed (generated) statements, by table group.
+    pub(crate) typed: TypedStatements,
 }
 
 impl ClientHandle {
@@ -31,6 +35,7 @@ impl ClientHandle {
         Self {
             client,
             statements: StatementCache::new(DEFAULT_CAPACITY),
+            typed: TypedStatements::default(),
         }
     }
 }
@@ -114,6 +119,7 @@ impl TokioPostgresConnection {
     /// Forgets every prepared statement (after a migration changed tables).
     pub(crate) fn clear_statements(&self) {
         self.handle.statements.clear();
+        self.handle.typed.clear();
     }
 
     /// How many statements this connection holds prepared.

@@ -11,10 +11,12 @@ mod executor;
 pub mod generated;
 mod generic;
 pub(crate) mod migrate;
+mod prepared;
 mod rate_limit;
 mod statements;
 mod stores;
 mod transaction;
+mod typed;
 mod values;
 
 #[doc(hidden)]

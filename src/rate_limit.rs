@@ -75,8 +75,9 @@ impl TokioPostgresRateLimitStore {
         // Rule errors come first, before the gate or the database is touched.
         validate_rate_limit_rule(&input.rule)?;
         let sql = consume_statement(&self.names)?;
+        let typed = self.names == SqlRateLimitNames::new("rate_limits");
         let _shared = self.connection.shared().await?;
-        consume_with(self.connection.db(), &sql, input).await
+        consume_with(self.connection.db(), &sql, typed, input).await
     }
 }
 
@@ -128,10 +129,13 @@ AND NOT EXISTS (SELECT 1 FROM \"consumed\")"
     ))
 }
 
-/// Runs the consume statement and turns its row into core's decision.
+/// Runs the consume statement and turns its row into core's decision. With the default
+/// table names it runs the generated statement (the same SQL text, prepared with the other
+/// typed statements); otherwise `sql`, through the statement cache.
 pub(crate) async fn consume_with(
     db: Db<'_>,
     sql: &str,
+    typed: bool,
     input: RateLimitConsumeInput,
 ) -> Result<RateLimitDecision, RustAuthError> {
     let window_ms = validate_rate_limit_rule(&input.rule)?;
@@ -148,35 +152,25 @@ pub(crate) async fn consume_with(
     // A denial whose row was inserted after this statement's snapshot shows no row; the
     // next attempt sees it. Three attempts are far more than that race ever needs.
     for _ in 0..3 {
-        let Some(row) = db.query_opt(sql, &params).await? else {
-            continue;
+        let routed = if typed {
+            crate::typed::consume_rate_limit(db, &input.key, input.now_ms, window_ms, max).await
+        } else {
+            None
         };
-        let permitted: bool = row.try_get(0).map_err(crate::error::postgres_error)?;
-        let count: i64 = row.try_get(1).map_err(crate::error::postgres_error)?;
-        let last_request: i64 = row.try_get(2).map_err(crate::error::postgres_error)?;
-        let count = rate_limit_count_from_i64(count)?;
-        if permitted {
-            return Ok(RateLimitDecision {
-                permitted: true,
-                retry_after: 0,
-                limit: input.rule.max,
-                remaining: input.rule.max.saturating_sub(count),
-                reset_after: u64::try_from(input.rule.window.whole_seconds()).unwrap_or(0),
-            });
+        let row = match routed {
+            Some(row) => row?,
+            None => match db.query_opt(sql, &params).await? {
+                Some(row) => Some((
+                    row.try_get(0).map_err(crate::error::postgres_error)?,
+                    row.try_get(1).map_err(crate::error::postgres_error)?,
+                    row.try_get(2).map_err(crate::error::postgres_error)?,
+                )),
+                None => None,
+            },
+        };
+        if let Some((permitted, count, last_request)) = row {
+            return decide(&input, window_ms, permitted, count, last_request);
         }
-        // The database denied: the stored row was inside the window and at its limit.
-        let retry_ms = last_request
-            .saturating_add(window_ms)
-            .saturating_sub(input.now_ms)
-            .max(0);
-        let retry_after = ceil_millis_to_seconds(retry_ms);
-        return Ok(RateLimitDecision {
-            permitted: false,
-            retry_after,
-            limit: input.rule.max,
-            remaining: 0,
-            reset_after: retry_after,
-        });
     }
     Err(adapter(format!(
         "rate limit row for key `{}` was neither written nor found",
@@ -184,9 +178,56 @@ pub(crate) async fn consume_with(
     )))
 }
 
+/// Core's decision for the row the statement returned.
+fn decide(
+    input: &RateLimitConsumeInput,
+    window_ms: i64,
+    permitted: bool,
+    count: i64,
+    last_request: i64,
+) -> Result<RateLimitDecision, RustAuthError> {
+    let count = rate_limit_count_from_i64(count)?;
+    if permitted {
+        return Ok(RateLimitDecision {
+            permitted: true,
+            retry_after: 0,
+            limit: input.rule.max,
+            remaining: input.rule.max.saturating_sub(count),
+            reset_after: u64::try_from(input.rule.window.whole_seconds()).unwrap_or(0),
+        });
+    }
+    // The database denied: the stored row was inside the window and at its limit.
+    let retry_ms = last_request
+        .saturating_add(window_ms)
+        .saturating_sub(input.now_ms)
+        .max(0);
+    let retry_after = ceil_millis_to_seconds(retry_ms);
+    Ok(RateLimitDecision {
+        permitted: false,
+        retry_after,
+        limit: input.rule.max,
+        remaining: 0,
+        reset_after: retry_after,
+    })
+}
+
 /// Whole seconds, rounded up, as core's rate-limit arithmetic reports them.
 fn ceil_millis_to_seconds(milliseconds: i64) -> u64 {
     u64::try_from(milliseconds)
         .map(|milliseconds| milliseconds.saturating_add(999) / 1000)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_generic_statement_is_the_generated_one_for_the_default_table() {
+        let generic = consume_statement(&SqlRateLimitNames::new("rate_limits"));
+        assert_eq!(
+            generic.ok().as_deref(),
+            Some(crate::generated::queries::rate_limit::consume_rate_limit().sql())
+        );
+    }
 }

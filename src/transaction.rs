@@ -14,6 +14,7 @@ use tokio::sync::OwnedRwLockWriteGuard;
 use crate::connection::TokioPostgresConnection;
 use crate::error::{adapter, postgres_error};
 use crate::generic;
+use crate::typed::Router;
 
 /// Identifier the transaction adapter reports.
 const TX_ADAPTER_ID: &str = "tokio-postgres-tx";
@@ -29,6 +30,7 @@ const TX_ADAPTER_ID: &str = "tokio-postgres-tx";
 pub(crate) async fn run(
     connection: &TokioPostgresConnection,
     schema: &Arc<DbSchema>,
+    router: &Arc<Router>,
     callback: TransactionCallback<'_>,
 ) -> Result<(), RustAuthError> {
     let gate = connection.exclusive().await?;
@@ -42,6 +44,7 @@ pub(crate) async fn run(
     let tx = TransactionAdapter {
         connection: connection.clone(),
         schema: Arc::clone(schema),
+        router: Arc::clone(router),
         aborted: Arc::clone(&aborted),
     };
     let outcome = connection.inside_transaction(callback(Box::new(tx))).await;
@@ -129,6 +132,7 @@ impl Drop for RollbackOnDrop {
 pub(crate) struct TransactionAdapter {
     connection: TokioPostgresConnection,
     schema: Arc<DbSchema>,
+    router: Arc<Router>,
     /// Set when a statement of this transaction failed on the server.
     aborted: Arc<AtomicBool>,
 }
@@ -143,27 +147,33 @@ impl DbAdapter for TransactionAdapter {
     }
 
     fn create<'a>(&'a self, query: Create) -> AdapterFuture<'a, DbRecord> {
-        Box::pin(generic::create(
-            self.connection.tx_db(&self.aborted),
-            &self.schema,
-            query,
-        ))
+        Box::pin(async move {
+            let db = self.connection.tx_db(&self.aborted);
+            if let Some(result) = self.router.create(db, &self.schema, &query).await {
+                return result;
+            }
+            generic::create(db, &self.schema, query).await
+        })
     }
 
     fn find_one<'a>(&'a self, query: FindOne) -> AdapterFuture<'a, Option<DbRecord>> {
-        Box::pin(generic::find_one(
-            self.connection.tx_db(&self.aborted),
-            &self.schema,
-            query,
-        ))
+        Box::pin(async move {
+            let db = self.connection.tx_db(&self.aborted);
+            if let Some(result) = self.router.find_one(db, &self.schema, &query).await {
+                return result;
+            }
+            generic::find_one(db, &self.schema, query).await
+        })
     }
 
     fn find_many<'a>(&'a self, query: FindMany) -> AdapterFuture<'a, Vec<DbRecord>> {
-        Box::pin(generic::find_many(
-            self.connection.tx_db(&self.aborted),
-            &self.schema,
-            query,
-        ))
+        Box::pin(async move {
+            let db = self.connection.tx_db(&self.aborted);
+            if let Some(result) = self.router.find_many(db, &self.schema, &query).await {
+                return result;
+            }
+            generic::find_many(db, &self.schema, query).await
+        })
     }
 
     fn count<'a>(&'a self, query: Count) -> AdapterFuture<'a, u64> {
@@ -175,11 +185,13 @@ impl DbAdapter for TransactionAdapter {
     }
 
     fn update<'a>(&'a self, query: Update) -> AdapterFuture<'a, Option<DbRecord>> {
-        Box::pin(generic::update(
-            self.connection.tx_db(&self.aborted),
-            &self.schema,
-            query,
-        ))
+        Box::pin(async move {
+            let db = self.connection.tx_db(&self.aborted);
+            if let Some(result) = self.router.update(db, &self.schema, &query).await {
+                return result;
+            }
+            generic::update(db, &self.schema, query).await
+        })
     }
 
     fn update_many<'a>(&'a self, query: UpdateMany) -> AdapterFuture<'a, u64> {
@@ -191,19 +203,23 @@ impl DbAdapter for TransactionAdapter {
     }
 
     fn delete<'a>(&'a self, query: Delete) -> AdapterFuture<'a, ()> {
-        Box::pin(generic::delete(
-            self.connection.tx_db(&self.aborted),
-            &self.schema,
-            query,
-        ))
+        Box::pin(async move {
+            let db = self.connection.tx_db(&self.aborted);
+            if let Some(result) = self.router.delete(db, &self.schema, &query).await {
+                return result;
+            }
+            generic::delete(db, &self.schema, query).await
+        })
     }
 
     fn delete_many<'a>(&'a self, query: DeleteMany) -> AdapterFuture<'a, u64> {
-        Box::pin(generic::delete_many(
-            self.connection.tx_db(&self.aborted),
-            &self.schema,
-            query,
-        ))
+        Box::pin(async move {
+            let db = self.connection.tx_db(&self.aborted);
+            if let Some(result) = self.router.delete_many(db, &self.schema, &query).await {
+                return result;
+            }
+            generic::delete_many(db, &self.schema, query).await
+        })
     }
 
     fn transaction<'a>(&'a self, _callback: TransactionCallback<'a>) -> AdapterFuture<'a, ()> {

@@ -14,6 +14,8 @@ async fn migrated(label: &str) -> (TokioPostgresAdapter, DbSchema, String) {
         .await
         .expect("connect");
     adapter.run_migrations(&schema).await.expect("migrate");
+    // These tests are about the generic path's statement cache.
+    adapter.set_typed_statements(false);
     (adapter, schema, url)
 }
 
@@ -112,4 +114,28 @@ async fn a_changed_result_type_is_prepared_again_and_retried_once() {
         record.get("name"),
         Some(&DbValue::String("User a".to_owned()))
     );
+}
+
+#[tokio::test]
+async fn hot_calls_take_the_typed_statements_and_leave_the_generic_cache_alone() {
+    let (adapter, _, _) = migrated("cache_typed").await;
+    adapter.set_typed_statements(true);
+    adapter.create(user("t")).await.expect("create");
+    let found = adapter
+        .find_one(FindOne::new("user").where_clause(Where::new(
+            "email",
+            DbValue::String("t@example.com".to_owned()),
+        )))
+        .await
+        .expect("find");
+    assert!(found.is_some());
+    assert_eq!(adapter.typed_call_count(), 2);
+    assert_eq!(adapter.connection().cached_statement_count(), 0);
+    // A shape no typed statement serves goes through the cache.
+    adapter
+        .find_many(FindMany::new("user").limit(5))
+        .await
+        .expect("find_many");
+    assert_eq!(adapter.typed_call_count(), 2);
+    assert_eq!(adapter.connection().cached_statement_count(), 1);
 }

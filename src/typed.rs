@@ -1,0 +1,918 @@
+//! The hot-call router: query shape → generated statement → `DbRecord`.
+//!
+//! When the adapter is built, each core table of its schema is compared with the layout
+//! `migrations/` declares (the default physical names of `auth_schema` with database rate
+//! limits). A call then takes a typed statement when its model's layout matches, its shape is
+//! one RustAuth's hot paths use (CONTRACT section g), and every value converts to the
+//! statement's parameter types; anything else returns `None` and takes the generic path.
+//! Both paths give the same records, errors and side effects (tests/differential.rs).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use rustauth_core::db::sql::{resolve_table_with_logical, select_record};
+use rustauth_core::db::{
+    auth_schema, AuthSchemaOptions, Connector, Create, DbRecord, DbSchema, DbValue, Delete,
+    DeleteMany, FindMany, FindOne, RateLimitStorage, SortDirection, Update, Where, WhereMode,
+    WhereOperator,
+};
+use rustauth_core::error::RustAuthError;
+use time::OffsetDateTime;
+
+use crate::connection::ClientHandle;
+use crate::error::{postgres_error, sqlstate, FEATURE_NOT_SUPPORTED};
+use crate::executor::Db;
+use crate::generated::queries::{account, session, user, verification};
+use crate::prepared::{Groups, Wanted};
+
+/// Field order of each core table, as `migrations/` and the generated row types have it.
+const USER: [&str; 7] = [
+    "id",
+    "name",
+    "email",
+    "email_verified",
+    "image",
+    "created_at",
+    "updated_at",
+];
+const SESSION: [&str; 8] = [
+    "id",
+    "expires_at",
+    "token",
+    "created_at",
+    "updated_at",
+    "ip_address",
+    "user_agent",
+    "user_id",
+];
+const ACCOUNT: [&str; 13] = [
+    "id",
+    "account_id",
+    "provider_id",
+    "user_id",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "access_token_expires_at",
+    "refresh_token_expires_at",
+    "scope",
+    "password",
+    "created_at",
+    "updated_at",
+];
+const VERIFICATION: [&str; 6] = [
+    "id",
+    "identifier",
+    "value",
+    "expires_at",
+    "created_at",
+    "updated_at",
+];
+
+/// How a schema table compares with the layout `migrations/` declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Fit {
+    /// Different name, columns or types: generic path only.
+    #[default]
+    No,
+    /// Exactly the core columns.
+    Core,
+    /// The core columns plus plugin columns: typed statements serve calls that need no
+    /// plugin column.
+    Extended,
+}
+
+impl Fit {
+    fn any(self) -> bool {
+        self != Self::No
+    }
+}
+
+/// The typed-path decision for one adapter, made once when it is built.
+#[derive(Debug, Default)]
+pub(crate) struct Router {
+    user: Fit,
+    session: Fit,
+    account: Fit,
+    verification: Fit,
+    enabled: AtomicBool,
+    served: AtomicU64,
+}
+
+impl Router {
+    /// Compares `schema` with the canonical layout.
+    pub(crate) fn new(schema: &DbSchema) -> Self {
+        let canonical = auth_schema(AuthSchemaOptions {
+            rate_limit_storage: RateLimitStorage::Database,
+            ..AuthSchemaOptions::default()
+        });
+        Self {
+            user: fit(schema, &canonical, "user"),
+            session: fit(schema, &canonical, "session"),
+            account: fit(schema, &canonical, "account"),
+            verification: fit(schema, &canonical, "verification"),
+            enabled: AtomicBool::new(true),
+            served: AtomicU64::new(0),
+        }
+    }
+
+    /// Turns the typed path on or off (the differential tests compare both).
+    pub(crate) fn set_enabled(&self, enabled: bool) {
+        self.enabled.store(enabled, Ordering::SeqCst);
+    }
+
+    /// How many calls typed statements have served.
+    pub(crate) fn served(&self) -> u64 {
+        self.served.load(Ordering::SeqCst)
+    }
+
+    fn wanted(&self) -> Wanted {
+        Wanted {
+            user: self.user.any(),
+            session: self.session.any(),
+            account: self.account.any(),
+            verification: self.verification.any(),
+            rate_limit: false,
+        }
+    }
+
+    fn fit_of(&self, logical: &str) -> Fit {
+        match logical {
+            "user" => self.user,
+            "session" => self.session,
+            "account" => self.account,
+            "verification" => self.verification,
+            _ => Fit::No,
+        }
+    }
+
+    /// The statements of `db`'s connection, when this call may use them.
+    async fn statements<'a>(&'a self, db: Db<'a>) -> Option<Typed<'a>> {
+        if !self.enabled.load(Ordering::Relaxed) {
+            return None;
+        }
+        let Db::Cached {
+            handle,
+            transaction,
+        } = db
+        else {
+            return None;
+        };
+        let groups = handle
+            .typed
+            .get(&handle.client, self.wanted(), transaction.is_none())
+            .await;
+        Some(Typed {
+            handle,
+            aborted: transaction,
+            groups,
+            served: &self.served,
+        })
+    }
+
+    /// The model's logical name and fit, if `model` names one of the core tables.
+    fn model(&self, schema: &DbSchema, model: &str) -> Option<(&'static str, Fit)> {
+        let (logical, _) = resolve_table_with_logical(schema, model).ok()?;
+        let logical = match logical {
+            "user" => "user",
+            "session" => "session",
+            "account" => "account",
+            "verification" => "verification",
+            _ => return None,
+        };
+        let fit = self.fit_of(logical);
+        fit.any().then_some((logical, fit))
+    }
+
+    /// `find_one` on a typed statement, or `None` for the generic path.
+    pub(crate) async fn find_one(
+        &self,
+        db: Db<'_>,
+        schema: &DbSchema,
+        query: &FindOne,
+    ) -> Option<Result<Option<DbRecord>, RustAuthError>> {
+        let (model, fit) = self.model(schema, &query.model)?;
+        if !query.joins.is_empty() {
+            return self.find_one_joined(db, schema, query, model, fit).await;
+        }
+        let [clause] = query.where_clauses.as_slice() else {
+            return None;
+        };
+        match model {
+            "session" => {
+                let token = eq_text(clause, "token")?;
+                let pick = projection(&query.select, &SESSION, fit)?;
+                let typed = self.statements(db).await?;
+                let statement = &typed.groups.session.as_ref()?.by_token;
+                let found = statement.bind(&typed.handle.client, token).opt();
+                typed
+                    .run(found, |row| {
+                        row.map(|row| project(&session_values(row), &pick))
+                    })
+                    .await
+            }
+            "user" => {
+                let pick = projection(&query.select, &USER, fit)?;
+                let typed = self.statements(db).await?;
+                let statements = typed.groups.user.as_ref()?;
+                let client = &typed.handle.client;
+                if let Some(id) = eq_text(clause, "id") {
+                    let found = statements.by_id.bind(client, id).opt();
+                    typed
+                        .run(found, |row| {
+                            row.map(|row| project(&user_values(row), &pick))
+                        })
+                        .await
+                } else {
+                    let email = eq_text(clause, "email")?;
+                    let found = statements.by_email.bind(client, email).opt();
+                    typed
+                        .run(found, |row| {
+                            row.map(|row| project(&user_values(row), &pick))
+                        })
+                        .await
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// Sign-in's `find_one user WHERE email = $1 JOIN account`.
+    async fn find_one_joined(
+        &self,
+        db: Db<'_>,
+        schema: &DbSchema,
+        query: &FindOne,
+        model: &str,
+        fit: Fit,
+    ) -> Option<Result<Option<DbRecord>, RustAuthError>> {
+        if model != "user" || self.account != Fit::Core || query.joins.len() != 1 {
+            return None;
+        }
+        let (join_model, option) = query.joins.first()?;
+        let (join_logical, _) = resolve_table_with_logical(schema, join_model).ok()?;
+        if join_logical != "account" || !option.enabled || option.limit.is_some() {
+            return None;
+        }
+        let [clause] = query.where_clauses.as_slice() else {
+            return None;
+        };
+        let email = eq_text(clause, "email")?;
+        let pick = projection(&query.select, &USER, fit)?;
+        let typed = self.statements(db).await?;
+        let statement = &typed.groups.user_with_accounts.as_ref()?.by_email;
+        let rows = statement.bind(&typed.handle.client, email).all();
+        let key = join_model.clone();
+        typed
+            .run(rows, move |rows| {
+                // No row: no user with this email.
+                let first = rows.first()?;
+                let mut record = project(&joined_user_values(first), &pick);
+                let accounts = rows
+                    .iter()
+                    .filter_map(joined_account_values)
+                    .map(|values| values.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+                    .collect();
+                record.insert(key, DbValue::RecordArray(accounts));
+                Some(record)
+            })
+            .await
+    }
+
+    /// `find_many` on a typed statement, or `None` for the generic path.
+    pub(crate) async fn find_many(
+        &self,
+        db: Db<'_>,
+        schema: &DbSchema,
+        query: &FindMany,
+    ) -> Option<Result<Vec<DbRecord>, RustAuthError>> {
+        let (model, fit) = self.model(schema, &query.model)?;
+        if !query.joins.is_empty() || query.offset.is_some_and(|offset| offset > 0) {
+            return None;
+        }
+        let [clause] = query.where_clauses.as_slice() else {
+            return None;
+        };
+        match model {
+            "verification" => {
+                let identifier = eq_text(clause, "identifier")?;
+                let sort = query.sort_by.as_ref()?;
+                if sort.field != "created_at"
+                    || sort.direction != SortDirection::Desc
+                    || query.limit != Some(1)
+                {
+                    return None;
+                }
+                let pick = projection(&query.select, &VERIFICATION, fit)?;
+                let typed = self.statements(db).await?;
+                let statement = &typed.groups.verification.as_ref()?.newest_by_identifier;
+                let found = statement.bind(&typed.handle.client, identifier).opt();
+                typed
+                    .run(found, |row| {
+                        row.map(|row| project(&verification_values(row), &pick))
+                            .into_iter()
+                            .collect()
+                    })
+                    .await
+            }
+            "session" => {
+                let user_id = eq_text(clause, "user_id")?;
+                if query.sort_by.is_some() || query.limit.is_some() {
+                    return None;
+                }
+                let pick = projection(&query.select, &SESSION, fit)?;
+                let typed = self.statements(db).await?;
+                let statement = &typed.groups.session.as_ref()?.by_user_id;
+                let found = statement.bind(&typed.handle.client, user_id).all();
+                typed
+                    .run(found, |rows| {
+                        rows.into_iter()
+                            .map(|row| project(&session_values(row), &pick))
+                            .collect()
+                    })
+                    .await
+            }
+            _ => None,
+        }
+    }
+
+    /// `create` on a typed statement, or `None` for the generic path.
+    pub(crate) async fn create(
+        &self,
+        db: Db<'_>,
+        schema: &DbSchema,
+        query: &Create,
+    ) -> Option<Result<DbRecord, RustAuthError>> {
+        let (model, _) = self.model(schema, &query.model)?;
+        let columns: &[&str] = match model {
+            "user" => &USER,
+            "session" => &SESSION,
+            "account" => &ACCOUNT,
+            "verification" => &VERIFICATION,
+            _ => return None,
+        };
+        if query
+            .data
+            .keys()
+            .any(|key| !columns.contains(&key.as_str()))
+            || query
+                .select
+                .iter()
+                .any(|field| !columns.contains(&field.as_str()))
+        {
+            return None;
+        }
+        let data = &query.data;
+        let typed = self.statements(db).await?;
+        let client = &typed.handle.client;
+        let echo = |_: String| select_record(query.data.clone(), &query.select);
+        match model {
+            "user" => {
+                let statement = &typed.groups.user.as_ref()?.insert;
+                let email_verified = boolean(data.get("email_verified")?)?;
+                let image = optional_text(data.get("image"))?;
+                let created_at = timestamp(data.get("created_at")?)?;
+                let updated_at = timestamp(data.get("updated_at")?)?;
+                let inserted = statement
+                    .bind(
+                        client,
+                        text(data.get("id")?)?,
+                        text(data.get("name")?)?,
+                        text(data.get("email")?)?,
+                        &email_verified,
+                        &image,
+                        &created_at,
+                        &updated_at,
+                    )
+                    .one();
+                typed.run(inserted, echo).await
+            }
+            "session" => {
+                let statement = &typed.groups.session.as_ref()?.insert;
+                let expires_at = timestamp(data.get("expires_at")?)?;
+                let created_at = timestamp(data.get("created_at")?)?;
+                let updated_at = timestamp(data.get("updated_at")?)?;
+                let ip_address = optional_text(data.get("ip_address"))?;
+                let user_agent = optional_text(data.get("user_agent"))?;
+                let inserted = statement
+                    .bind(
+                        client,
+                        text(data.get("id")?)?,
+                        &expires_at,
+                        text(data.get("token")?)?,
+                        &created_at,
+                        &updated_at,
+                        &ip_address,
+                        &user_agent,
+                        text(data.get("user_id")?)?,
+                    )
+                    .one();
+                typed.run(inserted, echo).await
+            }
+            "account" => {
+                let statement = &typed.groups.account.as_ref()?.insert;
+                let access_token = optional_text(data.get("access_token"))?;
+                let refresh_token = optional_text(data.get("refresh_token"))?;
+                let id_token = optional_text(data.get("id_token"))?;
+                let access_expires = optional_timestamp(data.get("access_token_expires_at"))?;
+                let refresh_expires = optional_timestamp(data.get("refresh_token_expires_at"))?;
+                let scope = optional_text(data.get("scope"))?;
+                let password = optional_text(data.get("password"))?;
+                let created_at = timestamp(data.get("created_at")?)?;
+                let updated_at = timestamp(data.get("updated_at")?)?;
+                let inserted = statement
+                    .bind(
+                        client,
+                        text(data.get("id")?)?,
+                        text(data.get("account_id")?)?,
+                        text(data.get("provider_id")?)?,
+                        text(data.get("user_id")?)?,
+                        &access_token,
+                        &refresh_token,
+                        &id_token,
+                        &access_expires,
+                        &refresh_expires,
+                        &scope,
+                        &password,
+                        &created_at,
+                        &updated_at,
+                    )
+                    .one();
+                typed.run(inserted, echo).await
+            }
+            "verification" => {
+                let statement = &typed.groups.verification.as_ref()?.insert;
+                let expires_at = timestamp(data.get("expires_at")?)?;
+                let created_at = timestamp(data.get("created_at")?)?;
+                let updated_at = timestamp(data.get("updated_at")?)?;
+                let inserted = statement
+                    .bind(
+                        client,
+                        text(data.get("id")?)?,
+                        text(data.get("identifier")?)?,
+                        text(data.get("value")?)?,
+                        &expires_at,
+                        &created_at,
+                        &updated_at,
+                    )
+                    .one();
+                typed.run(inserted, echo).await
+            }
+            _ => None,
+        }
+    }
+
+    /// `update` on a typed statement, or `None` for the generic path.
+    pub(crate) async fn update(
+        &self,
+        db: Db<'_>,
+        schema: &DbSchema,
+        query: &Update,
+    ) -> Option<Result<Option<DbRecord>, RustAuthError>> {
+        let (model, fit) = self.model(schema, &query.model)?;
+        // The update returns every column of the table, plugin columns included.
+        if fit != Fit::Core || query.data.len() != 2 {
+            return None;
+        }
+        let updated_at = timestamp(query.data.get("updated_at")?)?;
+        let all: Vec<usize> = (0..columns_of(model)?.len()).collect();
+        match model {
+            "session" => {
+                let [clause] = query.where_clauses.as_slice() else {
+                    return None;
+                };
+                let token = eq_text(clause, "token")?;
+                let expires_at = timestamp(query.data.get("expires_at")?)?;
+                let typed = self.statements(db).await?;
+                let statement = &typed.groups.session.as_ref()?.update_expiry;
+                let updated = statement
+                    .bind(&typed.handle.client, &expires_at, &updated_at, token)
+                    .opt();
+                typed
+                    .run(updated, |row| {
+                        row.map(|row| project(&session_values(row), &all))
+                    })
+                    .await
+            }
+            "user" => {
+                let [clause] = query.where_clauses.as_slice() else {
+                    return None;
+                };
+                let id = eq_text(clause, "id")?;
+                let verified = boolean(query.data.get("email_verified")?)?;
+                let typed = self.statements(db).await?;
+                let statement = &typed.groups.user.as_ref()?.set_email_verified;
+                let updated = statement
+                    .bind(&typed.handle.client, &verified, &updated_at, id)
+                    .opt();
+                typed
+                    .run(updated, |row| {
+                        row.map(|row| project(&user_values(row), &all))
+                    })
+                    .await
+            }
+            "account" => {
+                let [first, second] = query.where_clauses.as_slice() else {
+                    return None;
+                };
+                if first.connector != Connector::And || second.connector != Connector::And {
+                    return None;
+                }
+                let (user_id, provider_id) =
+                    match (eq_text(first, "user_id"), eq_text(second, "provider_id")) {
+                        (Some(user_id), Some(provider_id)) => (user_id, provider_id),
+                        _ => (eq_text(second, "user_id")?, eq_text(first, "provider_id")?),
+                    };
+                let password = text(query.data.get("password")?)?;
+                let typed = self.statements(db).await?;
+                let statement = &typed.groups.account.as_ref()?.update_password;
+                let updated = statement
+                    .bind(
+                        &typed.handle.client,
+                        password,
+                        &updated_at,
+                        user_id,
+                        provider_id,
+                    )
+                    .opt();
+                typed
+                    .run(updated, |row| {
+                        row.map(|row| project(&account_values(row), &all))
+                    })
+                    .await
+            }
+            _ => None,
+        }
+    }
+
+    /// `delete` on a typed statement, or `None` for the generic path.
+    pub(crate) async fn delete(
+        &self,
+        db: Db<'_>,
+        schema: &DbSchema,
+        query: &Delete,
+    ) -> Option<Result<(), RustAuthError>> {
+        let (model, _) = self.model(schema, &query.model)?;
+        let [clause] = query.where_clauses.as_slice() else {
+            return None;
+        };
+        match model {
+            "session" => {
+                let token = eq_text(clause, "token")?;
+                let typed = self.statements(db).await?;
+                let statement = &typed.groups.session.as_ref()?.delete_by_token;
+                let deleted = statement.bind(&typed.handle.client, token).all();
+                typed.run(deleted, |_| ()).await
+            }
+            "verification" => {
+                let identifier = eq_text(clause, "identifier")?;
+                let typed = self.statements(db).await?;
+                let statement = &typed.groups.verification.as_ref()?.delete_by_identifier;
+                let deleted = statement.bind(&typed.handle.client, identifier).all();
+                typed.run(deleted, |_| ()).await
+            }
+            _ => None,
+        }
+    }
+
+    /// `delete_many` on a typed statement, or `None` for the generic path.
+    pub(crate) async fn delete_many(
+        &self,
+        db: Db<'_>,
+        schema: &DbSchema,
+        query: &DeleteMany,
+    ) -> Option<Result<u64, RustAuthError>> {
+        let (model, _) = self.model(schema, &query.model)?;
+        let [clause] = query.where_clauses.as_slice() else {
+            return None;
+        };
+        let count = |ids: Vec<String>| ids.len() as u64;
+        match model {
+            "verification" => {
+                if clause.field != "expires_at"
+                    || clause.operator != WhereOperator::Lt
+                    || clause.mode != WhereMode::Sensitive
+                {
+                    return None;
+                }
+                let now = timestamp(&clause.value)?;
+                let typed = self.statements(db).await?;
+                let statement = &typed.groups.verification.as_ref()?.delete_expired;
+                let deleted = statement.bind(&typed.handle.client, &now).all();
+                typed.run(deleted, count).await
+            }
+            "session" => {
+                let user_id = eq_text(clause, "user_id")?;
+                let typed = self.statements(db).await?;
+                let statement = &typed.groups.session.as_ref()?.delete_by_user_id;
+                let deleted = statement.bind(&typed.handle.client, user_id).all();
+                typed.run(deleted, count).await
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The rate-limit consume on the generated statement (default table names only): the row it
+/// returned (`permitted`, `count`, `last_request`), or `None` for the generic path.
+pub(crate) async fn consume_rate_limit(
+    db: Db<'_>,
+    key: &str,
+    now_ms: i64,
+    window_ms: i64,
+    max: i64,
+) -> Option<Result<Option<(bool, i64, i64)>, RustAuthError>> {
+    let Db::Cached {
+        handle,
+        transaction: None,
+    } = db
+    else {
+        return None;
+    };
+    let wanted = Wanted {
+        rate_limit: true,
+        ..Wanted::default()
+    };
+    let groups = handle.typed.get(&handle.client, wanted, true).await;
+    let statement = &groups.rate_limit.as_ref()?.consume;
+    match statement
+        .bind(&handle.client, &key, &now_ms, &window_ms, &max)
+        .opt()
+        .await
+    {
+        Ok(row) => Some(Ok(
+            row.map(|row| (row.permitted, row.count, row.last_request))
+        )),
+        Err(error) if sqlstate(&error) == Some(FEATURE_NOT_SUPPORTED) => {
+            handle.typed.clear();
+            None
+        }
+        Err(error) => Some(Err(postgres_error(error))),
+    }
+}
+
+/// The typed statements of one connection, for one call.
+struct Typed<'a> {
+    handle: &'a ClientHandle,
+    aborted: Option<&'a AtomicBool>,
+    groups: Groups,
+    served: &'a AtomicU64,
+}
+
+impl Typed<'_> {
+    /// Awaits a generated statement and maps its result. `None` (generic path) when the
+    /// statement's cached plan went stale outside a transaction (the generic path then
+    /// prepares afresh).
+    async fn run<T, R, F>(
+        &self,
+        statement: F,
+        map: impl FnOnce(T) -> R,
+    ) -> Option<Result<R, RustAuthError>>
+    where
+        F: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    {
+        match statement.await {
+            Ok(value) => {
+                self.served.fetch_add(1, Ordering::Relaxed);
+                Some(Ok(map(value)))
+            }
+            Err(error) => {
+                if sqlstate(&error) == Some(FEATURE_NOT_SUPPORTED) {
+                    self.handle.typed.clear();
+                    // Outside a transaction, let the generic path prepare afresh.
+                    self.aborted?;
+                }
+                if error.as_db_error().is_some() {
+                    if let Some(aborted) = self.aborted {
+                        aborted.store(true, Ordering::SeqCst);
+                    }
+                }
+                Some(Err(postgres_error(error)))
+            }
+        }
+    }
+}
+
+/// Compares one table of `schema` with the canonical one.
+fn fit(schema: &DbSchema, canonical: &DbSchema, logical: &str) -> Fit {
+    let (Some(table), Some(expected)) = (schema.table(logical), canonical.table(logical)) else {
+        return Fit::No;
+    };
+    if table.name != expected.name {
+        return Fit::No;
+    }
+    let same = expected.fields.iter().all(|(name, want)| {
+        table.fields.get(name).is_some_and(|have| {
+            have.name == want.name
+                && have.field_type == want.field_type
+                && have.required == want.required
+                && have.unique == want.unique
+                && have.generated_id == want.generated_id
+        })
+    });
+    match (same, table.fields.len() == expected.fields.len()) {
+        (false, _) => Fit::No,
+        (true, true) => Fit::Core,
+        (true, false) => Fit::Extended,
+    }
+}
+
+fn columns_of(model: &str) -> Option<&'static [&'static str]> {
+    match model {
+        "user" => Some(&USER),
+        "session" => Some(&SESSION),
+        "account" => Some(&ACCOUNT),
+        "verification" => Some(&VERIFICATION),
+        _ => None,
+    }
+}
+
+/// The text value of a case-sensitive `field = value` clause.
+fn eq_text<'q>(clause: &'q Where, field: &str) -> Option<&'q String> {
+    if clause.field != field
+        || clause.operator != WhereOperator::Eq
+        || clause.mode != WhereMode::Sensitive
+    {
+        return None;
+    }
+    match &clause.value {
+        DbValue::String(value) => Some(value),
+        _ => None,
+    }
+}
+
+/// Indexes into a table's canonical columns for the requested selection (empty = every
+/// column, which needs the table to have no plugin columns).
+fn projection(select: &[String], columns: &[&str], fit: Fit) -> Option<Vec<usize>> {
+    if select.is_empty() {
+        return (fit == Fit::Core).then(|| (0..columns.len()).collect());
+    }
+    select
+        .iter()
+        .map(|field| columns.iter().position(|column| column == field))
+        .collect()
+}
+
+fn project<const N: usize>(values: &[(&'static str, DbValue); N], pick: &[usize]) -> DbRecord {
+    pick.iter()
+        .filter_map(|index| values.get(*index))
+        .map(|(name, value)| ((*name).to_owned(), value.clone()))
+        .collect()
+}
+
+fn text(value: &DbValue) -> Option<&String> {
+    match value {
+        DbValue::String(value) => Some(value),
+        _ => None,
+    }
+}
+
+fn optional_text(value: Option<&DbValue>) -> Option<Option<&str>> {
+    match value {
+        None | Some(DbValue::Null) => Some(None),
+        Some(DbValue::String(value)) => Some(Some(value)),
+        Some(_) => None,
+    }
+}
+
+fn timestamp(value: &DbValue) -> Option<OffsetDateTime> {
+    match value {
+        DbValue::Timestamp(value) => Some(*value),
+        _ => None,
+    }
+}
+
+fn optional_timestamp(value: Option<&DbValue>) -> Option<Option<OffsetDateTime>> {
+    match value {
+        None | Some(DbValue::Null) => Some(None),
+        Some(DbValue::Timestamp(value)) => Some(Some(*value)),
+        Some(_) => None,
+    }
+}
+
+fn boolean(value: &DbValue) -> Option<bool> {
+    match value {
+        DbValue::Boolean(value) => Some(*value),
+        _ => None,
+    }
+}
+
+fn string(value: String) -> DbValue {
+    DbValue::String(value)
+}
+
+fn nullable_string(value: Option<String>) -> DbValue {
+    value.map_or(DbValue::Null, DbValue::String)
+}
+
+fn nullable_timestamp(value: Option<OffsetDateTime>) -> DbValue {
+    value.map_or(DbValue::Null, DbValue::Timestamp)
+}
+
+fn user_values(row: user::User) -> [(&'static str, DbValue); 7] {
+    [
+        ("id", string(row.id)),
+        ("name", string(row.name)),
+        ("email", string(row.email)),
+        ("email_verified", DbValue::Boolean(row.email_verified)),
+        ("image", nullable_string(row.image)),
+        ("created_at", DbValue::Timestamp(row.created_at)),
+        ("updated_at", DbValue::Timestamp(row.updated_at)),
+    ]
+}
+
+fn joined_user_values(row: &user::UserWithAccount) -> [(&'static str, DbValue); 7] {
+    [
+        ("id", string(row.id.clone())),
+        ("name", string(row.name.clone())),
+        ("email", string(row.email.clone())),
+        ("email_verified", DbValue::Boolean(row.email_verified)),
+        ("image", nullable_string(row.image.clone())),
+        ("created_at", DbValue::Timestamp(row.created_at)),
+        ("updated_at", DbValue::Timestamp(row.updated_at)),
+    ]
+}
+
+/// The account half of a sign-in join row; `None` when the user has no account.
+fn joined_account_values(row: &user::UserWithAccount) -> Option<[(&'static str, DbValue); 13]> {
+    Some([
+        ("id", string(row.account_id.clone()?)),
+        (
+            "account_id",
+            nullable_string(row.account_account_id.clone()),
+        ),
+        (
+            "provider_id",
+            nullable_string(row.account_provider_id.clone()),
+        ),
+        ("user_id", nullable_string(row.account_user_id.clone())),
+        (
+            "access_token",
+            nullable_string(row.account_access_token.clone()),
+        ),
+        (
+            "refresh_token",
+            nullable_string(row.account_refresh_token.clone()),
+        ),
+        ("id_token", nullable_string(row.account_id_token.clone())),
+        (
+            "access_token_expires_at",
+            nullable_timestamp(row.account_access_token_expires_at),
+        ),
+        (
+            "refresh_token_expires_at",
+            nullable_timestamp(row.account_refresh_token_expires_at),
+        ),
+        ("scope", nullable_string(row.account_scope.clone())),
+        ("password", nullable_string(row.account_password.clone())),
+        ("created_at", nullable_timestamp(row.account_created_at)),
+        ("updated_at", nullable_timestamp(row.account_updated_at)),
+    ])
+}
+
+fn session_values(row: session::Session) -> [(&'static str, DbValue); 8] {
+    [
+        ("id", string(row.id)),
+        ("expires_at", DbValue::Timestamp(row.expires_at)),
+        ("token", string(row.token)),
+        ("created_at", DbValue::Timestamp(row.created_at)),
+        ("updated_at", DbValue::Timestamp(row.updated_at)),
+        ("ip_address", nullable_string(row.ip_address)),
+        ("user_agent", nullable_string(row.user_agent)),
+        ("user_id", string(row.user_id)),
+    ]
+}
+
+fn account_values(row: account::Account) -> [(&'static str, DbValue); 13] {
+    [
+        ("id", string(row.id)),
+        ("account_id", string(row.account_id)),
+        ("provider_id", string(row.provider_id)),
+        ("user_id", string(row.user_id)),
+        ("access_token", nullable_string(row.access_token)),
+        ("refresh_token", nullable_string(row.refresh_token)),
+        ("id_token", nullable_string(row.id_token)),
+        (
+            "access_token_expires_at",
+            nullable_timestamp(row.access_token_expires_at),
+        ),
+        (
+            "refresh_token_expires_at",
+            nullable_timestamp(row.refresh_token_expires_at),
+        ),
+        ("scope", nullable_string(row.scope)),
+        ("password", nullable_string(row.password)),
+        ("created_at", DbValue::Timestamp(row.created_at)),
+        ("updated_at", DbValue::Timestamp(row.updated_at)),
+    ]
+}
+
+fn verification_values(row: verification::Verification) -> [(&'static str, DbValue); 6] {
+    [
+        ("id", string(row.id)),
+        ("identifier", string(row.identifier)),
+        ("value", string(row.value)),
+        ("expires_at", DbValue::Timestamp(row.expires_at)),
+        ("created_at", DbValue::Timestamp(row.created_at)),
+        ("updated_at", DbValue::Timestamp(row.updated_at)),
+    ]
+}
