@@ -131,7 +131,8 @@ impl TokioPostgresAdapter {
     ) -> Result<SchemaMigrationPlan, RustAuthError> {
         // Planning only reads the catalogs, so it shares the gate (0.3.2 took it exclusively).
         let _shared = self.connection.shared().await?;
-        migrate::plan(self.connection.client(), schema).await
+        let handle = self.connection.handle().await?;
+        migrate::plan(&handle.client, schema).await
     }
 
     /// The planned migration as SQL text (`;` alone when there is nothing to do).
@@ -141,9 +142,10 @@ impl TokioPostgresAdapter {
 
     async fn migrate(&self, schema: &DbSchema) -> Result<(), RustAuthError> {
         let gate = self.connection.exclusive().await?;
+        let handle = self.connection.handle().await?;
         // A migration dropped half-way would leave its transaction open on the connection.
-        let mut guard = RollbackOnDrop::new(self.connection.clone(), gate);
-        let result = migrate::migrate(self.connection.client(), schema).await;
+        let mut guard = RollbackOnDrop::new(Arc::clone(&handle), gate);
+        let result = migrate::migrate(&handle.client, schema).await;
         self.connection.clear_statements();
         guard.finish();
         result.map(|_| ())
@@ -162,7 +164,8 @@ impl DbAdapter for TokioPostgresAdapter {
     fn create<'a>(&'a self, query: Create) -> AdapterFuture<'a, DbRecord> {
         Box::pin(async move {
             let _shared = self.connection.shared().await?;
-            let db = self.connection.db();
+            let handle = self.connection.handle().await?;
+            let db = handle.db();
             if let Some(result) = self.router.create(db, &self.schema, &query).await {
                 return result;
             }
@@ -173,7 +176,8 @@ impl DbAdapter for TokioPostgresAdapter {
     fn find_one<'a>(&'a self, query: FindOne) -> AdapterFuture<'a, Option<DbRecord>> {
         Box::pin(async move {
             let _shared = self.connection.shared().await?;
-            let db = self.connection.db();
+            let handle = self.connection.handle().await?;
+            let db = handle.db();
             if let Some(result) = self.router.find_one(db, &self.schema, &query).await {
                 return result;
             }
@@ -184,7 +188,8 @@ impl DbAdapter for TokioPostgresAdapter {
     fn find_many<'a>(&'a self, query: FindMany) -> AdapterFuture<'a, Vec<DbRecord>> {
         Box::pin(async move {
             let _shared = self.connection.shared().await?;
-            let db = self.connection.db();
+            let handle = self.connection.handle().await?;
+            let db = handle.db();
             if let Some(result) = self.router.find_many(db, &self.schema, &query).await {
                 return result;
             }
@@ -195,14 +200,16 @@ impl DbAdapter for TokioPostgresAdapter {
     fn count<'a>(&'a self, query: Count) -> AdapterFuture<'a, u64> {
         Box::pin(async move {
             let _shared = self.connection.shared().await?;
-            generic::count(self.connection.db(), &self.schema, query).await
+            let handle = self.connection.handle().await?;
+            generic::count(handle.db(), &self.schema, query).await
         })
     }
 
     fn update<'a>(&'a self, query: Update) -> AdapterFuture<'a, Option<DbRecord>> {
         Box::pin(async move {
             let _shared = self.connection.shared().await?;
-            let db = self.connection.db();
+            let handle = self.connection.handle().await?;
+            let db = handle.db();
             if let Some(result) = self.router.update(db, &self.schema, &query).await {
                 return result;
             }
@@ -213,14 +220,16 @@ impl DbAdapter for TokioPostgresAdapter {
     fn update_many<'a>(&'a self, query: UpdateMany) -> AdapterFuture<'a, u64> {
         Box::pin(async move {
             let _shared = self.connection.shared().await?;
-            generic::update_many(self.connection.db(), &self.schema, query).await
+            let handle = self.connection.handle().await?;
+            generic::update_many(handle.db(), &self.schema, query).await
         })
     }
 
     fn delete<'a>(&'a self, query: Delete) -> AdapterFuture<'a, ()> {
         Box::pin(async move {
             let _shared = self.connection.shared().await?;
-            let db = self.connection.db();
+            let handle = self.connection.handle().await?;
+            let db = handle.db();
             if let Some(result) = self.router.delete(db, &self.schema, &query).await {
                 return result;
             }
@@ -231,7 +240,8 @@ impl DbAdapter for TokioPostgresAdapter {
     fn delete_many<'a>(&'a self, query: DeleteMany) -> AdapterFuture<'a, u64> {
         Box::pin(async move {
             let _shared = self.connection.shared().await?;
-            let db = self.connection.db();
+            let handle = self.connection.handle().await?;
+            let db = handle.db();
             if let Some(result) = self.router.delete_many(db, &self.schema, &query).await {
                 return result;
             }
@@ -268,10 +278,13 @@ impl DbAdapter for TokioPostgresAdapter {
         migrations: &'a [PluginMigration],
     ) -> AdapterFuture<'a, ()> {
         Box::pin(async move {
-            let _exclusive = self.connection.exclusive().await?;
-            let result =
-                migrate::apply_plugin_migrations(self.connection.client(), migrations).await;
+            let gate = self.connection.exclusive().await?;
+            let handle = self.connection.handle().await?;
+            // Plugin migrations dropped half-way would leave their transaction open.
+            let mut guard = RollbackOnDrop::new(Arc::clone(&handle), gate);
+            let result = migrate::apply_plugin_migrations(&handle.client, migrations).await;
             self.connection.clear_statements();
+            guard.finish();
             result
         })
     }

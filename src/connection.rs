@@ -3,13 +3,15 @@
 
 use std::fmt;
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
 
 use rustauth_core::error::RustAuthError;
 use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
-use crate::error::{adapter, postgres_error};
+use crate::connect::{establish, ConnectOptions, StatementMode};
+use crate::error::adapter;
 use crate::executor::Db;
 use crate::prepared::TypedStatements;
 use crate::statements::{StatementCache, DEFAULT_CAPACITY};
@@ -24,6 +26,8 @@ tokio::task_local! {
 #[derive(Debug)]
 pub(crate) struct ClientHandle {
     pub(crate) client: Client,
+    /// How statements reach the server.
+    pub(crate) mode: StatementMode,
     /// Generic-path statements, by SQL text.
     pub(crate) statements: StatementCache,
     /// Typed (generated) statements, by table group.
@@ -31,14 +35,46 @@ pub(crate) struct ClientHandle {
 }
 
 impl ClientHandle {
-    fn new(client: Client) -> Self {
+    fn new(client: Client, mode: StatementMode) -> Self {
         Self {
             client,
+            mode,
             statements: StatementCache::new(DEFAULT_CAPACITY),
             typed: TypedStatements::default(),
         }
     }
+
+    /// Runs statements through the statement cache, outside a transaction.
+    pub(crate) fn db(&self) -> Db<'_> {
+        Db::Cached {
+            handle: self,
+            transaction: None,
+        }
+    }
+
+    /// Runs statements inside a transaction whose "aborted" flag is `aborted`.
+    pub(crate) fn tx_db<'a>(&'a self, aborted: &'a AtomicBool) -> Db<'a> {
+        Db::Cached {
+            handle: self,
+            transaction: Some(aborted),
+        }
+    }
 }
+
+/// The client of a connection, replaced by a new one when a connection made from a URL is
+/// lost.
+#[derive(Debug)]
+struct Slot {
+    current: std::sync::RwLock<Arc<ClientHandle>>,
+    /// How to connect again; `None` for a caller's client.
+    reconnect: Option<ConnectOptions>,
+    reconnecting: tokio::sync::Mutex<()>,
+}
+
+/// How many times a lost connection is re-established before the call fails, and the wait
+/// before the first retry (doubled each time).
+const RECONNECT_ATTEMPTS: u32 = 5;
+const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// A cheap-to-clone handle on one PostgreSQL connection and its transaction gate.
 ///
@@ -46,9 +82,15 @@ impl ClientHandle {
 /// gate's shared side and run concurrently (pipelined on the one connection); a transaction
 /// takes it exclusively from `BEGIN` until `COMMIT`/`ROLLBACK` has finished, so no other call
 /// sharing the gate ever runs inside it.
+///
+/// A connection made by [`connect`](Self::connect) (or any `connect*` of this crate) that
+/// loses its server (restart, `pg_terminate_backend`, network) fails the calls in flight at
+/// once, then connects again on the next call (up to 5 attempts, 100 ms backoff doubling)
+/// and prepares its statements afresh. A connection built from a caller's `Client` reports
+/// the loss ("connection closed") and leaves reconnecting to the caller.
 #[derive(Clone)]
 pub struct TokioPostgresConnection {
-    handle: Arc<ClientHandle>,
+    slot: Arc<Slot>,
     gate: Arc<RwLock<()>>,
 }
 
@@ -62,70 +104,113 @@ impl fmt::Debug for TokioPostgresConnection {
 impl TokioPostgresConnection {
     /// Wraps a client whose connection future the caller drives, with a fresh gate. No I/O.
     pub fn from_client(client: Client) -> Self {
+        Self::from_parts(client, StatementMode::Prepared, None)
+    }
+
+    /// Like [`from_client`](Self::from_client), but every statement is sent unnamed with
+    /// explicit parameter types (`query_typed`) instead of being prepared: for poolers such as
+    /// PgBouncer in transaction mode. Still one round trip per call. No I/O.
+    pub fn from_client_unprepared(client: Client) -> Self {
+        Self::from_parts(client, StatementMode::Unprepared, None)
+    }
+
+    fn from_parts(client: Client, mode: StatementMode, reconnect: Option<ConnectOptions>) -> Self {
         Self {
-            handle: Arc::new(ClientHandle::new(client)),
+            slot: Arc::new(Slot {
+                current: std::sync::RwLock::new(Arc::new(ClientHandle::new(client, mode))),
+                reconnect,
+                reconnecting: tokio::sync::Mutex::new(()),
+            }),
             gate: Arc::new(RwLock::new(())),
         }
     }
 
-    /// Connects to `database_url` (a libpq-style URL or key/value string) without TLS and
-    /// drives the connection on the current Tokio runtime.
+    /// Connects to `database_url` (a `postgres://` URL or libpq key/value string) and drives
+    /// the connection on the current Tokio runtime.
     ///
-    /// Errors carry the server's SQLSTATE (e.g. `3D000` for a missing database) and never
-    /// the URL or its password.
+    /// Besides tokio-postgres' parameters the URL may set `sslmode` (`disable`, `prefer` —
+    /// the default —, `require`, `verify-ca`, `verify-full`), `sslrootcert` (a PEM file) and
+    /// `statement_mode=unprepared` (see [`from_client_unprepared`](Self::from_client_unprepared)).
+    /// Errors carry the server's SQLSTATE (e.g. `3D000` for a missing database) and never the
+    /// URL or its password.
     pub async fn connect(database_url: &str) -> Result<Self, RustAuthError> {
-        let (client, connection) = tokio_postgres::connect(database_url, NoTls)
-            .await
-            .map_err(postgres_error)?;
-        tokio::spawn(async move {
-            // The connection ends when the client is dropped or the server goes away; calls
-            // made after that fail with tokio-postgres' "connection closed" error.
-            let _ = connection.await;
-        });
-        Ok(Self::from_client(client))
+        let options = ConnectOptions::parse(database_url)?;
+        let client = establish(&options).await?;
+        Ok(Self::from_parts(client, options.statements, Some(options)))
     }
 
     /// The same client with a new, independent gate (exists to show what mis-wiring does).
     #[doc(hidden)]
     pub fn duplicate_client_unshared_gate(connection: &Self) -> Self {
         Self {
-            handle: Arc::clone(&connection.handle),
+            slot: Arc::clone(&connection.slot),
             gate: Arc::new(RwLock::new(())),
         }
     }
 
-    /// The underlying tokio-postgres client.
-    pub(crate) fn client(&self) -> &Client {
-        &self.handle.client
-    }
-
-    /// The client with its statement cache, for calls outside a transaction.
-    pub(crate) fn db(&self) -> Db<'_> {
-        Db::Cached {
-            handle: &self.handle,
-            transaction: None,
+    /// The current client, connecting again first if a connection made from a URL was lost.
+    pub(crate) async fn handle(&self) -> Result<Arc<ClientHandle>, RustAuthError> {
+        let current = self.current();
+        if !current.client.is_closed() {
+            return Ok(current);
+        }
+        let Some(options) = &self.slot.reconnect else {
+            // A caller's client: its calls fail with "connection closed".
+            return Ok(current);
+        };
+        let _reconnecting = self.slot.reconnecting.lock().await;
+        let current = self.current();
+        if !current.client.is_closed() {
+            return Ok(current);
+        }
+        let mut wait = RECONNECT_BACKOFF;
+        let mut attempt = 1;
+        loop {
+            match establish(options).await {
+                Ok(client) => {
+                    let handle = Arc::new(ClientHandle::new(client, options.statements));
+                    *self
+                        .slot
+                        .current
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner) = Arc::clone(&handle);
+                    return Ok(handle);
+                }
+                Err(error) if attempt >= RECONNECT_ATTEMPTS => {
+                    return Err(adapter(format!(
+                        "connection lost; reconnecting failed {RECONNECT_ATTEMPTS} times: {error}"
+                    )))
+                }
+                Err(_) => {
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                    attempt += 1;
+                }
+            }
         }
     }
 
-    /// The client with its statement cache, for calls inside a transaction whose "aborted"
-    /// flag is `aborted`.
-    pub(crate) fn tx_db<'a>(&'a self, aborted: &'a AtomicBool) -> Db<'a> {
-        Db::Cached {
-            handle: &self.handle,
-            transaction: Some(aborted),
-        }
+    fn current(&self) -> Arc<ClientHandle> {
+        Arc::clone(
+            &self
+                .slot
+                .current
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
     }
 
     /// Forgets every prepared statement (after a migration changed tables).
     pub(crate) fn clear_statements(&self) {
-        self.handle.statements.clear();
-        self.handle.typed.clear();
+        let current = self.current();
+        current.statements.clear();
+        current.typed.clear();
     }
 
-    /// How many statements this connection holds prepared.
+    /// How many generic statements this connection holds prepared.
     #[doc(hidden)]
     pub fn cached_statement_count(&self) -> usize {
-        self.handle.statements.len()
+        self.current().statements.len()
     }
 
     /// Takes the shared side of the gate: waits while a transaction is open.

@@ -44,6 +44,16 @@ pub(crate) fn describe(error: &tokio_postgres::Error) -> String {
             text.push_str(value);
         }
     }
+    // A named prepared statement missing or already present on the server connection is what
+    // a pooler in transaction mode (PgBouncer) does to prepared statements.
+    if matches!(db.code().code(), "26000" | "42P05") {
+        text.push_str(
+            "; hint: behind a pooler in transaction mode (e.g. PgBouncer) prepared statements \
+             do not survive between transactions: connect with `statement_mode=unprepared` in \
+             the URL, or build the connection with \
+             `TokioPostgresConnection::from_client_unprepared`",
+        );
+    }
     text
 }
 

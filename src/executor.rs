@@ -2,13 +2,19 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use futures_util::StreamExt;
+use postgres_types::ToSql;
 use rustauth_core::db::sql::SqlParam;
 use rustauth_core::error::RustAuthError;
 use tokio_postgres::{Client, Row, Statement};
 
+use crate::connect::StatementMode;
 use crate::connection::ClientHandle;
-use crate::error::{postgres_error, sqlstate, FEATURE_NOT_SUPPORTED};
-use crate::values::{bind_all, param_refs};
+use crate::error::{adapter, postgres_error, sqlstate, FEATURE_NOT_SUPPORTED};
+use crate::values::{bind_all, bind_declared, param_refs};
+
+/// The most parameters one statement can carry (the protocol's 16-bit count).
+const MAX_PARAMETERS: usize = 65_535;
 
 /// Where a statement runs.
 #[derive(Clone, Copy, Debug)]
@@ -89,6 +95,15 @@ impl Db<'_> {
         params: &[SqlParam],
         want: Want,
     ) -> Result<Outcome, RustAuthError> {
+        if params.len() > MAX_PARAMETERS {
+            // The protocol counts parameters in 16 bits; more would be sent as a corrupt
+            // message and reported as an unreadable server response.
+            return Err(adapter(format!(
+                "statement has {} parameters; PostgreSQL accepts at most {MAX_PARAMETERS} \
+                 (split the IN list)",
+                params.len()
+            )));
+        }
         match self {
             Self::Plain(client) => {
                 let statement = client.prepare(sql).await.map_err(postgres_error)?;
@@ -140,8 +155,45 @@ async fn attempt(
     params: &[SqlParam],
     want: &Want,
 ) -> Result<Outcome, Failure> {
+    if handle.mode == StatementMode::Unprepared {
+        return run_unprepared(&handle.client, sql, params, want).await;
+    }
     let statement = prepared(handle, sql).await.map_err(Failure::Server)?;
     run_prepared(&handle.client, &statement, params, want).await
+}
+
+/// One unnamed statement with parameter types declared from the schema fields: Parse, Bind,
+/// Execute and Sync in one round trip, nothing left on the server afterwards.
+async fn run_unprepared(
+    client: &Client,
+    sql: &str,
+    params: &[SqlParam],
+    want: &Want,
+) -> Result<Outcome, Failure> {
+    let (values, types) = bind_declared(params).map_err(Failure::Other)?;
+    let typed = values
+        .iter()
+        .zip(types)
+        .map(|(value, ty)| (value as &(dyn ToSql + Sync), ty))
+        .collect::<Vec<_>>();
+    match want {
+        Want::Rows => client
+            .query_typed(sql, &typed)
+            .await
+            .map(Outcome::Rows)
+            .map_err(Failure::Server),
+        Want::Count => {
+            let stream = client
+                .query_typed_raw(sql, typed)
+                .await
+                .map_err(Failure::Server)?;
+            futures_util::pin_mut!(stream);
+            while let Some(row) = stream.next().await {
+                row.map_err(Failure::Server)?;
+            }
+            Ok(Outcome::Count(stream.rows_affected().unwrap_or(0)))
+        }
+    }
 }
 
 async fn run_prepared(

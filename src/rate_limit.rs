@@ -77,7 +77,8 @@ impl TokioPostgresRateLimitStore {
         let sql = consume_statement(&self.names)?;
         let typed = self.names == SqlRateLimitNames::new("rate_limits");
         let _shared = self.connection.shared().await?;
-        consume_with(self.connection.db(), &sql, typed, input).await
+        let handle = self.connection.handle().await?;
+        consume_with(handle.db(), &sql, typed, input).await
     }
 }
 

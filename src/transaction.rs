@@ -11,7 +11,7 @@ use rustauth_core::db::{
 use rustauth_core::error::RustAuthError;
 use tokio::sync::OwnedRwLockWriteGuard;
 
-use crate::connection::TokioPostgresConnection;
+use crate::connection::{ClientHandle, TokioPostgresConnection};
 use crate::error::{adapter, postgres_error};
 use crate::generic;
 use crate::typed::Router;
@@ -34,21 +34,23 @@ pub(crate) async fn run(
     callback: TransactionCallback<'_>,
 ) -> Result<(), RustAuthError> {
     let gate = connection.exclusive().await?;
-    let mut guard = RollbackOnDrop::new(connection.clone(), gate);
-    connection
-        .client()
+    // The whole transaction runs on this client, even if the connection is replaced meanwhile.
+    let handle = connection.handle().await?;
+    let mut guard = RollbackOnDrop::new(Arc::clone(&handle), gate);
+    handle
+        .client
         .batch_execute("BEGIN")
         .await
         .map_err(postgres_error)?;
     let aborted = Arc::new(AtomicBool::new(false));
     let tx = TransactionAdapter {
-        connection: connection.clone(),
+        handle: Arc::clone(&handle),
         schema: Arc::clone(schema),
         router: Arc::clone(router),
         aborted: Arc::clone(&aborted),
     };
     let outcome = connection.inside_transaction(callback(Box::new(tx))).await;
-    let client = connection.client();
+    let client = &handle.client;
     let result = match outcome {
         // A statement failed inside and the callback went on: Postgres has already aborted the
         // transaction and would turn COMMIT into a silent ROLLBACK. Say so instead of Ok.
@@ -79,19 +81,16 @@ pub(crate) async fn run(
 
 /// Sends ROLLBACK (and only then releases the gate) if a transaction is abandoned.
 pub(crate) struct RollbackOnDrop {
-    connection: TokioPostgresConnection,
+    handle: Arc<ClientHandle>,
     gate: Option<OwnedRwLockWriteGuard<()>>,
     runtime: Option<tokio::runtime::Handle>,
 }
 
 impl RollbackOnDrop {
     /// Holds `gate` until [`finish`](Self::finish), or until a ROLLBACK sent on drop completes.
-    pub(crate) fn new(
-        connection: TokioPostgresConnection,
-        gate: OwnedRwLockWriteGuard<()>,
-    ) -> Self {
+    pub(crate) fn new(handle: Arc<ClientHandle>, gate: OwnedRwLockWriteGuard<()>) -> Self {
         Self {
-            connection,
+            handle,
             gate: Some(gate),
             runtime: tokio::runtime::Handle::try_current().ok(),
         }
@@ -108,10 +107,10 @@ impl Drop for RollbackOnDrop {
         let Some(gate) = self.gate.take() else {
             return;
         };
-        let connection = self.connection.clone();
+        let handle = Arc::clone(&self.handle);
         let rollback = async move {
             // Queued behind whatever the abandoned future left in flight on this connection.
-            let _ = connection.client().batch_execute("ROLLBACK").await;
+            let _ = handle.client.batch_execute("ROLLBACK").await;
             drop(gate);
         };
         match &self.runtime {
@@ -130,7 +129,7 @@ impl Drop for RollbackOnDrop {
 /// The adapter a transaction callback receives: same client and schema, no gate (the
 /// transaction already holds it exclusively), no nested transactions.
 pub(crate) struct TransactionAdapter {
-    connection: TokioPostgresConnection,
+    handle: Arc<ClientHandle>,
     schema: Arc<DbSchema>,
     router: Arc<Router>,
     /// Set when a statement of this transaction failed on the server.
@@ -148,7 +147,7 @@ impl DbAdapter for TransactionAdapter {
 
     fn create<'a>(&'a self, query: Create) -> AdapterFuture<'a, DbRecord> {
         Box::pin(async move {
-            let db = self.connection.tx_db(&self.aborted);
+            let db = self.handle.tx_db(&self.aborted);
             if let Some(result) = self.router.create(db, &self.schema, &query).await {
                 return result;
             }
@@ -158,7 +157,7 @@ impl DbAdapter for TransactionAdapter {
 
     fn find_one<'a>(&'a self, query: FindOne) -> AdapterFuture<'a, Option<DbRecord>> {
         Box::pin(async move {
-            let db = self.connection.tx_db(&self.aborted);
+            let db = self.handle.tx_db(&self.aborted);
             if let Some(result) = self.router.find_one(db, &self.schema, &query).await {
                 return result;
             }
@@ -168,7 +167,7 @@ impl DbAdapter for TransactionAdapter {
 
     fn find_many<'a>(&'a self, query: FindMany) -> AdapterFuture<'a, Vec<DbRecord>> {
         Box::pin(async move {
-            let db = self.connection.tx_db(&self.aborted);
+            let db = self.handle.tx_db(&self.aborted);
             if let Some(result) = self.router.find_many(db, &self.schema, &query).await {
                 return result;
             }
@@ -178,7 +177,7 @@ impl DbAdapter for TransactionAdapter {
 
     fn count<'a>(&'a self, query: Count) -> AdapterFuture<'a, u64> {
         Box::pin(generic::count(
-            self.connection.tx_db(&self.aborted),
+            self.handle.tx_db(&self.aborted),
             &self.schema,
             query,
         ))
@@ -186,7 +185,7 @@ impl DbAdapter for TransactionAdapter {
 
     fn update<'a>(&'a self, query: Update) -> AdapterFuture<'a, Option<DbRecord>> {
         Box::pin(async move {
-            let db = self.connection.tx_db(&self.aborted);
+            let db = self.handle.tx_db(&self.aborted);
             if let Some(result) = self.router.update(db, &self.schema, &query).await {
                 return result;
             }
@@ -196,7 +195,7 @@ impl DbAdapter for TransactionAdapter {
 
     fn update_many<'a>(&'a self, query: UpdateMany) -> AdapterFuture<'a, u64> {
         Box::pin(generic::update_many(
-            self.connection.tx_db(&self.aborted),
+            self.handle.tx_db(&self.aborted),
             &self.schema,
             query,
         ))
@@ -204,7 +203,7 @@ impl DbAdapter for TransactionAdapter {
 
     fn delete<'a>(&'a self, query: Delete) -> AdapterFuture<'a, ()> {
         Box::pin(async move {
-            let db = self.connection.tx_db(&self.aborted);
+            let db = self.handle.tx_db(&self.aborted);
             if let Some(result) = self.router.delete(db, &self.schema, &query).await {
                 return result;
             }
@@ -214,7 +213,7 @@ impl DbAdapter for TransactionAdapter {
 
     fn delete_many<'a>(&'a self, query: DeleteMany) -> AdapterFuture<'a, u64> {
         Box::pin(async move {
-            let db = self.connection.tx_db(&self.aborted);
+            let db = self.handle.tx_db(&self.aborted);
             if let Some(result) = self.router.delete_many(db, &self.schema, &query).await {
                 return result;
             }

@@ -18,6 +18,7 @@ use rustauth_core::db::{
 use rustauth_core::error::RustAuthError;
 use time::OffsetDateTime;
 
+use crate::connect::StatementMode;
 use crate::connection::ClientHandle;
 use crate::error::{postgres_error, sqlstate, FEATURE_NOT_SUPPORTED};
 use crate::executor::Db;
@@ -157,6 +158,9 @@ impl Router {
         else {
             return None;
         };
+        if handle.mode != StatementMode::Prepared {
+            return None;
+        }
         let groups = handle
             .typed
             .get(&handle.client, self.wanted(), transaction.is_none())
@@ -628,6 +632,9 @@ pub(crate) async fn consume_rate_limit(
     else {
         return None;
     };
+    if handle.mode != StatementMode::Prepared {
+        return None;
+    }
     let wanted = Wanted {
         rate_limit: true,
         ..Wanted::default()
