@@ -17,7 +17,7 @@ use crate::connection::TokioPostgresConnection;
 use crate::rate_limit::TokioPostgresRateLimitStore;
 use crate::transaction::RollbackOnDrop;
 use crate::typed::Router;
-use crate::{generic, migrate, transaction};
+use crate::{generic, migrate, trace, transaction};
 
 /// Identifier the adapter reports.
 const ADAPTER_ID: &str = "tokio-postgres";
@@ -162,7 +162,8 @@ impl DbAdapter for TokioPostgresAdapter {
     }
 
     fn create<'a>(&'a self, query: Create) -> AdapterFuture<'a, DbRecord> {
-        Box::pin(async move {
+        let span = trace::call_span("create", &query.model);
+        Box::pin(trace::traced(span, |_| Some(1), async move {
             let _shared = self.connection.shared().await?;
             let handle = self.connection.handle().await?;
             let db = handle.db();
@@ -170,63 +171,81 @@ impl DbAdapter for TokioPostgresAdapter {
                 return result;
             }
             generic::create(db, &self.schema, query).await
-        })
+        }))
     }
 
     fn find_one<'a>(&'a self, query: FindOne) -> AdapterFuture<'a, Option<DbRecord>> {
-        Box::pin(async move {
-            let _shared = self.connection.shared().await?;
-            let handle = self.connection.handle().await?;
-            let db = handle.db();
-            if let Some(result) = self.router.find_one(db, &self.schema, &query).await {
-                return result;
-            }
-            generic::find_one(db, &self.schema, query).await
-        })
+        let span = trace::call_span("find_one", &query.model);
+        Box::pin(trace::traced(
+            span,
+            |found| Some(u64::from(found.is_some())),
+            async move {
+                let _shared = self.connection.shared().await?;
+                let handle = self.connection.handle().await?;
+                let db = handle.db();
+                if let Some(result) = self.router.find_one(db, &self.schema, &query).await {
+                    return result;
+                }
+                generic::find_one(db, &self.schema, query).await
+            },
+        ))
     }
 
     fn find_many<'a>(&'a self, query: FindMany) -> AdapterFuture<'a, Vec<DbRecord>> {
-        Box::pin(async move {
-            let _shared = self.connection.shared().await?;
-            let handle = self.connection.handle().await?;
-            let db = handle.db();
-            if let Some(result) = self.router.find_many(db, &self.schema, &query).await {
-                return result;
-            }
-            generic::find_many(db, &self.schema, query).await
-        })
+        let span = trace::call_span("find_many", &query.model);
+        Box::pin(trace::traced(
+            span,
+            |records| Some(records.len() as u64),
+            async move {
+                let _shared = self.connection.shared().await?;
+                let handle = self.connection.handle().await?;
+                let db = handle.db();
+                if let Some(result) = self.router.find_many(db, &self.schema, &query).await {
+                    return result;
+                }
+                generic::find_many(db, &self.schema, query).await
+            },
+        ))
     }
 
     fn count<'a>(&'a self, query: Count) -> AdapterFuture<'a, u64> {
-        Box::pin(async move {
+        let span = trace::call_span("count", &query.model);
+        Box::pin(trace::traced(span, |_| None, async move {
             let _shared = self.connection.shared().await?;
             let handle = self.connection.handle().await?;
             generic::count(handle.db(), &self.schema, query).await
-        })
+        }))
     }
 
     fn update<'a>(&'a self, query: Update) -> AdapterFuture<'a, Option<DbRecord>> {
-        Box::pin(async move {
-            let _shared = self.connection.shared().await?;
-            let handle = self.connection.handle().await?;
-            let db = handle.db();
-            if let Some(result) = self.router.update(db, &self.schema, &query).await {
-                return result;
-            }
-            generic::update(db, &self.schema, query).await
-        })
+        let span = trace::call_span("update", &query.model);
+        Box::pin(trace::traced(
+            span,
+            |found| Some(u64::from(found.is_some())),
+            async move {
+                let _shared = self.connection.shared().await?;
+                let handle = self.connection.handle().await?;
+                let db = handle.db();
+                if let Some(result) = self.router.update(db, &self.schema, &query).await {
+                    return result;
+                }
+                generic::update(db, &self.schema, query).await
+            },
+        ))
     }
 
     fn update_many<'a>(&'a self, query: UpdateMany) -> AdapterFuture<'a, u64> {
-        Box::pin(async move {
+        let span = trace::call_span("update_many", &query.model);
+        Box::pin(trace::traced(span, |count| Some(*count), async move {
             let _shared = self.connection.shared().await?;
             let handle = self.connection.handle().await?;
             generic::update_many(handle.db(), &self.schema, query).await
-        })
+        }))
     }
 
     fn delete<'a>(&'a self, query: Delete) -> AdapterFuture<'a, ()> {
-        Box::pin(async move {
+        let span = trace::call_span("delete", &query.model);
+        Box::pin(trace::traced(span, |_| None, async move {
             let _shared = self.connection.shared().await?;
             let handle = self.connection.handle().await?;
             let db = handle.db();
@@ -234,11 +253,12 @@ impl DbAdapter for TokioPostgresAdapter {
                 return result;
             }
             generic::delete(db, &self.schema, query).await
-        })
+        }))
     }
 
     fn delete_many<'a>(&'a self, query: DeleteMany) -> AdapterFuture<'a, u64> {
-        Box::pin(async move {
+        let span = trace::call_span("delete_many", &query.model);
+        Box::pin(trace::traced(span, |count| Some(*count), async move {
             let _shared = self.connection.shared().await?;
             let handle = self.connection.handle().await?;
             let db = handle.db();
@@ -246,7 +266,7 @@ impl DbAdapter for TokioPostgresAdapter {
                 return result;
             }
             generic::delete_many(db, &self.schema, query).await
-        })
+        }))
     }
 
     fn transaction<'a>(&'a self, callback: TransactionCallback<'a>) -> AdapterFuture<'a, ()> {

@@ -7,6 +7,7 @@ use postgres_types::ToSql;
 use rustauth_core::db::sql::SqlParam;
 use rustauth_core::error::RustAuthError;
 use tokio_postgres::{Client, Row, Statement};
+use tracing::Instrument;
 
 use crate::connect::StatementMode;
 use crate::connection::ClientHandle;
@@ -104,6 +105,24 @@ impl Db<'_> {
                 params.len()
             )));
         }
+        let kind = match self {
+            Self::Plain(_) => "generic (unprepared client)",
+            Self::Cached { handle, .. } if handle.mode == StatementMode::Unprepared => {
+                "generic (unprepared)"
+            }
+            Self::Cached { .. } => "generic",
+        };
+        self.dispatch(sql, params, want)
+            .instrument(crate::trace::statement_span(sql, kind))
+            .await
+    }
+
+    async fn dispatch(
+        self,
+        sql: &str,
+        params: &[SqlParam],
+        want: Want,
+    ) -> Result<Outcome, RustAuthError> {
         match self {
             Self::Plain(client) => {
                 let statement = client.prepare(sql).await.map_err(postgres_error)?;

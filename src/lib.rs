@@ -16,6 +16,8 @@ mod prepared;
 mod rate_limit;
 mod statements;
 mod stores;
+mod tls;
+mod trace;
 mod transaction;
 mod typed;
 mod values;

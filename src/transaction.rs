@@ -13,8 +13,8 @@ use tokio::sync::OwnedRwLockWriteGuard;
 
 use crate::connection::{ClientHandle, TokioPostgresConnection};
 use crate::error::{adapter, postgres_error};
-use crate::generic;
 use crate::typed::Router;
+use crate::{generic, trace};
 
 /// Identifier the transaction adapter reports.
 const TX_ADAPTER_ID: &str = "tokio-postgres-tx";
@@ -146,79 +146,95 @@ impl DbAdapter for TransactionAdapter {
     }
 
     fn create<'a>(&'a self, query: Create) -> AdapterFuture<'a, DbRecord> {
-        Box::pin(async move {
+        let span = trace::call_span("create", &query.model);
+        Box::pin(trace::traced(span, |_| Some(1), async move {
             let db = self.handle.tx_db(&self.aborted);
             if let Some(result) = self.router.create(db, &self.schema, &query).await {
                 return result;
             }
             generic::create(db, &self.schema, query).await
-        })
+        }))
     }
 
     fn find_one<'a>(&'a self, query: FindOne) -> AdapterFuture<'a, Option<DbRecord>> {
-        Box::pin(async move {
-            let db = self.handle.tx_db(&self.aborted);
-            if let Some(result) = self.router.find_one(db, &self.schema, &query).await {
-                return result;
-            }
-            generic::find_one(db, &self.schema, query).await
-        })
+        let span = trace::call_span("find_one", &query.model);
+        Box::pin(trace::traced(
+            span,
+            |found| Some(u64::from(found.is_some())),
+            async move {
+                let db = self.handle.tx_db(&self.aborted);
+                if let Some(result) = self.router.find_one(db, &self.schema, &query).await {
+                    return result;
+                }
+                generic::find_one(db, &self.schema, query).await
+            },
+        ))
     }
 
     fn find_many<'a>(&'a self, query: FindMany) -> AdapterFuture<'a, Vec<DbRecord>> {
-        Box::pin(async move {
-            let db = self.handle.tx_db(&self.aborted);
-            if let Some(result) = self.router.find_many(db, &self.schema, &query).await {
-                return result;
-            }
-            generic::find_many(db, &self.schema, query).await
-        })
+        let span = trace::call_span("find_many", &query.model);
+        Box::pin(trace::traced(
+            span,
+            |records| Some(records.len() as u64),
+            async move {
+                let db = self.handle.tx_db(&self.aborted);
+                if let Some(result) = self.router.find_many(db, &self.schema, &query).await {
+                    return result;
+                }
+                generic::find_many(db, &self.schema, query).await
+            },
+        ))
     }
 
     fn count<'a>(&'a self, query: Count) -> AdapterFuture<'a, u64> {
-        Box::pin(generic::count(
-            self.handle.tx_db(&self.aborted),
-            &self.schema,
-            query,
-        ))
+        let span = trace::call_span("count", &query.model);
+        Box::pin(trace::traced(span, |_| None, async move {
+            generic::count(self.handle.tx_db(&self.aborted), &self.schema, query).await
+        }))
     }
 
     fn update<'a>(&'a self, query: Update) -> AdapterFuture<'a, Option<DbRecord>> {
-        Box::pin(async move {
-            let db = self.handle.tx_db(&self.aborted);
-            if let Some(result) = self.router.update(db, &self.schema, &query).await {
-                return result;
-            }
-            generic::update(db, &self.schema, query).await
-        })
-    }
-
-    fn update_many<'a>(&'a self, query: UpdateMany) -> AdapterFuture<'a, u64> {
-        Box::pin(generic::update_many(
-            self.handle.tx_db(&self.aborted),
-            &self.schema,
-            query,
+        let span = trace::call_span("update", &query.model);
+        Box::pin(trace::traced(
+            span,
+            |found| Some(u64::from(found.is_some())),
+            async move {
+                let db = self.handle.tx_db(&self.aborted);
+                if let Some(result) = self.router.update(db, &self.schema, &query).await {
+                    return result;
+                }
+                generic::update(db, &self.schema, query).await
+            },
         ))
     }
 
+    fn update_many<'a>(&'a self, query: UpdateMany) -> AdapterFuture<'a, u64> {
+        let span = trace::call_span("update_many", &query.model);
+        Box::pin(trace::traced(span, |count| Some(*count), async move {
+            generic::update_many(self.handle.tx_db(&self.aborted), &self.schema, query).await
+        }))
+    }
+
     fn delete<'a>(&'a self, query: Delete) -> AdapterFuture<'a, ()> {
-        Box::pin(async move {
+        let span = trace::call_span("delete", &query.model);
+        Box::pin(trace::traced(span, |_| None, async move {
             let db = self.handle.tx_db(&self.aborted);
             if let Some(result) = self.router.delete(db, &self.schema, &query).await {
                 return result;
             }
             generic::delete(db, &self.schema, query).await
-        })
+        }))
     }
 
     fn delete_many<'a>(&'a self, query: DeleteMany) -> AdapterFuture<'a, u64> {
-        Box::pin(async move {
+        let span = trace::call_span("delete_many", &query.model);
+        Box::pin(trace::traced(span, |count| Some(*count), async move {
             let db = self.handle.tx_db(&self.aborted);
             if let Some(result) = self.router.delete_many(db, &self.schema, &query).await {
                 return result;
             }
             generic::delete_many(db, &self.schema, query).await
-        })
+        }))
     }
 
     fn transaction<'a>(&'a self, _callback: TransactionCallback<'a>) -> AdapterFuture<'a, ()> {

@@ -17,6 +17,7 @@ use rustauth_core::db::{
 };
 use rustauth_core::error::RustAuthError;
 use time::OffsetDateTime;
+use tracing::Instrument;
 
 use crate::connect::StatementMode;
 use crate::connection::ClientHandle;
@@ -209,7 +210,7 @@ impl Router {
                 let statement = &typed.groups.session.as_ref()?.by_token;
                 let found = statement.bind(&typed.handle.client, token).opt();
                 typed
-                    .run(found, |row| {
+                    .run(statement.sql(), found, |row| {
                         row.map(|row| project(&session_values(row), &pick))
                     })
                     .await
@@ -222,7 +223,7 @@ impl Router {
                 if let Some(id) = eq_text(clause, "id") {
                     let found = statements.by_id.bind(client, id).opt();
                     typed
-                        .run(found, |row| {
+                        .run(statements.by_id.sql(), found, |row| {
                             row.map(|row| project(&user_values(row), &pick))
                         })
                         .await
@@ -230,7 +231,7 @@ impl Router {
                     let email = eq_text(clause, "email")?;
                     let found = statements.by_email.bind(client, email).opt();
                     typed
-                        .run(found, |row| {
+                        .run(statements.by_email.sql(), found, |row| {
                             row.map(|row| project(&user_values(row), &pick))
                         })
                         .await
@@ -267,7 +268,7 @@ impl Router {
         let rows = statement.bind(&typed.handle.client, email).all();
         let key = join_model.clone();
         typed
-            .run(rows, move |rows| {
+            .run(statement.sql(), rows, move |rows| {
                 // No row: no user with this email.
                 let first = rows.first()?;
                 let mut record = project(&joined_user_values(first), &pick);
@@ -311,7 +312,7 @@ impl Router {
                 let statement = &typed.groups.verification.as_ref()?.newest_by_identifier;
                 let found = statement.bind(&typed.handle.client, identifier).opt();
                 typed
-                    .run(found, |row| {
+                    .run(statement.sql(), found, |row| {
                         row.map(|row| project(&verification_values(row), &pick))
                             .into_iter()
                             .collect()
@@ -328,7 +329,7 @@ impl Router {
                 let statement = &typed.groups.session.as_ref()?.by_user_id;
                 let found = statement.bind(&typed.handle.client, user_id).all();
                 typed
-                    .run(found, |rows| {
+                    .run(statement.sql(), found, |rows| {
                         rows.into_iter()
                             .map(|row| project(&session_values(row), &pick))
                             .collect()
@@ -388,7 +389,7 @@ impl Router {
                         &updated_at,
                     )
                     .one();
-                typed.run(inserted, echo).await
+                typed.run(statement.sql(), inserted, echo).await
             }
             "session" => {
                 let statement = &typed.groups.session.as_ref()?.insert;
@@ -410,7 +411,7 @@ impl Router {
                         text(data.get("user_id")?)?,
                     )
                     .one();
-                typed.run(inserted, echo).await
+                typed.run(statement.sql(), inserted, echo).await
             }
             "account" => {
                 let statement = &typed.groups.account.as_ref()?.insert;
@@ -441,7 +442,7 @@ impl Router {
                         &updated_at,
                     )
                     .one();
-                typed.run(inserted, echo).await
+                typed.run(statement.sql(), inserted, echo).await
             }
             "verification" => {
                 let statement = &typed.groups.verification.as_ref()?.insert;
@@ -459,7 +460,7 @@ impl Router {
                         &updated_at,
                     )
                     .one();
-                typed.run(inserted, echo).await
+                typed.run(statement.sql(), inserted, echo).await
             }
             _ => None,
         }
@@ -492,7 +493,7 @@ impl Router {
                     .bind(&typed.handle.client, &expires_at, &updated_at, token)
                     .opt();
                 typed
-                    .run(updated, |row| {
+                    .run(statement.sql(), updated, |row| {
                         row.map(|row| project(&session_values(row), &all))
                     })
                     .await
@@ -509,7 +510,7 @@ impl Router {
                     .bind(&typed.handle.client, &verified, &updated_at, id)
                     .opt();
                 typed
-                    .run(updated, |row| {
+                    .run(statement.sql(), updated, |row| {
                         row.map(|row| project(&user_values(row), &all))
                     })
                     .await
@@ -539,7 +540,7 @@ impl Router {
                     )
                     .opt();
                 typed
-                    .run(updated, |row| {
+                    .run(statement.sql(), updated, |row| {
                         row.map(|row| project(&account_values(row), &all))
                     })
                     .await
@@ -565,14 +566,14 @@ impl Router {
                 let typed = self.statements(db).await?;
                 let statement = &typed.groups.session.as_ref()?.delete_by_token;
                 let deleted = statement.bind(&typed.handle.client, token).all();
-                typed.run(deleted, |_| ()).await
+                typed.run(statement.sql(), deleted, |_| ()).await
             }
             "verification" => {
                 let identifier = eq_text(clause, "identifier")?;
                 let typed = self.statements(db).await?;
                 let statement = &typed.groups.verification.as_ref()?.delete_by_identifier;
                 let deleted = statement.bind(&typed.handle.client, identifier).all();
-                typed.run(deleted, |_| ()).await
+                typed.run(statement.sql(), deleted, |_| ()).await
             }
             _ => None,
         }
@@ -602,14 +603,14 @@ impl Router {
                 let typed = self.statements(db).await?;
                 let statement = &typed.groups.verification.as_ref()?.delete_expired;
                 let deleted = statement.bind(&typed.handle.client, &now).all();
-                typed.run(deleted, count).await
+                typed.run(statement.sql(), deleted, count).await
             }
             "session" => {
                 let user_id = eq_text(clause, "user_id")?;
                 let typed = self.statements(db).await?;
                 let statement = &typed.groups.session.as_ref()?.delete_by_user_id;
                 let deleted = statement.bind(&typed.handle.client, user_id).all();
-                typed.run(deleted, count).await
+                typed.run(statement.sql(), deleted, count).await
             }
             _ => None,
         }
@@ -671,15 +672,20 @@ impl Typed<'_> {
     /// prepares afresh).
     async fn run<T, R, F>(
         &self,
+        sql: &'static str,
         statement: F,
         map: impl FnOnce(T) -> R,
     ) -> Option<Result<R, RustAuthError>>
     where
         F: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
     {
-        match statement.await {
+        let outcome = statement
+            .instrument(crate::trace::statement_span(sql, "typed"))
+            .await;
+        match outcome {
             Ok(value) => {
                 self.served.fetch_add(1, Ordering::Relaxed);
+                tracing::Span::current().record("path", "typed");
                 Some(Ok(map(value)))
             }
             Err(error) => {

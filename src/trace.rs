@@ -1,0 +1,76 @@
+//! Tracing: one span per adapter call and one per statement. Spans carry the model, the
+//! operation, the path (typed or generic), the row count, the duration and the SQL text, but
+//! never a parameter value: values only ever travel as bound parameters.
+
+use std::future::Future;
+use std::time::Instant;
+
+use rustauth_core::error::RustAuthError;
+use tracing::{field, Instrument, Span};
+
+/// Target of every span this crate emits.
+pub(crate) const TARGET: &str = "rustauth_tokio_postgres";
+
+/// The span of one adapter call. `path` starts as `generic`; the typed router records
+/// `typed` when a generated statement served the call.
+pub(crate) fn call_span(operation: &'static str, model: &str) -> Span {
+    tracing::debug_span!(
+        target: TARGET,
+        "rustauth_tokio_postgres.call",
+        operation,
+        model,
+        path = "generic",
+        rows = field::Empty,
+        duration_us = field::Empty,
+        error = field::Empty,
+    )
+}
+
+/// The span of one statement sent to the server.
+pub(crate) fn statement_span(sql: &str, kind: &'static str) -> Span {
+    tracing::debug_span!(
+        target: TARGET,
+        "rustauth_tokio_postgres.statement",
+        sql,
+        kind,
+    )
+}
+
+/// Runs `call` inside `span`, then records its row count, duration and error (if any).
+pub(crate) async fn traced<T, F>(
+    span: Span,
+    rows: impl FnOnce(&T) -> Option<u64>,
+    call: F,
+) -> Result<T, RustAuthError>
+where
+    F: Future<Output = Result<T, RustAuthError>>,
+{
+    let started = Instant::now();
+    let result = call.instrument(span.clone()).await;
+    let elapsed = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    span.record("duration_us", elapsed);
+    match &result {
+        Ok(value) => {
+            if let Some(rows) = rows(value) {
+                span.record("rows", rows);
+            }
+        }
+        Err(error) => {
+            span.record("error", error_kind(error).as_str());
+        }
+    }
+    result
+}
+
+/// What a span says about an error: the SQLSTATE for database errors (their messages and
+/// details can quote values), the message for the adapter's own configuration and schema
+/// errors (which name tables and fields, not values).
+fn error_kind(error: &RustAuthError) -> String {
+    match error {
+        RustAuthError::Adapter(text) => match text.split_once("SQLSTATE ") {
+            Some((_, rest)) => format!("SQLSTATE {}", rest.get(..5).unwrap_or(rest)),
+            None => "adapter error".to_owned(),
+        },
+        other => other.to_string(),
+    }
+}

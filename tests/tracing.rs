@@ -1,0 +1,185 @@
+//! Tracing: a span per adapter call (model, operation, path, rows, duration) and one per
+//! statement (SQL text, kind), never a parameter value.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use rustauth_core::db::{
+    auth_schema, AuthSchemaOptions, Create, DbAdapter, DbValue, FindMany, FindOne, Where,
+};
+use rustauth_tokio_postgres::TokioPostgresAdapter;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::Subscriber;
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::Layer;
+
+#[derive(Debug, Clone, Default)]
+struct Captured {
+    name: String,
+    parent: Option<String>,
+    fields: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<(u64, Captured)>>>);
+
+struct Fields<'a>(&'a mut BTreeMap<String, String>);
+
+impl Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(
+            field.name().to_owned(),
+            format!("{value:?}").trim_matches('"').to_owned(),
+        );
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+}
+
+impl<S> Layer<S> for Capture
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let mut captured = Captured {
+            name: attrs.metadata().name().to_owned(),
+            parent: ctx
+                .span(id)
+                .and_then(|span| span.parent().map(|parent| parent.name().to_owned())),
+            ..Captured::default()
+        };
+        attrs.record(&mut Fields(&mut captured.fields));
+        self.0.lock().unwrap().push((id.into_u64(), captured));
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, _ctx: Context<'_, S>) {
+        let mut spans = self.0.lock().unwrap();
+        if let Some((_, captured)) = spans
+            .iter_mut()
+            .rev()
+            .find(|(key, _)| *key == id.into_u64())
+        {
+            values.record(&mut Fields(&mut captured.fields));
+        }
+    }
+}
+
+fn user(id: &str, email: &str) -> Create {
+    let now = time::OffsetDateTime::now_utc();
+    Create::new("user")
+        .data("id", DbValue::String(id.to_owned()))
+        .data("name", DbValue::String("Secret Name".to_owned()))
+        .data("email", DbValue::String(email.to_owned()))
+        .data("email_verified", DbValue::Boolean(false))
+        .data("created_at", DbValue::Timestamp(now))
+        .data("updated_at", DbValue::Timestamp(now))
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn calls_and_statements_are_traced_without_values() {
+    let url = support::fresh_database("tracing").await;
+    let schema = auth_schema(AuthSchemaOptions::default());
+    let adapter = TokioPostgresAdapter::connect_with_schema(&url, schema.clone())
+        .await
+        .expect("connect");
+    adapter.run_migrations(&schema).await.expect("migrate");
+
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::registry().with(capture.clone());
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    adapter
+        .create(user("u-1", "hidden-value@example.com"))
+        .await
+        .expect("typed create");
+    let found = adapter
+        .find_one(FindOne::new("user").where_clause(Where::new(
+            "email",
+            DbValue::String("hidden-value@example.com".to_owned()),
+        )))
+        .await
+        .expect("typed find");
+    assert!(found.is_some());
+    let many = adapter
+        .find_many(FindMany::new("user").where_clause(Where::new(
+            "name",
+            DbValue::String("Secret Name".to_owned()),
+        )))
+        .await
+        .expect("generic find_many");
+    assert_eq!(many.len(), 1);
+    let failed = adapter
+        .find_one(
+            FindOne::new("user")
+                .where_clause(Where::new("no_such_field", DbValue::String("x".to_owned()))),
+        )
+        .await;
+    assert!(failed.is_err());
+    // A database error whose detail quotes a value: the span keeps only the SQLSTATE.
+    let duplicate = adapter
+        .create(user("u-1", "hidden-value@example.com"))
+        .await;
+    assert!(duplicate.unwrap_err().to_string().contains("23505"));
+
+    let spans = capture.0.lock().unwrap().clone();
+    let calls: Vec<&Captured> = spans
+        .iter()
+        .map(|(_, span)| span)
+        .filter(|span| span.name == "rustauth_tokio_postgres.call")
+        .collect();
+    let statements: Vec<&Captured> = spans
+        .iter()
+        .map(|(_, span)| span)
+        .filter(|span| span.name == "rustauth_tokio_postgres.statement")
+        .collect();
+    assert_eq!(calls.len(), 5, "{calls:#?}");
+
+    let field = |span: &Captured, name: &str| span.fields.get(name).cloned().unwrap_or_default();
+    assert_eq!(field(calls[0], "operation"), "create");
+    assert_eq!(field(calls[0], "model"), "user");
+    assert_eq!(field(calls[0], "path"), "typed");
+    assert_eq!(field(calls[0], "rows"), "1");
+    assert_eq!(field(calls[1], "operation"), "find_one");
+    assert_eq!(field(calls[1], "path"), "typed");
+    assert_eq!(field(calls[1], "rows"), "1");
+    assert_eq!(field(calls[2], "operation"), "find_many");
+    assert_eq!(field(calls[2], "path"), "generic");
+    assert_eq!(field(calls[2], "rows"), "1");
+    assert!(
+        field(calls[3], "error").contains("no_such_field"),
+        "{:?}",
+        calls[3]
+    );
+    for call in &calls {
+        assert!(!field(call, "duration_us").is_empty(), "{call:?}");
+    }
+
+    // Each successful call ran exactly one statement, inside its call span.
+    assert!(statements.len() >= 3, "{statements:#?}");
+    for statement in &statements {
+        assert_eq!(
+            statement.parent.as_deref(),
+            Some("rustauth_tokio_postgres.call")
+        );
+    }
+    assert!(statements
+        .iter()
+        .any(|s| field(s, "kind") == "typed" && field(s, "sql").contains("\"users\"")));
+    assert!(statements
+        .iter()
+        .any(|s| field(s, "kind") == "generic" && field(s, "sql").contains("\"name\" = $1")));
+
+    // No parameter value reaches any span.
+    for span in &spans {
+        for value in span.1.fields.values() {
+            assert!(!value.contains("hidden-value"), "{span:?}");
+            assert!(!value.contains("Secret Name"), "{span:?}");
+        }
+    }
+}
