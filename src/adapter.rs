@@ -121,7 +121,12 @@ impl TokioPostgresAdapter {
         schema: DbSchema,
     ) -> Result<Self, RustAuthError> {
         let connection = TokioPostgresConnection::connect(database_url).await?;
-        Ok(Self::with_connection(connection, schema))
+        let adapter = Self::with_connection(connection, schema);
+        // Prepare the typed statements now (pipelined), so the first request does not wait
+        // for them; tables that do not exist yet are simply prepared later.
+        let handle = adapter.connection.handle().await?;
+        adapter.router.warm(&handle).await;
+        Ok(adapter)
     }
 
     /// What `run_migrations(schema)` would do to this database, without doing it.

@@ -127,6 +127,13 @@ impl Router {
         self.served.load(Ordering::SeqCst)
     }
 
+    /// Prepares every typed statement this adapter can use on `handle`'s connection.
+    pub(crate) async fn warm(&self, handle: &ClientHandle) {
+        if handle.mode == StatementMode::Prepared {
+            handle.typed.get(&handle.client, self.wanted(), true).await;
+        }
+    }
+
     fn wanted(&self) -> Wanted {
         Wanted {
             user: self.user.any(),
