@@ -44,12 +44,22 @@ pub(crate) fn describe(error: &tokio_postgres::Error) -> String {
             text.push_str(value);
         }
     }
-    // A named prepared statement missing or already present on the server connection is what
-    // a pooler in transaction mode (PgBouncer) does to prepared statements.
-    if matches!(db.code().code(), "26000" | "42P05") {
+    // What a pooler in transaction mode (PgBouncer) does to named prepared statements: the
+    // statement is missing on the server connection the call landed on, or that connection
+    // holds another client's statement under the same name (different parameter count or
+    // types).
+    let message = db.message();
+    let pooler_symptom = match db.code().code() {
+        "26000" | "42P05" => true,
+        "08P01" => message.contains("prepared statement"),
+        "22P03" => message.contains("bind parameter"),
+        _ => false,
+    };
+    if pooler_symptom {
         text.push_str(
             "; hint: behind a pooler in transaction mode (e.g. PgBouncer) prepared statements \
-             do not survive between transactions: connect with `statement_mode=unprepared` in \
+             do not survive between transactions, and a server connection may hold another \
+             client's statement of the same name: connect with `statement_mode=unprepared` in \
              the URL, or build the connection with \
              `TokioPostgresConnection::from_client_unprepared`",
         );

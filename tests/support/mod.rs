@@ -4,6 +4,7 @@
 //! examples through `#[path]`, so it must stay self-contained.
 #![allow(dead_code, unused_imports)]
 
+pub mod pgbouncer;
 pub mod server;
 
 pub use server::{connect, database_url_with, fresh_database, server_url, url_from_env};
