@@ -13,11 +13,13 @@ use rustauth_core::error::RustAuthError;
 use rustauth_core::plugin::PluginMigration;
 use tokio_postgres::Client;
 
+use crate::call::Call;
 use crate::connection::TokioPostgresConnection;
+use crate::executor::Db;
 use crate::rate_limit::TokioPostgresRateLimitStore;
 use crate::transaction::RollbackOnDrop;
 use crate::typed::Router;
-use crate::{generic, migrate, trace, transaction};
+use crate::{migrate, trace, transaction};
 
 /// Identifier the adapter reports.
 const ADAPTER_ID: &str = "tokio-postgres";
@@ -99,6 +101,14 @@ impl TokioPostgresAdapter {
         &self.connection
     }
 
+    fn call<'a>(&'a self, db: Db<'a>) -> Call<'a> {
+        Call {
+            db,
+            schema: &self.schema,
+            router: &self.router,
+        }
+    }
+
     /// The schema CRUD calls resolve models and fields against.
     pub(crate) fn schema(&self) -> &DbSchema {
         &self.schema
@@ -168,109 +178,73 @@ impl DbAdapter for TokioPostgresAdapter {
 
     fn create<'a>(&'a self, query: Create) -> AdapterFuture<'a, DbRecord> {
         let span = trace::call_span("create", &query.model);
-        Box::pin(trace::traced(span, |_| Some(1), async move {
+        Box::pin(trace::traced(span, trace::one, async move {
             let _shared = self.connection.shared().await?;
             let handle = self.connection.handle().await?;
-            let db = handle.db();
-            if let Some(result) = self.router.create(db, &self.schema, &query).await {
-                return result;
-            }
-            generic::create(db, &self.schema, query).await
+            self.call(handle.db()).create(query).await
         }))
     }
 
     fn find_one<'a>(&'a self, query: FindOne) -> AdapterFuture<'a, Option<DbRecord>> {
         let span = trace::call_span("find_one", &query.model);
-        Box::pin(trace::traced(
-            span,
-            |found| Some(u64::from(found.is_some())),
-            async move {
-                let _shared = self.connection.shared().await?;
-                let handle = self.connection.handle().await?;
-                let db = handle.db();
-                if let Some(result) = self.router.find_one(db, &self.schema, &query).await {
-                    return result;
-                }
-                generic::find_one(db, &self.schema, query).await
-            },
-        ))
+        Box::pin(trace::traced(span, trace::found, async move {
+            let _shared = self.connection.shared().await?;
+            let handle = self.connection.handle().await?;
+            self.call(handle.db()).find_one(query).await
+        }))
     }
 
     fn find_many<'a>(&'a self, query: FindMany) -> AdapterFuture<'a, Vec<DbRecord>> {
         let span = trace::call_span("find_many", &query.model);
-        Box::pin(trace::traced(
-            span,
-            |records| Some(records.len() as u64),
-            async move {
-                let _shared = self.connection.shared().await?;
-                let handle = self.connection.handle().await?;
-                let db = handle.db();
-                if let Some(result) = self.router.find_many(db, &self.schema, &query).await {
-                    return result;
-                }
-                generic::find_many(db, &self.schema, query).await
-            },
-        ))
+        Box::pin(trace::traced(span, trace::listed, async move {
+            let _shared = self.connection.shared().await?;
+            let handle = self.connection.handle().await?;
+            self.call(handle.db()).find_many(query).await
+        }))
     }
 
     fn count<'a>(&'a self, query: Count) -> AdapterFuture<'a, u64> {
         let span = trace::call_span("count", &query.model);
-        Box::pin(trace::traced(span, |_| None, async move {
+        Box::pin(trace::traced(span, trace::unknown, async move {
             let _shared = self.connection.shared().await?;
             let handle = self.connection.handle().await?;
-            generic::count(handle.db(), &self.schema, query).await
+            self.call(handle.db()).count(query).await
         }))
     }
 
     fn update<'a>(&'a self, query: Update) -> AdapterFuture<'a, Option<DbRecord>> {
         let span = trace::call_span("update", &query.model);
-        Box::pin(trace::traced(
-            span,
-            |found| Some(u64::from(found.is_some())),
-            async move {
-                let _shared = self.connection.shared().await?;
-                let handle = self.connection.handle().await?;
-                let db = handle.db();
-                if let Some(result) = self.router.update(db, &self.schema, &query).await {
-                    return result;
-                }
-                generic::update(db, &self.schema, query).await
-            },
-        ))
+        Box::pin(trace::traced(span, trace::found, async move {
+            let _shared = self.connection.shared().await?;
+            let handle = self.connection.handle().await?;
+            self.call(handle.db()).update(query).await
+        }))
     }
 
     fn update_many<'a>(&'a self, query: UpdateMany) -> AdapterFuture<'a, u64> {
         let span = trace::call_span("update_many", &query.model);
-        Box::pin(trace::traced(span, |count| Some(*count), async move {
+        Box::pin(trace::traced(span, trace::counted, async move {
             let _shared = self.connection.shared().await?;
             let handle = self.connection.handle().await?;
-            generic::update_many(handle.db(), &self.schema, query).await
+            self.call(handle.db()).update_many(query).await
         }))
     }
 
     fn delete<'a>(&'a self, query: Delete) -> AdapterFuture<'a, ()> {
         let span = trace::call_span("delete", &query.model);
-        Box::pin(trace::traced(span, |_| None, async move {
+        Box::pin(trace::traced(span, trace::unknown, async move {
             let _shared = self.connection.shared().await?;
             let handle = self.connection.handle().await?;
-            let db = handle.db();
-            if let Some(result) = self.router.delete(db, &self.schema, &query).await {
-                return result;
-            }
-            generic::delete(db, &self.schema, query).await
+            self.call(handle.db()).delete(query).await
         }))
     }
 
     fn delete_many<'a>(&'a self, query: DeleteMany) -> AdapterFuture<'a, u64> {
         let span = trace::call_span("delete_many", &query.model);
-        Box::pin(trace::traced(span, |count| Some(*count), async move {
+        Box::pin(trace::traced(span, trace::counted, async move {
             let _shared = self.connection.shared().await?;
             let handle = self.connection.handle().await?;
-            let db = handle.db();
-            if let Some(result) = self.router.delete_many(db, &self.schema, &query).await {
-                return result;
-            }
-            generic::delete_many(db, &self.schema, query).await
+            self.call(handle.db()).delete_many(query).await
         }))
     }
 

@@ -4,6 +4,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod adapter;
+mod call;
 mod connect;
 mod connection;
 mod error;

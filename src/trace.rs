@@ -36,6 +36,32 @@ pub(crate) fn statement_span(sql: &str, kind: &'static str) -> Span {
     )
 }
 
+/// Row counts for [`traced`]: one record.
+pub(crate) fn one<T>(_: &T) -> Option<u64> {
+    Some(1)
+}
+
+/// Row counts for [`traced`]: a record or none.
+pub(crate) fn found<T>(record: &Option<T>) -> Option<u64> {
+    Some(u64::from(record.is_some()))
+}
+
+/// Row counts for [`traced`]: the records returned.
+#[allow(clippy::ptr_arg)] // passed where a `FnOnce(&Vec<_>)` is expected
+pub(crate) fn listed<T>(records: &Vec<T>) -> Option<u64> {
+    Some(records.len() as u64)
+}
+
+/// Row counts for [`traced`]: the rows the statement reports affected.
+pub(crate) fn counted(rows: &u64) -> Option<u64> {
+    Some(*rows)
+}
+
+/// Row counts for [`traced`]: nothing to report.
+pub(crate) fn unknown<T>(_: &T) -> Option<u64> {
+    None
+}
+
 /// Runs `call` inside `span`, then records its row count, duration and error (if any).
 pub(crate) async fn traced<T, F>(
     span: Span,

@@ -11,10 +11,11 @@ use rustauth_core::db::{
 use rustauth_core::error::RustAuthError;
 use tokio::sync::OwnedRwLockWriteGuard;
 
+use crate::call::Call;
 use crate::connection::{ClientHandle, TokioPostgresConnection};
 use crate::error::{adapter, postgres_error};
+use crate::trace;
 use crate::typed::Router;
-use crate::{generic, trace};
 
 /// Identifier the transaction adapter reports.
 const TX_ADAPTER_ID: &str = "tokio-postgres-tx";
@@ -136,6 +137,16 @@ pub(crate) struct TransactionAdapter {
     aborted: Arc<AtomicBool>,
 }
 
+impl TransactionAdapter {
+    fn call(&self) -> Call<'_> {
+        Call {
+            db: self.handle.tx_db(&self.aborted),
+            schema: &self.schema,
+            router: &self.router,
+        }
+    }
+}
+
 impl DbAdapter for TransactionAdapter {
     fn id(&self) -> &str {
         TX_ADAPTER_ID
@@ -147,93 +158,57 @@ impl DbAdapter for TransactionAdapter {
 
     fn create<'a>(&'a self, query: Create) -> AdapterFuture<'a, DbRecord> {
         let span = trace::call_span("create", &query.model);
-        Box::pin(trace::traced(span, |_| Some(1), async move {
-            let db = self.handle.tx_db(&self.aborted);
-            if let Some(result) = self.router.create(db, &self.schema, &query).await {
-                return result;
-            }
-            generic::create(db, &self.schema, query).await
+        Box::pin(trace::traced(span, trace::one, async move {
+            self.call().create(query).await
         }))
     }
 
     fn find_one<'a>(&'a self, query: FindOne) -> AdapterFuture<'a, Option<DbRecord>> {
         let span = trace::call_span("find_one", &query.model);
-        Box::pin(trace::traced(
-            span,
-            |found| Some(u64::from(found.is_some())),
-            async move {
-                let db = self.handle.tx_db(&self.aborted);
-                if let Some(result) = self.router.find_one(db, &self.schema, &query).await {
-                    return result;
-                }
-                generic::find_one(db, &self.schema, query).await
-            },
-        ))
+        Box::pin(trace::traced(span, trace::found, async move {
+            self.call().find_one(query).await
+        }))
     }
 
     fn find_many<'a>(&'a self, query: FindMany) -> AdapterFuture<'a, Vec<DbRecord>> {
         let span = trace::call_span("find_many", &query.model);
-        Box::pin(trace::traced(
-            span,
-            |records| Some(records.len() as u64),
-            async move {
-                let db = self.handle.tx_db(&self.aborted);
-                if let Some(result) = self.router.find_many(db, &self.schema, &query).await {
-                    return result;
-                }
-                generic::find_many(db, &self.schema, query).await
-            },
-        ))
+        Box::pin(trace::traced(span, trace::listed, async move {
+            self.call().find_many(query).await
+        }))
     }
 
     fn count<'a>(&'a self, query: Count) -> AdapterFuture<'a, u64> {
         let span = trace::call_span("count", &query.model);
-        Box::pin(trace::traced(span, |_| None, async move {
-            generic::count(self.handle.tx_db(&self.aborted), &self.schema, query).await
+        Box::pin(trace::traced(span, trace::unknown, async move {
+            self.call().count(query).await
         }))
     }
 
     fn update<'a>(&'a self, query: Update) -> AdapterFuture<'a, Option<DbRecord>> {
         let span = trace::call_span("update", &query.model);
-        Box::pin(trace::traced(
-            span,
-            |found| Some(u64::from(found.is_some())),
-            async move {
-                let db = self.handle.tx_db(&self.aborted);
-                if let Some(result) = self.router.update(db, &self.schema, &query).await {
-                    return result;
-                }
-                generic::update(db, &self.schema, query).await
-            },
-        ))
+        Box::pin(trace::traced(span, trace::found, async move {
+            self.call().update(query).await
+        }))
     }
 
     fn update_many<'a>(&'a self, query: UpdateMany) -> AdapterFuture<'a, u64> {
         let span = trace::call_span("update_many", &query.model);
-        Box::pin(trace::traced(span, |count| Some(*count), async move {
-            generic::update_many(self.handle.tx_db(&self.aborted), &self.schema, query).await
+        Box::pin(trace::traced(span, trace::counted, async move {
+            self.call().update_many(query).await
         }))
     }
 
     fn delete<'a>(&'a self, query: Delete) -> AdapterFuture<'a, ()> {
         let span = trace::call_span("delete", &query.model);
-        Box::pin(trace::traced(span, |_| None, async move {
-            let db = self.handle.tx_db(&self.aborted);
-            if let Some(result) = self.router.delete(db, &self.schema, &query).await {
-                return result;
-            }
-            generic::delete(db, &self.schema, query).await
+        Box::pin(trace::traced(span, trace::unknown, async move {
+            self.call().delete(query).await
         }))
     }
 
     fn delete_many<'a>(&'a self, query: DeleteMany) -> AdapterFuture<'a, u64> {
         let span = trace::call_span("delete_many", &query.model);
-        Box::pin(trace::traced(span, |count| Some(*count), async move {
-            let db = self.handle.tx_db(&self.aborted);
-            if let Some(result) = self.router.delete_many(db, &self.schema, &query).await {
-                return result;
-            }
-            generic::delete_many(db, &self.schema, query).await
+        Box::pin(trace::traced(span, trace::counted, async move {
+            self.call().delete_many(query).await
         }))
     }
 
