@@ -273,7 +273,8 @@ impl Router {
         let typed = self.statements(db).await?;
         let statement = &typed.groups.user_with_accounts.as_ref()?.by_email;
         let rows = statement.bind(&typed.handle.client, email).all();
-        let key = join_model.clone();
+        // The output key is the logical model name, however the join was spelled.
+        let key = join_logical.to_owned();
         typed
             .run(statement.sql(), rows, move |rows| {
                 // No row: no user with this email.
