@@ -2,7 +2,7 @@
 //!
 //! Besides everything tokio-postgres understands, a URL (or key/value string) may carry:
 //! - `sslmode=disable|prefer|require|verify-ca|verify-full` (libpq's meanings; default
-//!   `prefer`) and `sslrootcert=<path to PEM>`;
+//!   `prefer`) and `sslrootcert=<path to PEM>|system` — see [`establish`] and `tls.rs`;
 //! - `statement_mode=prepared|unprepared`: `unprepared` sends every statement as an unnamed,
 //!   typed statement (`query_typed`), still one round trip, for poolers such as PgBouncer in
 //!   transaction mode where named prepared statements cannot live.
@@ -12,9 +12,14 @@
 use std::path::PathBuf;
 
 use rustauth_core::error::RustAuthError;
+use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::{Client, Config, NoTls};
 
-use crate::error::{adapter, postgres_error};
+use crate::error::{adapter, describe, postgres_error, sqlstate};
+use crate::tls::{self, RootCerts, Verification};
+
+/// The connect timeout when the URL sets none (`connect_timeout`, in seconds).
+const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How statements reach the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -43,26 +48,39 @@ pub(crate) enum TlsMode {
     VerifyFull,
 }
 
+impl TlsMode {
+    /// The `sslmode` value.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Disable => "disable",
+            Self::Prefer => "prefer",
+            Self::Require => "require",
+            Self::VerifyCa => "verify-ca",
+            Self::VerifyFull => "verify-full",
+        }
+    }
+}
+
 /// Everything needed to (re)connect.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnectOptions {
     pub(crate) config: Config,
     pub(crate) tls: TlsMode,
-    #[allow(dead_code)] // read by the TLS connector (in progress)
-    pub(crate) root_cert: Option<PathBuf>,
+    /// `sslrootcert`: a PEM file (`None`: not given), `system` being Mozilla's root store.
+    pub(crate) root_cert: Option<RootCerts>,
     pub(crate) statements: StatementMode,
 }
 
 impl ConnectOptions {
     /// Parses a `postgres://` URL or a libpq key/value string.
     pub(crate) fn parse(database_url: &str) -> Result<Self, RustAuthError> {
-        let mut tls = TlsMode::default();
+        let mut tls = None;
         let mut root_cert = None;
         let mut statements = StatementMode::default();
         let mut take = |key: &str, value: &str| -> Result<bool, RustAuthError> {
             match key {
                 "sslmode" => {
-                    tls = match value {
+                    tls = Some(match value {
                         "disable" => TlsMode::Disable,
                         "prefer" | "allow" => TlsMode::Prefer,
                         "require" => TlsMode::Require,
@@ -74,11 +92,15 @@ impl ConnectOptions {
                                  prefer, require, verify-ca or verify-full)"
                         )))
                         }
-                    };
+                    });
                     Ok(true)
                 }
                 "sslrootcert" => {
-                    root_cert = Some(PathBuf::from(value));
+                    root_cert = Some(if value == "system" {
+                        RootCerts::System
+                    } else {
+                        RootCerts::File(PathBuf::from(value))
+                    });
                     Ok(true)
                 }
                 "statement_mode" => {
@@ -98,7 +120,25 @@ impl ConnectOptions {
             }
         };
         let rest = strip_params(database_url, &mut take)?;
-        let config = rest.parse::<Config>().map_err(postgres_error)?;
+        let mut config = rest.parse::<Config>().map_err(postgres_error)?;
+        if config.get_connect_timeout().is_none() {
+            // Without one, a host that silently drops packets holds every (re)connect
+            // attempt for minutes.
+            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+        }
+        let tls = match (tls, &root_cert) {
+            // libpq: `sslrootcert=system` means `verify-full` unless said otherwise, and
+            // refuses weaker modes (any certificate from a public CA would pass them).
+            (None, Some(RootCerts::System)) => TlsMode::VerifyFull,
+            (Some(mode), Some(RootCerts::System)) if mode != TlsMode::VerifyFull => {
+                return Err(adapter(format!(
+                    "tokio-postgres error: weak sslmode `{}` may not be used with \
+                     sslrootcert=system (use verify-full)",
+                    mode.name()
+                )))
+            }
+            (mode, _) => mode.unwrap_or_default(),
+        };
         Ok(Self {
             config,
             tls,
@@ -174,21 +214,94 @@ fn percent_decode(value: &str) -> String {
 }
 
 /// Opens a connection and drives it on the current Tokio runtime.
+///
+/// | `sslmode` | TLS | certificate check | server without TLS |
+/// | --- | --- | --- | --- |
+/// | `disable` | never | — | plain text |
+/// | `prefer` (default) | if the server offers it | none | plain text |
+/// | `require` | always | none; the chain (as `verify-ca`) when `sslrootcert` is given | error |
+/// | `verify-ca` | always | the chain up to the roots | error |
+/// | `verify-full` | always | the chain and the host name | error |
+///
+/// The roots are the `sslrootcert` PEM file, or Mozilla's root store with
+/// `sslrootcert=system` (which implies `verify-full`) or without `sslrootcert`. Connections
+/// over Unix-domain sockets never use TLS (the server does not offer it there), as in libpq.
 pub(crate) async fn establish(options: &ConnectOptions) -> Result<Client, RustAuthError> {
-    match options.tls {
-        TlsMode::Disable | TlsMode::Prefer => {
-            let mut config = options.config.clone();
-            config.ssl_mode(tokio_postgres::config::SslMode::Disable);
-            let (client, connection) = config.connect(NoTls).await.map_err(postgres_error)?;
-            tokio::spawn(async move {
-                // Ends when the client is dropped or the server goes away; calls made after
-                // that fail with "connection closed".
-                let _ = connection.await;
-            });
-            Ok(client)
-        }
-        TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => Err(adapter(
-            "tokio-postgres error: TLS (sslmode require, verify-ca, verify-full) is not built yet",
-        )),
+    let mut config = options.config.clone();
+    let only_unix_sockets = !config.get_hosts().is_empty()
+        && config.get_hostaddrs().is_empty()
+        && config
+            .get_hosts()
+            .iter()
+            .all(|host| !matches!(host, Host::Tcp(_)));
+    let ssl_mode = match options.tls {
+        TlsMode::Disable => SslMode::Disable,
+        _ if only_unix_sockets => SslMode::Disable,
+        TlsMode::Prefer => SslMode::Prefer,
+        TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => SslMode::Require,
+    };
+    config.ssl_mode(ssl_mode);
+    if ssl_mode == SslMode::Disable {
+        let (client, connection) = config
+            .connect(NoTls)
+            .await
+            .map_err(|error| connect_error(&error, options))?;
+        tokio::spawn(async move {
+            // Ends when the client is dropped or the server goes away; calls made after
+            // that fail with "connection closed".
+            let _ = connection.await;
+        });
+        return Ok(client);
     }
+    let roots = options.root_cert.clone().unwrap_or(RootCerts::System);
+    let verification = match options.tls {
+        TlsMode::VerifyFull => Verification::ChainAndName,
+        TlsMode::VerifyCa => Verification::Chain,
+        // libpq: with a root certificate, `require` verifies the chain like `verify-ca`.
+        TlsMode::Require if options.root_cert.is_some() => Verification::Chain,
+        _ => Verification::None,
+    };
+    let connector = tls::connector(verification, &roots)?;
+    let (client, connection) = config
+        .connect(connector)
+        .await
+        .map_err(|error| connect_error(&error, options))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// A connection failure as a `RustAuthError`, with what TLS had to do with it spelled out.
+fn connect_error(error: &tokio_postgres::Error, options: &ConnectOptions) -> RustAuthError {
+    let mode = options.tls.name();
+    if let Some(rustls_error) = tls::rustls_error(error) {
+        let roots = options.root_cert.clone().unwrap_or(RootCerts::System);
+        return match rustls_error {
+            rustls::Error::InvalidCertificate(_) => adapter(format!(
+                "tokio-postgres error: TLS certificate verification failed \
+                 (sslmode={mode}): {rustls_error}{}",
+                tls::certificate_hint(rustls_error, &roots)
+            )),
+            _ => adapter(format!(
+                "tokio-postgres error: TLS handshake failed (sslmode={mode}): {rustls_error}"
+            )),
+        };
+    }
+    let text = describe(error);
+    if text.contains("server does not support TLS") {
+        return adapter(format!(
+            "tokio-postgres error: the server does not support TLS but sslmode={mode}"
+        ));
+    }
+    if options.tls == TlsMode::Disable
+        && sqlstate(error) == Some("28000")
+        && text.contains("no encryption")
+    {
+        return adapter(format!(
+            "tokio-postgres error: {text}; hint: the server accepts this connection only over \
+             TLS, which sslmode=disable turns off (use sslmode=require or stronger)"
+        ));
+    }
+    adapter(format!("tokio-postgres error: {text}"))
 }

@@ -1,0 +1,292 @@
+//! TLS for connections made from URLs: rustls (on the `ring` provider) configured after
+//! libpq's `sslmode` and `sslrootcert`.
+//!
+//! | verification | when | what is checked |
+//! | --- | --- | --- |
+//! | none | `prefer`; `require` without `sslrootcert` | only that the server holds the key of the certificate it sends (the handshake signature); any certificate is accepted |
+//! | chain | `verify-ca`; `require` with `sslrootcert` (libpq does the same) | the chain leads to a root; validity dates; server-auth usage |
+//! | chain and name | `verify-full` | the chain, and that the certificate names the host connected to (DNS name or IP address) |
+//!
+//! The roots are the certificates of the `sslrootcert` PEM file — only those, as with libpq:
+//! mixing public roots in would let any publicly trusted certificate pass `verify-ca` — or,
+//! with `sslrootcert=system` or no `sslrootcert`, Mozilla's root store (`webpki-roots`).
+
+use std::fmt;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustauth_core::error::RustAuthError;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{verify_server_cert_signed_by_trust_anchor, WebPkiServerVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::error::adapter;
+
+/// What the client checks of the server's certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verification {
+    /// Nothing (encryption without authentication, like libpq's `require`).
+    None,
+    /// The chain up to a trusted root, not the host name (`verify-ca`).
+    Chain,
+    /// The chain and the host name (`verify-full`).
+    ChainAndName,
+}
+
+/// Where the trusted roots come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RootCerts {
+    /// Mozilla's root store (`sslrootcert=system`, or no `sslrootcert`).
+    System,
+    /// The certificates of a PEM file, and only those.
+    File(std::path::PathBuf),
+}
+
+impl RootCerts {
+    fn describe(&self) -> String {
+        match self {
+            Self::System => "the system root store".to_owned(),
+            Self::File(path) => format!("sslrootcert `{}`", path.display()),
+        }
+    }
+}
+
+/// A rustls connector for tokio-postgres that checks what `verification` says against `roots`.
+pub(crate) fn connector(
+    verification: Verification,
+    roots: &RootCerts,
+) -> Result<MakeRustlsConnect, RustAuthError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|error| adapter(format!("tokio-postgres error: TLS setup failed: {error}")))?;
+    let mut config = match verification {
+        Verification::None => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate { provider }))
+            .with_no_client_auth(),
+        Verification::Chain => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(ChainOnly {
+                roots: Arc::new(load_roots(roots)?),
+                provider,
+            }))
+            .with_no_client_auth(),
+        Verification::ChainAndName => {
+            let verifier =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(load_roots(roots)?), provider)
+                    .build()
+                    .map_err(|error| {
+                        adapter(format!(
+                            "tokio-postgres error: TLS setup failed: {} holds no usable root \
+                             certificate: {error}",
+                            roots.describe()
+                        ))
+                    })?;
+            builder.with_webpki_verifier(verifier).with_no_client_auth()
+        }
+    };
+    // PostgreSQL 17+ checks this on direct TLS connections (`sslnegotiation=direct`); older
+    // servers ignore it.
+    config.alpn_protocols = vec![b"postgresql".to_vec()];
+    Ok(MakeRustlsConnect::new(config))
+}
+
+fn load_roots(roots: &RootCerts) -> Result<RootCertStore, RustAuthError> {
+    let path = match roots {
+        RootCerts::System => {
+            return Ok(RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            })
+        }
+        RootCerts::File(path) => path,
+    };
+    let unreadable = |error: &dyn fmt::Display| {
+        adapter(format!(
+            "tokio-postgres error: cannot read the root certificates in sslrootcert `{}`: {error}",
+            path.display()
+        ))
+    };
+    let certificates = read_pem_certificates(path).map_err(|error| unreadable(&error))?;
+    if certificates.is_empty() {
+        return Err(unreadable(&"the file holds no PEM certificate"));
+    }
+    let mut store = RootCertStore::empty();
+    for (index, certificate) in certificates.into_iter().enumerate() {
+        store.add(certificate).map_err(|error| {
+            unreadable(&format!(
+                "certificate {} is not a usable root: {error}",
+                index + 1
+            ))
+        })?;
+    }
+    Ok(store)
+}
+
+fn read_pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let bytes = std::fs::read(path).map_err(|error| error.to_string())?;
+    CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| format!("invalid PEM: {error}"))
+}
+
+/// Accepts any certificate; the handshake signatures are still checked, so the peer must hold
+/// the key of the certificate it presents.
+#[derive(Debug)]
+struct AcceptAnyCertificate {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// Checks the chain up to `roots` (dates and server-auth usage included), not the host name.
+#[derive(Debug)]
+struct ChainOnly {
+    roots: Arc<RootCertStore>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let certificate = ParsedCertificate::try_from(end_entity)?;
+        verify_server_cert_signed_by_trust_anchor(
+            &certificate,
+            &self.roots,
+            intermediates,
+            now,
+            self.provider.signature_verification_algorithms.all,
+        )?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// The rustls error under a failed TLS handshake of tokio-postgres, if that is what failed.
+pub(crate) fn rustls_error(error: &tokio_postgres::Error) -> Option<&rustls::Error> {
+    let mut source = std::error::Error::source(error);
+    while let Some(current) = source {
+        if let Some(found) = current.downcast_ref::<rustls::Error>() {
+            return Some(found);
+        }
+        // `io::Error::source` skips the error it wraps, so look inside explicitly.
+        if let Some(inner) = current
+            .downcast_ref::<io::Error>()
+            .and_then(|io_error| io_error.get_ref())
+        {
+            if let Some(found) = inner.downcast_ref::<rustls::Error>() {
+                return Some(found);
+            }
+        }
+        source = current.source();
+    }
+    None
+}
+
+/// A hint for a certificate the verifier rejected.
+pub(crate) fn certificate_hint(error: &rustls::Error, roots: &RootCerts) -> String {
+    match error {
+        rustls::Error::InvalidCertificate(
+            CertificateError::UnknownIssuer | CertificateError::BadSignature,
+        ) => format!(
+            "; the server's certificate chain does not lead to a root of {}",
+            roots.describe()
+        ),
+        rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        ) => "; the certificate does not name the host connected to (sslmode=verify-ca checks \
+              the chain but not the host name)"
+            .to_owned(),
+        _ => String::new(),
+    }
+}
