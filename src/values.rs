@@ -106,27 +106,22 @@ pub(crate) fn bind_declared(
     Ok((values, types))
 }
 
-/// The Postgres type a parameter has when the server is not asked to infer it.
+/// The Postgres type a parameter has when the server is not asked to infer it: the column's
+/// (its schema field type, with the uuid tag of database-generated ids), never the value's.
+/// A value of another kind then fails to bind with tokio-postgres' "error serializing
+/// parameter N", exactly as against a prepared statement's inferred type.
 pub(crate) fn declared_type(param: &SqlParam) -> Type {
     let uuid = param.generated_id == Some(IdGeneration::Uuid);
-    match (&param.value, &param.field_type) {
-        (DbValue::String(_), _) if uuid => Type::UUID,
-        (DbValue::String(_), _) => Type::TEXT,
-        (DbValue::Number(_), _) => Type::INT8,
-        (DbValue::Boolean(_), _) => Type::BOOL,
-        (DbValue::Timestamp(_), _) => Type::TIMESTAMPTZ,
-        (DbValue::Json(_), _) => Type::JSONB,
-        (DbValue::StringArray(_), _) if uuid => Type::UUID_ARRAY,
-        (DbValue::StringArray(_), _) => Type::TEXT_ARRAY,
-        (DbValue::NumberArray(_), _) => Type::INT8_ARRAY,
-        (_, DbFieldType::String) if uuid => Type::UUID,
-        (_, DbFieldType::String) => Type::TEXT,
-        (_, DbFieldType::Number) => Type::INT8,
-        (_, DbFieldType::Boolean) => Type::BOOL,
-        (_, DbFieldType::Timestamp) => Type::TIMESTAMPTZ,
-        (_, DbFieldType::Json) => Type::JSONB,
-        (_, DbFieldType::StringArray) => Type::TEXT_ARRAY,
-        (_, DbFieldType::NumberArray) => Type::INT8_ARRAY,
+    match param.field_type {
+        DbFieldType::String if uuid => Type::UUID,
+        DbFieldType::String => Type::TEXT,
+        DbFieldType::Number => Type::INT8,
+        DbFieldType::Boolean => Type::BOOL,
+        DbFieldType::Timestamp => Type::TIMESTAMPTZ,
+        DbFieldType::Json => Type::JSONB,
+        DbFieldType::StringArray if uuid => Type::UUID_ARRAY,
+        DbFieldType::StringArray => Type::TEXT_ARRAY,
+        DbFieldType::NumberArray => Type::INT8_ARRAY,
     }
 }
 
