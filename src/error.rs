@@ -11,10 +11,28 @@ use rustauth_core::error::RustAuthError;
 /// ("cached plan must not change result type").
 pub(crate) const FEATURE_NOT_SUPPORTED: &str = "0A000";
 
+/// The failures this crate itself turns into `RustAuthError::Adapter`; their `Display` is the
+/// adapter error's text.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    /// A tokio-postgres failure: server errors with their SQLSTATE and fields.
+    #[error("tokio-postgres error: {}", describe(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+    /// A JSON value that could not be encoded or decoded.
+    #[error("tokio-postgres JSON error: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl From<Error> for RustAuthError {
+    fn from(error: Error) -> Self {
+        RustAuthError::Adapter(error.to_string())
+    }
+}
+
 /// Maps a tokio-postgres error to a `RustAuthError::Adapter` with the SQLSTATE and the
 /// server's fields in a fixed order.
 pub(crate) fn postgres_error(error: tokio_postgres::Error) -> RustAuthError {
-    RustAuthError::Adapter(format!("tokio-postgres error: {}", describe(&error)))
+    Error::from(error).into()
 }
 
 /// The human-readable details of a tokio-postgres error (no prefix).
@@ -74,7 +92,7 @@ pub(crate) fn sqlstate(error: &tokio_postgres::Error) -> Option<&str> {
 
 /// Maps a serde_json error to a `RustAuthError::Adapter`.
 pub(crate) fn json_error(error: serde_json::Error) -> RustAuthError {
-    RustAuthError::Adapter(format!("tokio-postgres JSON error: {error}"))
+    Error::from(error).into()
 }
 
 /// An adapter-owned error message.

@@ -69,12 +69,15 @@ pub(crate) fn connector(
     let mut config = match verification {
         Verification::None => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate { provider }))
+            .with_custom_certificate_verifier(Arc::new(WithoutHostName {
+                roots: None,
+                provider,
+            }))
             .with_no_client_auth(),
         Verification::Chain => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(ChainOnly {
-                roots: Arc::new(load_roots(roots)?),
+            .with_custom_certificate_verifier(Arc::new(WithoutHostName {
+                roots: Some(Arc::new(load_roots(roots)?)),
                 provider,
             }))
             .with_no_client_auth(),
@@ -136,68 +139,17 @@ fn read_pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, St
         .map_err(|error| format!("invalid PEM: {error}"))
 }
 
-/// Accepts any certificate; the handshake signatures are still checked, so the peer must hold
-/// the key of the certificate it presents.
+/// A verifier that never checks the host name: with `roots`, it checks the chain up to them
+/// (dates and server-auth usage included; `verify-ca`); without, it accepts any certificate
+/// (`require`, `prefer`). Either way the handshake signatures are checked, so the peer must
+/// hold the key of the certificate it presents.
 #[derive(Debug)]
-struct AcceptAnyCertificate {
+struct WithoutHostName {
+    roots: Option<Arc<RootCertStore>>,
     provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// Checks the chain up to `roots` (dates and server-auth usage included), not the host name.
-#[derive(Debug)]
-struct ChainOnly {
-    roots: Arc<RootCertStore>,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for WithoutHostName {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -206,14 +158,16 @@ impl ServerCertVerifier for ChainOnly {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let certificate = ParsedCertificate::try_from(end_entity)?;
-        verify_server_cert_signed_by_trust_anchor(
-            &certificate,
-            &self.roots,
-            intermediates,
-            now,
-            self.provider.signature_verification_algorithms.all,
-        )?;
+        if let Some(roots) = &self.roots {
+            let certificate = ParsedCertificate::try_from(end_entity)?;
+            verify_server_cert_signed_by_trust_anchor(
+                &certificate,
+                roots,
+                intermediates,
+                now,
+                self.provider.signature_verification_algorithms.all,
+            )?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 
