@@ -18,6 +18,16 @@ SELECT "id", "expires_at", "token", "created_at", "updated_at", "ip_address", "u
 FROM "sessions"
 WHERE "user_id" = :user_id;
 
+--! newest_sessions_by_user_id : Session
+--- The newest sessions of a user, at most `limit` of them (`find_many session WHERE user_id = $1
+--- ORDER BY created_at DESC LIMIT n`, a "list sessions" page).
+SELECT "id", "expires_at", "token", "created_at", "updated_at", "ip_address", "user_agent",
+    "user_id"
+FROM "sessions"
+WHERE "user_id" = :user_id
+ORDER BY "created_at" DESC
+LIMIT :limit;
+
 --! insert_session (ip_address?, user_agent?)
 --- Inserts a session (sign-up, sign-in); returns its id.
 INSERT INTO "sessions" ("id", "expires_at", "token", "created_at", "updated_at", "ip_address",

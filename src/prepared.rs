@@ -47,6 +47,7 @@ pub(crate) struct UserWithAccountsStatements {
 pub(crate) struct SessionStatements {
     pub(crate) by_token: session::SessionByTokenStmt,
     pub(crate) by_user_id: session::SessionsByUserIdStmt,
+    pub(crate) newest_by_user_id: session::NewestSessionsByUserIdStmt,
     pub(crate) insert: session::InsertSessionStmt,
     pub(crate) update_expiry: session::UpdateSessionExpiryStmt,
     pub(crate) delete_by_token: session::DeleteSessionByTokenStmt,
@@ -182,19 +183,28 @@ async fn prepare_missing(client: &Client, current: &Groups, wanted: Wanted) -> G
         if !wanted.session || current.session.is_some() {
             return None;
         }
-        let (by_token, by_user_id, insert, update_expiry, delete_by_token, delete_by_user_id) =
-            tokio::try_join!(
-                session::session_by_token().prepare(client),
-                session::sessions_by_user_id().prepare(client),
-                session::insert_session().prepare(client),
-                session::update_session_expiry().prepare(client),
-                session::delete_session_by_token().prepare(client),
-                session::delete_sessions_by_user_id().prepare(client),
-            )
-            .ok()?;
+        let (
+            by_token,
+            by_user_id,
+            newest_by_user_id,
+            insert,
+            update_expiry,
+            delete_by_token,
+            delete_by_user_id,
+        ) = tokio::try_join!(
+            session::session_by_token().prepare(client),
+            session::sessions_by_user_id().prepare(client),
+            session::newest_sessions_by_user_id().prepare(client),
+            session::insert_session().prepare(client),
+            session::update_session_expiry().prepare(client),
+            session::delete_session_by_token().prepare(client),
+            session::delete_sessions_by_user_id().prepare(client),
+        )
+        .ok()?;
         Some(Arc::new(SessionStatements {
             by_token,
             by_user_id,
+            newest_by_user_id,
             insert,
             update_expiry,
             delete_by_token,

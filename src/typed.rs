@@ -329,20 +329,41 @@ impl Router {
             }
             "session" => {
                 let user_id = eq_text(clause, "user_id")?;
-                if query.sort_by.is_some() || query.limit.is_some() {
-                    return None;
-                }
                 let pick = projection(&query.select, &SESSION, fit)?;
+                let newest_first = match (&query.sort_by, query.limit) {
+                    (None, None) => None,
+                    (Some(sort), Some(limit))
+                        if sort.field == "created_at" && sort.direction == SortDirection::Desc =>
+                    {
+                        Some(i64::try_from(limit).ok()?)
+                    }
+                    _ => return None,
+                };
                 let typed = self.statements(db).await?;
-                let statement = &typed.groups.session.as_ref()?.by_user_id;
-                let found = statement.bind(&typed.handle.client, user_id).all();
-                typed
-                    .run(statement.sql(), found, |rows| {
-                        rows.into_iter()
-                            .map(|row| project(&session_values(row), &pick))
-                            .collect()
-                    })
-                    .await
+                let statements = typed.groups.session.as_ref()?;
+                let client = &typed.handle.client;
+                let to_records = |rows: Vec<session::Session>| {
+                    rows.into_iter()
+                        .map(|row| project(&session_values(row), &pick))
+                        .collect()
+                };
+                match newest_first {
+                    None => {
+                        let found = statements.by_user_id.bind(client, user_id).all();
+                        typed
+                            .run(statements.by_user_id.sql(), found, to_records)
+                            .await
+                    }
+                    Some(limit) => {
+                        let found = statements
+                            .newest_by_user_id
+                            .bind(client, user_id, &limit)
+                            .all();
+                        typed
+                            .run(statements.newest_by_user_id.sql(), found, to_records)
+                            .await
+                    }
+                }
             }
             _ => None,
         }

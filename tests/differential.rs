@@ -2402,3 +2402,73 @@ async fn unprepared_statements_reject_mismatched_values_like_prepared_ones() {
         .unwrap_err();
     assert!(error.contains("error serializing parameter"), "{error}");
 }
+
+/// `find_many session WHERE user_id ORDER BY created_at DESC LIMIT n` (a "list sessions" page)
+/// on its typed statement: same records, in the same order, as the generic path, for limits
+/// below, at and above the number of sessions, and for a user without sessions.
+#[tokio::test]
+async fn newest_sessions_of_a_user_match() {
+    let schema = default_schema();
+    let mut pair = Pair::new("differential_newest_sessions", &schema, &DEFAULT_TABLES).await;
+    let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+    for user in ["u1", "u2"] {
+        pair.step(
+            "user",
+            Call::Create(
+                Create::new("user")
+                    .data("id", s(user))
+                    .data("name", s("Ada"))
+                    .data("email", s(format!("{user}@example.com")))
+                    .data("email_verified", DbValue::Boolean(false))
+                    .data("created_at", ts(at))
+                    .data("updated_at", ts(at)),
+            ),
+            true,
+        )
+        .await
+        .expect("user");
+    }
+    // Distinct creation times, inserted out of order.
+    for index in [3_i64, 0, 4, 1, 2] {
+        let created = at + time::Duration::seconds(index);
+        pair.step(
+            "session",
+            Call::Create(
+                Create::new("session")
+                    .data("id", s(format!("s{index}")))
+                    .data("expires_at", ts(created + time::Duration::days(7)))
+                    .data("token", s(format!("t{index}")))
+                    .data("created_at", ts(created))
+                    .data("updated_at", ts(created))
+                    .data("user_id", s("u1")),
+            ),
+            true,
+        )
+        .await
+        .expect("session");
+    }
+    for (user, limit) in [("u1", 2), ("u1", 5), ("u1", 9), ("u1", 0), ("u2", 3)] {
+        let found = pair
+            .step(
+                "newest sessions",
+                Call::FindMany(
+                    FindMany::new("session")
+                        .where_clause(Where::new("user_id", s(user)))
+                        .sort_by(Sort::new("created_at", SortDirection::Desc))
+                        .limit(limit)
+                        .select(SESSION_FIELDS),
+                ),
+                true,
+            )
+            .await
+            .expect("newest sessions");
+        let Outcome::Many(records) = found else {
+            panic!("found: {found:?}")
+        };
+        let expected = if user == "u1" { limit.min(5) } else { 0 };
+        assert_eq!(records.len(), expected, "{user} limit {limit}");
+        if expected > 0 {
+            assert_eq!(records[0][0].1, Plain::Value(s("s4")), "newest first");
+        }
+    }
+}

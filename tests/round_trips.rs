@@ -79,9 +79,9 @@ const VERIFICATION_FIELDS: [&str; 6] = [
 
 /// The typed statements the first typed call prepares for the default schema (see
 /// src/prepared.rs): users 4 (by id, by email, insert, set email_verified), the sign-in join 1,
-/// sessions 6, accounts 2, verifications 4. The rate-limit statement is its own group,
+/// sessions 7, accounts 2, verifications 4. The rate-limit statement is its own group,
 /// prepared by the first consume.
-const TYPED_STATEMENTS: u64 = 4 + 1 + 6 + 2 + 4;
+const TYPED_STATEMENTS: u64 = 4 + 1 + 7 + 2 + 4;
 
 /// The user every read finds.
 const USER_ID: &str = "user-main";
@@ -646,6 +646,15 @@ async fn warm_hot_calls_cost_one_round_trip_each() {
         adapter.find_many(FindMany::new("session").where_clause(eq("user_id", USER_ID)))
     });
     assert_eq!(sessions.len(), 5, "main, two doomed, two new");
+    let newest = warm!(table, proxy, adapter, "newest sessions of a user", |i| {
+        adapter.find_many(
+            FindMany::new("session")
+                .where_clause(eq("user_id", USER_ID))
+                .sort_by(Sort::new("created_at", SortDirection::Desc))
+                .limit(2),
+        )
+    });
+    assert_eq!(newest.len(), 2);
     warm!(table, proxy, adapter, "delete session by token", |i| {
         adapter
             .delete(Delete::new("session").where_clause(eq("token", format!("token-doomed-{i}"))))
@@ -720,7 +729,7 @@ async fn warm_hot_calls_cost_one_round_trip_each() {
     // The rate limit ran its typed statement: the generic cache holds only the two generic
     // shapes.
     assert_eq!(adapter.connection().cached_statement_count(), 2);
-    assert_eq!(table.rows.len(), 23);
+    assert_eq!(table.rows.len(), 24);
 }
 
 /// Sign-up's transaction: user, credential account and session inserts.

@@ -1,4 +1,4 @@
-// @generated source-hash: fnv1a64:fa270af6784e9d62 (migrations/, queries/) by build.rs with cornucopia 1.0.1.
+// @generated source-hash: fnv1a64:2624a17d1a537b8d (migrations/, queries/) by build.rs with cornucopia 1.0.1.
 // Do not edit: change migrations/ or queries/, then run RUSTAUTH_PG_CODEGEN_URL=postgres://postgres@127.0.0.1:5432 RUSTAUTH_PG_CODEGEN_WRITE=1 cargo build --features codegen
 
 #![cfg_attr(rustfmt, rustfmt_skip)]

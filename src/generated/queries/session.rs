@@ -2,6 +2,14 @@
 // Do not edit: change migrations/ or queries/, then run RUSTAUTH_PG_CODEGEN_URL=postgres://postgres@127.0.0.1:5432 RUSTAUTH_PG_CODEGEN_WRITE=1 cargo build --features codegen
 
 #![cfg_attr(rustfmt, rustfmt_skip)]
+/// The parameters of [`newest_sessions_by_user_id`] as one struct, for [`Params`](crate::generated::client::Params).
+#[derive(Debug)]
+pub struct NewestSessionsByUserIdParams<T1: crate::generated::StringSql> {
+    /// Parameter `user_id`.
+    pub user_id: T1,
+    /// Parameter `limit`.
+    pub limit: i64,
+}
 /// The parameters of [`insert_session`] as one struct, for [`Params`](crate::generated::client::Params).
 #[derive(Debug)]
 pub struct InsertSessionParams<
@@ -381,6 +389,85 @@ impl SessionsByUserIdStmt {
     /// The prepared statement, once [`prepare`](Self::prepare) ran.
     pub fn statement(&self) -> Option<&tokio_postgres::Statement> {
         self.1.as_ref()
+    }
+}
+/// A statement: its SQL text and, once prepared, its `tokio_postgres::Statement`.
+pub struct NewestSessionsByUserIdStmt(&'static str, Option<tokio_postgres::Statement>);
+/// The newest sessions of a user, at most `limit` of them (`find_many session WHERE user_id = $1
+/// ORDER BY created_at DESC LIMIT n`, a "list sessions" page).
+pub fn newest_sessions_by_user_id() -> NewestSessionsByUserIdStmt {
+    NewestSessionsByUserIdStmt(
+        "SELECT \"id\", \"expires_at\", \"token\", \"created_at\", \"updated_at\", \"ip_address\", \"user_agent\", \"user_id\" FROM \"sessions\" WHERE \"user_id\" = $1 ORDER BY \"created_at\" DESC LIMIT $2",
+        None,
+    )
+}
+impl NewestSessionsByUserIdStmt {
+    /// Prepares the statement on `client` (one round trip) and keeps it, so that every later run skips the parse.
+    pub async fn prepare<'a, C: GenericClient>(
+        mut self,
+        client: &'a C,
+    ) -> Result<Self, tokio_postgres::Error> {
+        self.1 = Some(client.prepare(self.0).await?);
+        Ok(self)
+    }
+    /// Binds the parameters, in the order of the statement's placeholders.
+    pub fn bind<'c, 'a, 's, C: GenericClient, T1: crate::generated::StringSql>(
+        &'s self,
+        client: &'c C,
+        user_id: &'a T1,
+        limit: &'a i64,
+    ) -> SessionQuery<'c, 'a, 's, C, Session, 2> {
+        SessionQuery {
+            client,
+            params: [user_id, limit],
+            query: self.0,
+            cached: self.1.as_ref(),
+            extractor: |
+                row: &tokio_postgres::Row,
+            | -> Result<SessionBorrowed, tokio_postgres::Error> {
+                Ok(SessionBorrowed {
+                    id: row.try_get(0)?,
+                    expires_at: row.try_get(1)?,
+                    token: row.try_get(2)?,
+                    created_at: row.try_get(3)?,
+                    updated_at: row.try_get(4)?,
+                    ip_address: row.try_get(5)?,
+                    user_agent: row.try_get(6)?,
+                    user_id: row.try_get(7)?,
+                })
+            },
+            mapper: |it| Session::from(it),
+        }
+    }
+    /// The SQL text, with `$n` placeholders in the order of `bind`.
+    pub fn sql(&self) -> &'static str {
+        self.0
+    }
+    /// The prepared statement, once [`prepare`](Self::prepare) ran.
+    pub fn statement(&self) -> Option<&tokio_postgres::Statement> {
+        self.1.as_ref()
+    }
+}
+impl<
+    'c,
+    'a,
+    's,
+    C: GenericClient,
+    T1: crate::generated::StringSql,
+> crate::generated::client::async_::Params<
+    'c,
+    'a,
+    's,
+    NewestSessionsByUserIdParams<T1>,
+    SessionQuery<'c, 'a, 's, C, Session, 2>,
+    C,
+> for NewestSessionsByUserIdStmt {
+    fn params(
+        &'s self,
+        client: &'c C,
+        params: &'a NewestSessionsByUserIdParams<T1>,
+    ) -> SessionQuery<'c, 'a, 's, C, Session, 2> {
+        self.bind(client, &params.user_id, &params.limit)
     }
 }
 /// A statement: its SQL text and, once prepared, its `tokio_postgres::Statement`.
