@@ -428,6 +428,16 @@ mod codegen {
         if drop_types {
             crate_files.remove("types.rs");
         }
+        // Array columns are read through this iterator, whose `unwrap`s would panic on a
+        // malformed value; the core tables have no array column, so it goes when unused.
+        let drop_arrays = !crate_files.iter().any(|(name, file)| {
+            name != "array_iterator.rs"
+                && name != "lib.rs"
+                && prettyplease::unparse(file).contains("ArrayIterator")
+        });
+        if drop_arrays {
+            crate_files.remove("array_iterator.rs");
+        }
 
         let mut out = BTreeMap::new();
         for (name, mut file) in crate_files {
@@ -437,6 +447,12 @@ mod codegen {
                 "lib.rs" => {
                     if drop_types {
                         file.items.retain(|item| !is_mod_named(item, "types"));
+                    }
+                    if drop_arrays {
+                        file.items.retain(|item| {
+                            !is_mod_named(item, "array_iterator")
+                                && !is_use_of(item, "array_iterator")
+                        });
                     }
                     document_root(&mut file);
                     "mod.rs".to_owned()
@@ -481,6 +497,11 @@ mod codegen {
 
     fn is_mod_named(item: &Item, name: &str) -> bool {
         matches!(item, Item::Mod(module) if module.ident == name)
+    }
+
+    /// `use <module>::…;`, with or without a visibility.
+    fn is_use_of(item: &Item, module: &str) -> bool {
+        matches!(item, Item::Use(used) if matches!(&used.tree, syn::UseTree::Path(path) if path.ident == module))
     }
 
     /// Keeps what the generated crate compiles with tokio-postgres and without deadpool (its

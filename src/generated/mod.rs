@@ -24,12 +24,10 @@
 pub mod queries;
 /// Cornucopia's client layer: [`GenericClient`](client::GenericClient) over `tokio_postgres::Client` and `Transaction`, and the helpers the statements run through.
 pub mod client;
-mod array_iterator;
 mod domain;
 mod type_traits;
 mod utils;
 pub(crate) use utils::slice_iter;
-pub use array_iterator::ArrayIterator;
 pub use domain::{Domain, DomainArray};
 pub use type_traits::{ArraySql, BytesSql, IterSql, StringSql};
 pub use tokio_postgres;
