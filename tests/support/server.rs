@@ -85,8 +85,11 @@ async fn server() -> &'static (String, Origin) {
 }
 
 async fn decide_server() -> (String, Origin) {
-    if let Some(url) = url_from_env(std::env::var("DATABASE_URL").ok()) {
-        eprintln!("test support: using DATABASE_URL ({})", redact(&url));
+    // RUSTAUTH_TEST_POSTGRES_URL is the variable 0.3.2's tests read; DATABASE_URL wins.
+    let configured = url_from_env(std::env::var("DATABASE_URL").ok())
+        .or_else(|| url_from_env(std::env::var("RUSTAUTH_TEST_POSTGRES_URL").ok()));
+    if let Some(url) = configured {
+        eprintln!("test support: using the configured URL ({})", redact(&url));
         return (url, Origin::Env);
     }
     // Undocumented: skip the local server, to exercise the throwaway cluster.
