@@ -218,7 +218,7 @@ impl Router {
                 let found = statement.bind(&typed.handle.client, token).opt();
                 typed
                     .run(statement.sql(), found, |row| {
-                        row.map(|row| project(&session_values(row), &pick))
+                        row.map(|row| project(session_values(row), &pick))
                     })
                     .await
             }
@@ -231,7 +231,7 @@ impl Router {
                     let found = statements.by_id.bind(client, id).opt();
                     typed
                         .run(statements.by_id.sql(), found, |row| {
-                            row.map(|row| project(&user_values(row), &pick))
+                            row.map(|row| project(user_values(row), &pick))
                         })
                         .await
                 } else {
@@ -239,7 +239,7 @@ impl Router {
                     let found = statements.by_email.bind(client, email).opt();
                     typed
                         .run(statements.by_email.sql(), found, |row| {
-                            row.map(|row| project(&user_values(row), &pick))
+                            row.map(|row| project(user_values(row), &pick))
                         })
                         .await
                 }
@@ -279,7 +279,7 @@ impl Router {
             .run(statement.sql(), rows, move |rows| {
                 // No row: no user with this email.
                 let first = rows.first()?;
-                let mut record = project(&joined_user_values(first), &pick);
+                let mut record = project(joined_user_values(first), &pick);
                 let accounts = rows
                     .iter()
                     .filter_map(joined_account_values)
@@ -321,7 +321,7 @@ impl Router {
                 let found = statement.bind(&typed.handle.client, identifier).opt();
                 typed
                     .run(statement.sql(), found, |row| {
-                        row.map(|row| project(&verification_values(row), &pick))
+                        row.map(|row| project(verification_values(row), &pick))
                             .into_iter()
                             .collect()
                     })
@@ -344,7 +344,7 @@ impl Router {
                 let client = &typed.handle.client;
                 let to_records = |rows: Vec<session::Session>| {
                     rows.into_iter()
-                        .map(|row| project(&session_values(row), &pick))
+                        .map(|row| project(session_values(row), &pick))
                         .collect()
                 };
                 match newest_first {
@@ -523,7 +523,7 @@ impl Router {
                     .opt();
                 typed
                     .run(statement.sql(), updated, |row| {
-                        row.map(|row| project(&session_values(row), &all))
+                        row.map(|row| project(session_values(row), &all))
                     })
                     .await
             }
@@ -540,7 +540,7 @@ impl Router {
                     .opt();
                 typed
                     .run(statement.sql(), updated, |row| {
-                        row.map(|row| project(&user_values(row), &all))
+                        row.map(|row| project(user_values(row), &all))
                     })
                     .await
             }
@@ -570,7 +570,7 @@ impl Router {
                     .opt();
                 typed
                     .run(statement.sql(), updated, |row| {
-                        row.map(|row| project(&account_values(row), &all))
+                        row.map(|row| project(account_values(row), &all))
                     })
                     .await
             }
@@ -794,11 +794,25 @@ fn projection(select: &[String], columns: &[&str], fit: Fit) -> Option<Vec<usize
         .collect()
 }
 
-fn project<const N: usize>(values: &[(&'static str, DbValue); N], pick: &[usize]) -> DbRecord {
-    pick.iter()
-        .filter_map(|index| values.get(*index))
-        .map(|(name, value)| ((*name).to_owned(), value.clone()))
-        .collect()
+/// The picked columns of a row, in pick order. Values are moved out of the row; a column
+/// picked twice (a select list naming a field twice) is cloned for its later places.
+fn project<const N: usize>(values: [(&'static str, DbValue); N], pick: &[usize]) -> DbRecord {
+    let mut slots = values.map(|(name, value)| (name, Some(value)));
+    let mut record = DbRecord::with_capacity(pick.len());
+    for index in pick {
+        let Some((name, slot)) = slots.get_mut(*index) else {
+            continue;
+        };
+        let value = match slot.take() {
+            Some(value) => value,
+            None => match record.get(*name) {
+                Some(value) => value.clone(),
+                None => continue,
+            },
+        };
+        record.insert((*name).to_owned(), value);
+    }
+    record
 }
 
 fn text(value: &DbValue) -> Option<&String> {
