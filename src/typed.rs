@@ -276,12 +276,12 @@ impl Router {
         // The output key is the logical model name, however the join was spelled.
         let key = join_logical.to_owned();
         typed
-            .run(statement.sql(), rows, move |rows| {
+            .run(statement.sql(), rows, move |mut rows| {
                 // No row: no user with this email.
-                let first = rows.first()?;
+                let first = rows.first_mut()?;
                 let mut record = project(joined_user_values(first), &pick);
                 let accounts = rows
-                    .iter()
+                    .into_iter()
                     .filter_map(joined_account_values)
                     .map(|values| values.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
                     .collect();
@@ -876,40 +876,29 @@ fn user_values(row: user::User) -> [(&'static str, DbValue); 7] {
     ]
 }
 
-fn joined_user_values(row: &user::UserWithAccount) -> [(&'static str, DbValue); 7] {
+/// The user half of a sign-in join row, moved out of it (the account half stays).
+fn joined_user_values(row: &mut user::UserWithAccount) -> [(&'static str, DbValue); 7] {
     [
-        ("id", string(row.id.clone())),
-        ("name", string(row.name.clone())),
-        ("email", string(row.email.clone())),
+        ("id", string(std::mem::take(&mut row.id))),
+        ("name", string(std::mem::take(&mut row.name))),
+        ("email", string(std::mem::take(&mut row.email))),
         ("email_verified", DbValue::Boolean(row.email_verified)),
-        ("image", nullable_string(row.image.clone())),
+        ("image", nullable_string(row.image.take())),
         ("created_at", DbValue::Timestamp(row.created_at)),
         ("updated_at", DbValue::Timestamp(row.updated_at)),
     ]
 }
 
 /// The account half of a sign-in join row; `None` when the user has no account.
-fn joined_account_values(row: &user::UserWithAccount) -> Option<[(&'static str, DbValue); 13]> {
+fn joined_account_values(row: user::UserWithAccount) -> Option<[(&'static str, DbValue); 13]> {
     Some([
-        ("id", string(row.account_id.clone()?)),
-        (
-            "account_id",
-            nullable_string(row.account_account_id.clone()),
-        ),
-        (
-            "provider_id",
-            nullable_string(row.account_provider_id.clone()),
-        ),
-        ("user_id", nullable_string(row.account_user_id.clone())),
-        (
-            "access_token",
-            nullable_string(row.account_access_token.clone()),
-        ),
-        (
-            "refresh_token",
-            nullable_string(row.account_refresh_token.clone()),
-        ),
-        ("id_token", nullable_string(row.account_id_token.clone())),
+        ("id", string(row.account_id?)),
+        ("account_id", nullable_string(row.account_account_id)),
+        ("provider_id", nullable_string(row.account_provider_id)),
+        ("user_id", nullable_string(row.account_user_id)),
+        ("access_token", nullable_string(row.account_access_token)),
+        ("refresh_token", nullable_string(row.account_refresh_token)),
+        ("id_token", nullable_string(row.account_id_token)),
         (
             "access_token_expires_at",
             nullable_timestamp(row.account_access_token_expires_at),
@@ -918,8 +907,8 @@ fn joined_account_values(row: &user::UserWithAccount) -> Option<[(&'static str, 
             "refresh_token_expires_at",
             nullable_timestamp(row.account_refresh_token_expires_at),
         ),
-        ("scope", nullable_string(row.account_scope.clone())),
-        ("password", nullable_string(row.account_password.clone())),
+        ("scope", nullable_string(row.account_scope)),
+        ("password", nullable_string(row.account_password)),
         ("created_at", nullable_timestamp(row.account_created_at)),
         ("updated_at", nullable_timestamp(row.account_updated_at)),
     ])
