@@ -124,12 +124,12 @@ const TARGET_CTE: &str = "WITH target AS (\
 
 /// Columns of the target tables (a table without columns yields one row of NULLs).
 ///
-/// Columns: key, column name, type, NOT NULL, identity, default expression.
+/// Columns: key, column name, type, identity, default expression.
 const COLUMNS_QUERY: &str = " \
      SELECT t.key, a.attname::text, \
      CASE WHEN ty.typtype <> 'd' AND ty.typelem <> 0 AND ty.typlen = -1 THEN ty.typname::text \
      ELSE pg_catalog.format_type(ty.oid, NULL) END, \
-     a.attnotnull, a.attidentity <> '', pg_catalog.pg_get_expr(d.adbin, d.adrelid) \
+     a.attidentity <> '', pg_catalog.pg_get_expr(d.adbin, d.adrelid) \
      FROM target t \
      LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = t.rel AND a.attnum > 0 AND NOT a.attisdropped \
      LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
@@ -558,8 +558,8 @@ impl Catalog {
         };
         let column = ColumnRow {
             data_type: row.try_get(2).map_err(postgres_error)?,
-            identity: row.try_get(4).map_err(postgres_error)?,
-            default: row.try_get(5).map_err(postgres_error)?,
+            identity: row.try_get(3).map_err(postgres_error)?,
+            default: row.try_get(4).map_err(postgres_error)?,
         };
         table.columns.insert(name, column);
         Ok(())
