@@ -13,7 +13,8 @@ use std::path::PathBuf;
 
 use rustauth_core::error::RustAuthError;
 use tokio_postgres::config::{Host, SslMode};
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{Client, Config, NoTls, Socket};
 
 use crate::error::{adapter, describe, postgres_error, sqlstate};
 use crate::tls::{self, RootCerts, Verification};
@@ -226,7 +227,7 @@ fn percent_decode(value: &str) -> String {
 /// The roots are the `sslrootcert` PEM file, or Mozilla's root store with
 /// `sslrootcert=system` (which implies `verify-full`) or without `sslrootcert`. Connections
 /// over Unix-domain sockets never use TLS (the server does not offer it there), as in libpq.
-pub(crate) async fn establish(options: &ConnectOptions) -> Result<Client, RustAuthError> {
+pub(crate) async fn establish(options: &ConnectOptions) -> Result<Client, ConnectError> {
     let mut config = options.config.clone();
     let only_unix_sockets = !config.get_hosts().is_empty()
         && config.get_hostaddrs().is_empty()
@@ -242,16 +243,7 @@ pub(crate) async fn establish(options: &ConnectOptions) -> Result<Client, RustAu
     };
     config.ssl_mode(ssl_mode);
     if ssl_mode == SslMode::Disable {
-        let (client, connection) = config
-            .connect(NoTls)
-            .await
-            .map_err(|error| connect_error(&error, options))?;
-        tokio::spawn(async move {
-            // Ends when the client is dropped or the server goes away; calls made after
-            // that fail with "connection closed".
-            let _ = connection.await;
-        });
-        return Ok(client);
+        return connect_with(&config, NoTls, options).await;
     }
     let roots = options.root_cert.clone().unwrap_or(RootCerts::System);
     let verification = match options.tls {
@@ -261,15 +253,57 @@ pub(crate) async fn establish(options: &ConnectOptions) -> Result<Client, RustAu
         TlsMode::Require if options.root_cert.is_some() => Verification::Chain,
         _ => Verification::None,
     };
-    let connector = tls::connector(verification, &roots)?;
-    let (client, connection) = config
-        .connect(connector)
-        .await
-        .map_err(|error| connect_error(&error, options))?;
+    // Unreadable or invalid root certificates do not get better by trying again.
+    let connector = tls::connector(verification, &roots).map_err(|error| ConnectError {
+        error,
+        permanent: true,
+    })?;
+    connect_with(&config, connector, options).await
+}
+
+/// A failed connection attempt, and whether trying again could succeed.
+#[derive(Debug)]
+pub(crate) struct ConnectError {
+    pub(crate) error: RustAuthError,
+    /// Refused credentials, a missing database, a rejected certificate: retrying is futile.
+    pub(crate) permanent: bool,
+}
+
+impl From<ConnectError> for RustAuthError {
+    fn from(failure: ConnectError) -> Self {
+        failure.error
+    }
+}
+
+/// Connects with `tls` and drives the connection on the current Tokio runtime.
+async fn connect_with<T>(
+    config: &Config,
+    tls: T,
+    options: &ConnectOptions,
+) -> Result<Client, ConnectError>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, connection) = config.connect(tls).await.map_err(|error| ConnectError {
+        permanent: is_permanent(&error),
+        error: connect_error(&error, options),
+    })?;
     tokio::spawn(async move {
+        // Ends when the client is dropped or the server goes away; calls made after that
+        // fail with "connection closed".
         let _ = connection.await;
     });
     Ok(client)
+}
+
+/// Whether a connection failure would repeat on every attempt.
+fn is_permanent(error: &tokio_postgres::Error) -> bool {
+    matches!(sqlstate(error), Some("28000" | "28P01" | "3D000"))
+        || matches!(
+            tls::rustls_error(error),
+            Some(rustls::Error::InvalidCertificate(_))
+        )
 }
 
 /// A connection failure as a `RustAuthError`, with what TLS had to do with it spelled out.

@@ -176,9 +176,10 @@ impl TokioPostgresConnection {
                         .unwrap_or_else(PoisonError::into_inner) = Arc::clone(&handle);
                     return Ok(handle);
                 }
-                Err(error) if attempt >= RECONNECT_ATTEMPTS || !worth_retrying(&error) => {
+                Err(failure) if attempt >= RECONNECT_ATTEMPTS || failure.permanent => {
                     return Err(adapter(format!(
-                        "connection lost; reconnecting failed after {attempt} attempt(s): {error}"
+                        "connection lost; reconnecting failed after {attempt} attempt(s): {}",
+                        failure.error
                     )))
                 }
                 Err(_) => {
@@ -254,18 +255,4 @@ impl TokioPostgresConnection {
         }
         Ok(())
     }
-}
-
-/// Whether a failed reconnect may succeed if tried again: not for refused credentials, a
-/// missing database or a rejected certificate.
-fn worth_retrying(error: &RustAuthError) -> bool {
-    let text = error.to_string();
-    ![
-        "SQLSTATE 28000",
-        "SQLSTATE 28P01",
-        "SQLSTATE 3D000",
-        "TLS certificate verification failed",
-    ]
-    .iter()
-    .any(|permanent| text.contains(permanent))
 }
