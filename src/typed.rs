@@ -7,6 +7,7 @@
 //! statement's parameter types; anything else returns `None` and takes the generic path.
 //! Both paths give the same records, errors and side effects (tests/differential.rs).
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rustauth_core::db::sql::{resolve_table_with_logical, select_record};
@@ -69,6 +70,9 @@ const VERIFICATION: [&str; 6] = [
     "created_at",
     "updated_at",
 ];
+
+/// Column indexes `0..n`, sliced to a table's width: the projection of "every column".
+const EVERY_COLUMN: [usize; ACCOUNT.len()] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
 
 /// How a schema table compares with the layout `migrations/` declares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -377,13 +381,7 @@ impl Router {
         query: &Create,
     ) -> Option<Result<DbRecord, RustAuthError>> {
         let (model, _) = self.model(schema, &query.model)?;
-        let columns: &[&str] = match model {
-            "user" => &USER,
-            "session" => &SESSION,
-            "account" => &ACCOUNT,
-            "verification" => &VERIFICATION,
-            _ => return None,
-        };
+        let columns = columns_of(model)?;
         if query
             .data
             .keys()
@@ -508,7 +506,7 @@ impl Router {
             return None;
         }
         let updated_at = timestamp(query.data.get("updated_at")?)?;
-        let all: Vec<usize> = (0..columns_of(model)?.len()).collect();
+        let all = &EVERY_COLUMN[..columns_of(model)?.len()];
         match model {
             "session" => {
                 let [clause] = query.where_clauses.as_slice() else {
@@ -523,7 +521,7 @@ impl Router {
                     .opt();
                 typed
                     .run(statement.sql(), updated, |row| {
-                        row.map(|row| project(session_values(row), &all))
+                        row.map(|row| project(session_values(row), all))
                     })
                     .await
             }
@@ -540,7 +538,7 @@ impl Router {
                     .opt();
                 typed
                     .run(statement.sql(), updated, |row| {
-                        row.map(|row| project(user_values(row), &all))
+                        row.map(|row| project(user_values(row), all))
                     })
                     .await
             }
@@ -570,7 +568,7 @@ impl Router {
                     .opt();
                 typed
                     .run(statement.sql(), updated, |row| {
-                        row.map(|row| project(account_values(row), &all))
+                        row.map(|row| project(account_values(row), all))
                     })
                     .await
             }
@@ -784,14 +782,15 @@ fn eq_text<'q>(clause: &'q Where, field: &str) -> Option<&'q String> {
 
 /// Indexes into a table's canonical columns for the requested selection (empty = every
 /// column, which needs the table to have no plugin columns).
-fn projection(select: &[String], columns: &[&str], fit: Fit) -> Option<Vec<usize>> {
+fn projection(select: &[String], columns: &[&str], fit: Fit) -> Option<Cow<'static, [usize]>> {
     if select.is_empty() {
-        return (fit == Fit::Core).then(|| (0..columns.len()).collect());
+        return (fit == Fit::Core).then(|| Cow::Borrowed(&EVERY_COLUMN[..columns.len()]));
     }
     select
         .iter()
         .map(|field| columns.iter().position(|column| column == field))
-        .collect()
+        .collect::<Option<Vec<_>>>()
+        .map(Cow::Owned)
 }
 
 /// The picked columns of a row, in pick order. Values are moved out of the row; a column
