@@ -28,7 +28,7 @@ use tokio_postgres::Row;
 
 use crate::error::adapter;
 use crate::executor::Db;
-use crate::values::{decode, decode_named};
+use crate::values::{decode_named, decode_record};
 
 const PG: SqlDialect = SqlDialect::Postgres;
 
@@ -122,7 +122,7 @@ pub(crate) async fn update(
         let sql = format!("{} RETURNING {}", statement.sql, column_list(&fields)?);
         let row = db.query_opt(&sql, &statement.params).await?;
         return row
-            .map(|row| crate::values::decode_record(&row, fields.iter().copied()))
+            .map(|row| decode_record(&row, fields.iter().copied()))
             .transpose();
     }
     if let Some(id) = id_column(table)? {
@@ -147,7 +147,7 @@ pub(crate) async fn update(
         );
         let row = db.query_opt(&sql, &statement.params).await?;
         return row
-            .map(|row| crate::values::decode_record(&row, fields.iter().copied()))
+            .map(|row| decode_record(&row, fields.iter().copied()))
             .transpose();
     }
     match update_one_plan(PG, schema, &query)? {
@@ -277,13 +277,12 @@ fn column_list(fields: &[(&str, &rustauth_core::db::DbField)]) -> Result<String,
 }
 
 fn read_selection(row: &Row, selection: &[SqlSelectedField]) -> Result<DbRecord, RustAuthError> {
-    selection
-        .iter()
-        .enumerate()
-        .map(|(index, selected)| {
-            decode(row, index, &selected.field).map(|value| (selected.logical_name.clone(), value))
-        })
-        .collect()
+    decode_record(
+        row,
+        selection
+            .iter()
+            .map(|selected| (selected.logical_name.as_str(), &selected.field)),
+    )
 }
 
 /// A native join: core's join resolution and row grouping, with our own statement so that the
