@@ -1532,11 +1532,18 @@ async fn f_unique_violation_is_an_adapter_error_with_23505() {
 // ---------------------------------------------------------------------------------------------
 // The concurrency figure: two connections refreshing one session at once.
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn g_two_connections_refreshing_one_session_lose_no_refresh() {
-    const ROUNDS: usize = 200;
+/// Seeds one user and one session, then for `rounds` rounds runs `update(seconds)` from two
+/// separate connections at once (seconds `base + 10 * round` and one more). Returns the
+/// adapter of the seeding connection, how many updates returned the row, and the (round,
+/// connection) of every update that returned `None`.
+async fn race_two_connections(
+    label: &str,
+    rounds: usize,
+    base: i64,
+    update: fn(i64) -> Update,
+) -> (TokioPostgresAdapter, usize, Vec<(usize, &'static str)>) {
     let schema = crud_common::default_schema();
-    let (adapter, url) = adapter_with("g concurrent refresh", &schema).await;
+    let (adapter, url) = adapter_with(label, &schema).await;
     seed_user(&adapter, "u1", "u1@example.com", at(0)).await;
     seed_session(&adapter, "s1", "u1").await;
 
@@ -1546,24 +1553,16 @@ async fn g_two_connections_refreshing_one_session_lose_no_refresh() {
     let second = TokioPostgresAdapter::connect_with_schema(&url, schema)
         .await
         .expect("second connection");
-    let refresh = |adapter: TokioPostgresAdapter, seconds: i64| async move {
-        adapter
-            .update(
-                Update::new("session")
-                    .where_clause(eq("token", s("tok_s1")))
-                    .data("expires_at", DbValue::Timestamp(at(seconds)))
-                    .data("updated_at", DbValue::Timestamp(at(seconds))),
-            )
-            .await
+    let run = |adapter: TokioPostgresAdapter, seconds: i64| async move {
+        adapter.update(update(seconds)).await
     };
-
     let mut refreshed = 0usize;
     let mut lost = Vec::new();
-    for round in 0..ROUNDS {
-        let base = 100_000 + 10 * round as i64;
+    for round in 0..rounds {
+        let seconds = base + 10 * round as i64;
         let (a, b) = tokio::join!(
-            tokio::spawn(refresh(first.clone(), base)),
-            tokio::spawn(refresh(second.clone(), base + 1)),
+            tokio::spawn(run(first.clone(), seconds)),
+            tokio::spawn(run(second.clone(), seconds + 1)),
         );
         for (who, outcome) in [("first", a), ("second", b)] {
             match outcome.expect("task").expect("update must not fail") {
@@ -1575,6 +1574,20 @@ async fn g_two_connections_refreshing_one_session_lose_no_refresh() {
             }
         }
     }
+    (adapter, refreshed, lost)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn g_two_connections_refreshing_one_session_lose_no_refresh() {
+    const ROUNDS: usize = 200;
+    let (adapter, refreshed, lost) =
+        race_two_connections("g concurrent refresh", ROUNDS, 100_000, |seconds| {
+            Update::new("session")
+                .where_clause(eq("token", s("tok_s1")))
+                .data("expires_at", DbValue::Timestamp(at(seconds)))
+                .data("updated_at", DbValue::Timestamp(at(seconds)))
+        })
+        .await;
     eprintln!(
         "two connections refreshing one session: {refreshed} of {} updates returned the row, {} lost",
         2 * ROUNDS,
@@ -1608,49 +1621,23 @@ async fn g_two_connections_refreshing_one_session_lose_no_refresh() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn q9_two_connections_updating_one_row_by_non_unique_where_lose_no_update() {
     const ROUNDS: usize = 100;
-    let schema = crud_common::default_schema();
-    let (adapter, url) = adapter_with("q9 concurrent update", &schema).await;
-    seed_user(&adapter, "u1", "u1@example.com", at(0)).await;
-    seed_session(&adapter, "s1", "u1").await;
-
-    let first = TokioPostgresAdapter::connect_with_schema(&url, schema.clone())
-        .await
-        .expect("first connection");
-    let second = TokioPostgresAdapter::connect_with_schema(&url, schema)
-        .await
-        .expect("second connection");
-    let refresh = |adapter: TokioPostgresAdapter, seconds: i64| async move {
-        adapter
-            .update(
-                Update::new("session")
-                    .where_clause(eq("user_id", s("u1")))
-                    .data("expires_at", DbValue::Timestamp(at(seconds))),
-            )
-            .await
-    };
-    let mut lost = 0usize;
-    for round in 0..ROUNDS {
-        let base = 200_000 + 10 * round as i64;
-        let (a, b) = tokio::join!(
-            tokio::spawn(refresh(first.clone(), base)),
-            tokio::spawn(refresh(second.clone(), base + 1)),
-        );
-        for outcome in [a, b] {
-            if outcome
-                .expect("task")
-                .expect("update must not fail")
-                .is_none()
-            {
-                lost += 1;
-            }
-        }
-    }
+    let (_adapter, refreshed, lost) =
+        race_two_connections("q9 concurrent update", ROUNDS, 200_000, |seconds| {
+            Update::new("session")
+                .where_clause(eq("user_id", s("u1")))
+                .data("expires_at", DbValue::Timestamp(at(seconds)))
+        })
+        .await;
     eprintln!(
-        "two connections updating one session by user_id: {} of {} updates returned the row",
-        2 * ROUNDS - lost,
+        "two connections updating one session by user_id: {refreshed} of {} updates returned the row",
         2 * ROUNDS
     );
-    assert_eq!(lost, 0, "updates that matched a row but returned None");
+    assert_eq!(
+        lost.len(),
+        0,
+        "updates that matched a row but returned None: {lost:?}"
+    );
+    assert_eq!(refreshed, 2 * ROUNDS);
 }
 
 /// Single-row `update`/`delete` whose where-clause is not a case-sensitive equality on a
