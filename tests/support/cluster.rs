@@ -15,17 +15,18 @@
 //! the cluster's directory belongs to that user.
 
 use std::ffi::OsStr;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio_postgres::{Client, NoTls};
+
+use super::server;
 
 /// Name prefix of every cluster directory made here.
 const DIR_PREFIX: &str = "rustauth-pg-cluster-";
@@ -68,13 +69,13 @@ impl Cluster {
         if !STALE_SWEPT.swap(true, Ordering::SeqCst) {
             let _ = tokio::task::spawn_blocking(sweep_stale_clusters).await;
         }
-        let bin = find_pg_bin().unwrap_or_else(|| {
+        let bin = server::find_pg_bin().unwrap_or_else(|| {
             panic!(
                 "test support: initdb/pg_ctl not found on PATH nor in /usr/lib/postgresql/*/bin; \
                  install PostgreSQL (`apt-get install postgresql`)"
             )
         });
-        let as_root = current_uid() == 0;
+        let as_root = server::current_uid() == 0;
         let label: String = label
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
@@ -107,9 +108,9 @@ impl Cluster {
             ]
             .map(OsStr::new),
         );
-        let initdb = pg_command(as_root, &bin.join("initdb"), &args);
+        let initdb = server::pg_command(as_root, &bin.join("initdb"), &args);
         let (base_for_initdb, initdb) = (base.clone(), initdb);
-        tokio::task::spawn_blocking(move || run(initdb, &base_for_initdb, "initdb"))
+        tokio::task::spawn_blocking(move || server::run(initdb, &base_for_initdb, "initdb"))
             .await
             .expect("initdb thread")
             .unwrap_or_else(|error| panic!("test support: initdb failed: {error}"));
@@ -138,7 +139,7 @@ impl Cluster {
 
         let mut last_error = String::new();
         for _ in 0..5 {
-            let port = free_port();
+            let port = server::free_port().expect("a free port");
             let cluster = Cluster {
                 port,
                 data_dir: data_dir.clone(),
@@ -313,10 +314,10 @@ impl Cluster {
             "60".as_ref(),
         ];
         all.extend(args.iter().map(OsStr::new));
-        let command = pg_command(self.as_root, &self.bin.join("pg_ctl"), &all);
+        let command = server::pg_command(self.as_root, &self.bin.join("pg_ctl"), &all);
         let base = self.base.clone();
         let what = format!("pg_ctl-{}", args.last().copied().unwrap_or("run"));
-        let result = tokio::task::spawn_blocking(move || run(command, &base, &what))
+        let result = tokio::task::spawn_blocking(move || server::run(command, &base, &what))
             .await
             .expect("pg_ctl thread");
         result.map_err(|error| format!("{error}\nserver log tail:\n{}", self.log_tail(20)))
@@ -360,8 +361,8 @@ impl Cluster {
                 "-w".as_ref(),
                 "stop".as_ref(),
             ];
-            let command = pg_command(self.as_root, &self.bin.join("pg_ctl"), &args);
-            let _ = run(command, &self.base, "pg_ctl-drop");
+            let command = server::pg_command(self.as_root, &self.bin.join("pg_ctl"), &args);
+            let _ = server::run(command, &self.base, "pg_ctl-drop");
         }
     }
 }
@@ -417,7 +418,7 @@ pub fn write_server_file(path: &Path, contents: &[u8], mode: u32) {
     fs::write(path, contents).unwrap_or_else(|error| panic!("write {}: {error}", path.display()));
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
         .unwrap_or_else(|error| panic!("chmod {}: {error}", path.display()));
-    if current_uid() == 0 {
+    if server::current_uid() == 0 {
         chown_postgres(path);
     }
 }
@@ -429,10 +430,10 @@ fn sweep_stale_clusters() {
     let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
         return;
     };
-    let Some(bin) = find_pg_bin() else {
+    let Some(bin) = server::find_pg_bin() else {
         return;
     };
-    let as_root = current_uid() == 0;
+    let as_root = server::current_uid() == 0;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(rest) = name.strip_prefix(DIR_PREFIX) else {
@@ -457,8 +458,8 @@ fn sweep_stale_clusters() {
                 "-w".as_ref(),
                 "stop".as_ref(),
             ];
-            let _ = run(
-                pg_command(as_root, &bin.join("pg_ctl"), &args),
+            let _ = server::run(
+                server::pg_command(as_root, &bin.join("pg_ctl"), &args),
                 &std::env::temp_dir(),
                 &format!("{name}-stop"),
             );
@@ -480,90 +481,4 @@ fn chown_postgres(path: &Path) {
         "chown -R postgres {} failed (running as root needs the `postgres` OS user)",
         path.display()
     );
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port")
-}
-
-fn find_pg_bin() -> Option<PathBuf> {
-    let has_tools = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
-    if let Some(path) = std::env::var_os("PATH") {
-        if let Some(dir) = std::env::split_paths(&path).find(|dir| has_tools(dir)) {
-            return Some(dir);
-        }
-    }
-    let mut candidates: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let version = entry.file_name().to_string_lossy().parse().ok()?;
-            Some((version, entry.path().join("bin")))
-        })
-        .filter(|(_, dir)| has_tools(dir))
-        .collect();
-    candidates.sort();
-    candidates.pop().map(|(_, dir)| dir)
-}
-
-fn pg_command(as_root: bool, program: &Path, args: &[&OsStr]) -> Command {
-    if !as_root {
-        let mut command = Command::new(program);
-        command.args(args);
-        return command;
-    }
-    if let Some(runuser) = ["/usr/sbin/runuser", "/sbin/runuser", "/usr/bin/runuser"]
-        .iter()
-        .find(|path| Path::new(path).is_file())
-    {
-        let mut command = Command::new(runuser);
-        command
-            .args(["-u", "postgres", "--"])
-            .arg(program)
-            .args(args);
-        return command;
-    }
-    let line = std::iter::once(program.as_os_str())
-        .chain(args.iter().copied())
-        .map(|arg| format!("'{}'", arg.to_string_lossy().replace('\'', "'\\''")))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let mut command = Command::new("su");
-    command.args(["-s", "/bin/sh", "-c", &format!("exec {line}"), "postgres"]);
-    command
-}
-
-/// Runs `command` in `dir` with its output in `dir/<what>.out` (a file, not a pipe: the
-/// server that pg_ctl starts would inherit a pipe and keep us waiting).
-fn run(mut command: Command, dir: &Path, what: &str) -> Result<(), String> {
-    let out_path = dir.join(format!("{what}.out"));
-    let out =
-        File::create(&out_path).map_err(|error| format!("{}: {error}", out_path.display()))?;
-    let err = out.try_clone().map_err(|error| error.to_string())?;
-    let status = command
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .status()
-        .map_err(|error| format!("cannot run {command:?}: {error}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{command:?} failed ({status}):\n{}",
-            fs::read_to_string(&out_path).unwrap_or_default()
-        ))
-    }
-}
-
-fn current_uid() -> u32 {
-    use std::os::unix::fs::MetadataExt;
-    fs::metadata("/proc/self")
-        .map(|metadata| metadata.uid())
-        .unwrap_or(u32::MAX)
 }

@@ -652,7 +652,7 @@ fn postmaster_port(data: &Path) -> Option<u16> {
         .ok()
 }
 
-fn free_port() -> Result<u16, String> {
+pub fn free_port() -> Result<u16, String> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())
@@ -661,7 +661,7 @@ fn free_port() -> Result<u16, String> {
 
 /// The directory holding `initdb` and `pg_ctl`: PATH first, then the usual package locations
 /// (highest version first).
-fn find_pg_bin() -> Option<PathBuf> {
+pub fn find_pg_bin() -> Option<PathBuf> {
     let has_tools = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
     if let Some(path) = std::env::var_os("PATH") {
         if let Some(dir) = std::env::split_paths(&path).find(|dir| has_tools(dir)) {
@@ -701,7 +701,7 @@ fn find_pg_bin() -> Option<PathBuf> {
 }
 
 /// A command for a PostgreSQL tool, run as the `postgres` OS user when we are root.
-fn pg_command(as_root: bool, program: &Path, args: &[&OsStr]) -> Command {
+pub fn pg_command(as_root: bool, program: &Path, args: &[&OsStr]) -> Command {
     if !as_root {
         let mut command = Command::new(program);
         command.args(args);
@@ -731,7 +731,7 @@ fn pg_command(as_root: bool, program: &Path, args: &[&OsStr]) -> Command {
 
 /// Runs `command` in `base` with its output in `base/<what>.out` (a file, not a pipe: a
 /// daemon that inherited a pipe would keep us waiting forever).
-fn run(mut command: Command, base: &Path, what: &str) -> Result<(), String> {
+pub fn run(mut command: Command, base: &Path, what: &str) -> Result<(), String> {
     let out_path = base.join(format!("{what}.out"));
     let out =
         File::create(&out_path).map_err(|error| format!("{}: {error}", out_path.display()))?;
@@ -760,7 +760,7 @@ fn tail(path: &Path, lines: usize) -> String {
 }
 
 /// The effective uid, read from `/proc/self` (falling back to `id -u`).
-fn current_uid() -> u32 {
+pub fn current_uid() -> u32 {
     use std::os::unix::fs::MetadataExt;
     if let Ok(metadata) = fs::metadata("/proc/self") {
         return metadata.uid();
