@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::config::Host;
 use tokio_postgres::{Config, NoTls, SimpleQueryMessage};
 
-use super::{database_url_with, server_url};
+use super::{database_url_with, server, server_url};
 
 const INSTALL_HINT: &str = "PgBouncer is needed by tests/pgbouncer.rs: install it (Debian/Ubuntu: \
 `sudo apt-get install pgbouncer`, which puts it in /usr/sbin; macOS: `brew install pgbouncer`) \
@@ -135,7 +135,7 @@ impl PgBouncer {
             .to_owned();
         let base = format!(
             "postgres://{}@127.0.0.1:{}/postgres",
-            percent_encode(&self.user),
+            server::percent_encode(&self.user),
             self.port
         );
         let query = database_url
@@ -150,7 +150,7 @@ impl PgBouncer {
     pub async fn admin(&self, command: &str) -> Vec<Vec<(String, String)>> {
         let url = format!(
             "postgres://{}@127.0.0.1:{}/pgbouncer",
-            percent_encode(&self.user),
+            server::percent_encode(&self.user),
             self.port
         );
         let (client, connection) = tokio_postgres::connect(&url, NoTls)
@@ -517,16 +517,4 @@ fn current_uid() -> u32 {
 /// A userlist.txt field: double-quoted, inner quotes doubled.
 fn quote_userlist(value: &str) -> String {
     format!("\"{}\"", value.replace('"', "\"\""))
-}
-
-fn percent_encode(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for byte in segment.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }

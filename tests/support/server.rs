@@ -387,7 +387,8 @@ fn split_url(url: &str) -> (&str, &str, &str) {
     (&url[..authority_end], &rest[..path_end], &rest[path_end..])
 }
 
-fn percent_encode(segment: &str) -> String {
+/// A URL path or userinfo segment with everything but unreserved characters percent-encoded.
+pub fn percent_encode(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
     for byte in segment.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
