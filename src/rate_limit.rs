@@ -9,6 +9,7 @@
 //! concurrent requests never over-admit.
 
 use std::fmt;
+use std::sync::Arc;
 
 use rustauth_core::db::sql::{rate_limit_count_from_i64, SqlDialect, SqlParam, SqlRateLimitNames};
 use rustauth_core::db::{DbField, DbFieldType, DbValue};
@@ -28,6 +29,11 @@ use crate::executor::Db;
 pub struct TokioPostgresRateLimitStore {
     connection: TokioPostgresConnection,
     names: SqlRateLimitNames,
+    /// The consume statement for `names`, built once; an invalid identifier is reported by
+    /// every consume (after rule validation), as the store cannot fail to be built.
+    statement: Result<Arc<str>, Arc<str>>,
+    /// Whether `names` are the defaults, which the generated statement serves.
+    typed: bool,
 }
 
 impl fmt::Debug for TokioPostgresRateLimitStore {
@@ -41,10 +47,7 @@ impl fmt::Debug for TokioPostgresRateLimitStore {
 impl TokioPostgresRateLimitStore {
     /// A store on `table` (default column names) sharing `connection` and its gate. No I/O.
     pub fn from_connection(connection: &TokioPostgresConnection, table: impl Into<String>) -> Self {
-        Self {
-            connection: connection.clone(),
-            names: SqlRateLimitNames::new(table),
-        }
+        Self::with_names(connection.clone(), SqlRateLimitNames::new(table))
     }
 
     /// A store on `table` with its own connection (and its own gate).
@@ -65,7 +68,19 @@ impl TokioPostgresRateLimitStore {
         connection: TokioPostgresConnection,
         names: SqlRateLimitNames,
     ) -> Self {
-        Self { connection, names }
+        let statement = consume_statement(&names)
+            .map(Arc::from)
+            .map_err(|error| match error {
+                RustAuthError::Adapter(message) => Arc::from(message),
+                other => Arc::from(other.to_string()),
+            });
+        let typed = names == SqlRateLimitNames::new("rate_limits");
+        Self {
+            connection,
+            names,
+            statement,
+            typed,
+        }
     }
 
     async fn consume_input(
@@ -74,11 +89,13 @@ impl TokioPostgresRateLimitStore {
     ) -> Result<RateLimitDecision, RustAuthError> {
         // Rule errors come first, before the gate or the database is touched.
         validate_rate_limit_rule(&input.rule)?;
-        let sql = consume_statement(&self.names)?;
-        let typed = self.names == SqlRateLimitNames::new("rate_limits");
+        let sql = self
+            .statement
+            .as_deref()
+            .map_err(|message| adapter(message.as_ref()))?;
         let _shared = self.connection.shared().await?;
         let handle = self.connection.handle().await?;
-        consume_with(handle.db(), &sql, typed, input).await
+        consume_with(handle.db(), sql, self.typed, input).await
     }
 }
 
