@@ -15,8 +15,8 @@ use tokio_postgres::Client;
 
 use crate::call::Call;
 use crate::connection::TokioPostgresConnection;
-use crate::executor::Db;
 use crate::rate_limit::TokioPostgresRateLimitStore;
+use crate::runner::Db;
 use crate::transaction::RollbackOnDrop;
 use crate::typed::Router;
 use crate::{migrate, trace, transaction};

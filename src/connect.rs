@@ -13,10 +13,11 @@ use std::path::PathBuf;
 
 use rustauth_core::error::RustAuthError;
 use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, Config, NoTls, Socket};
 
-use crate::error::{adapter, describe, postgres_error, sqlstate};
+use crate::error::{adapter, describe, postgres_error};
 use crate::tls::{self, RootCerts, Verification};
 
 /// The connect timeout when the URL sets none (`connect_timeout`, in seconds).
@@ -299,7 +300,9 @@ where
 
 /// Whether a connection failure would repeat on every attempt.
 fn is_permanent(error: &tokio_postgres::Error) -> bool {
-    matches!(sqlstate(error), Some("28000" | "28P01" | "3D000"))
+    error
+        .code()
+        .is_some_and(crate::error::connect_failure_is_permanent)
         || matches!(
             tls::rustls_error(error),
             Some(rustls::Error::InvalidCertificate(_))
@@ -322,19 +325,19 @@ fn connect_error(error: &tokio_postgres::Error, options: &ConnectOptions) -> Rus
             )),
         };
     }
-    let text = describe(error);
+    let text = describe(error, false);
+    // tokio-postgres' own words (not the server's) for a refused SSLRequest.
     if text.contains("server does not support TLS") {
         return adapter(format!(
             "tokio-postgres error: the server does not support TLS but sslmode={mode}"
         ));
     }
     if options.tls == TlsMode::Disable
-        && sqlstate(error) == Some("28000")
-        && text.contains("no encryption")
+        && error.code() == Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION)
     {
         return adapter(format!(
-            "tokio-postgres error: {text}; hint: the server accepts this connection only over \
-             TLS, which sslmode=disable turns off (use sslmode=require or stronger)"
+            "tokio-postgres error: {text}; hint: if the server accepts this connection only \
+             over TLS, sslmode=disable turns that off (use sslmode=require or stronger)"
         ));
     }
     adapter(format!("tokio-postgres error: {text}"))

@@ -10,10 +10,11 @@ use rustauth_core::error::RustAuthError;
 use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 use tokio_postgres::Client;
 
+use crate::catalog::Catalog;
 use crate::connect::{establish, ConnectOptions, StatementMode};
 use crate::error::adapter;
-use crate::executor::Db;
 use crate::prepared::TypedStatements;
+use crate::runner::Db;
 use crate::statements::{StatementCache, DEFAULT_CAPACITY};
 
 tokio::task_local! {
@@ -22,12 +23,16 @@ tokio::task_local! {
     static OPEN_TRANSACTION_GATES: Vec<usize>;
 }
 
-/// A client plus the statements prepared on its server connection.
+/// One live server connection: the client, how statements reach the server, what it knows
+/// of the tables (the live catalog) and the statements prepared on it. Replaced as a whole
+/// when a connection made from a URL is re-established.
 #[derive(Debug)]
 pub(crate) struct ClientHandle {
     pub(crate) client: Client,
     /// How statements reach the server.
     pub(crate) mode: StatementMode,
+    /// The live column types of the tables used on this connection.
+    pub(crate) catalog: Catalog,
     /// Generic-path statements, by SQL text.
     pub(crate) statements: StatementCache,
     /// Typed (generated) statements, by table group.
@@ -39,9 +44,30 @@ impl ClientHandle {
         Self {
             client,
             mode,
+            catalog: Catalog::default(),
             statements: StatementCache::new(DEFAULT_CAPACITY),
             typed: TypedStatements::default(),
         }
+    }
+
+    /// Forgets everything learned about the tables (after a migration changed them).
+    pub(crate) fn invalidate(&self) {
+        self.statements.clear();
+        self.invalidate_typed();
+    }
+
+    /// A generic statement met another version of its table: forget it, what the catalog
+    /// said and which typed statements fit, so all are checked again.
+    pub(crate) fn invalidate_statement(&self, sql: &str) {
+        self.statements.remove(sql);
+        self.invalidate_typed();
+    }
+
+    /// A typed statement met another version of its table: forget the typed statements and
+    /// the catalog; the next call outside a transaction checks and prepares them again.
+    pub(crate) fn invalidate_typed(&self) {
+        self.typed.clear();
+        self.catalog.clear();
     }
 
     /// Runs statements through the statement cache, outside a transaction.
@@ -201,11 +227,9 @@ impl TokioPostgresConnection {
         )
     }
 
-    /// Forgets every prepared statement (after a migration changed tables).
+    /// Forgets every prepared statement and the catalog (after a migration changed tables).
     pub(crate) fn clear_statements(&self) {
-        let current = self.current();
-        current.statements.clear();
-        current.typed.clear();
+        self.current().invalidate();
     }
 
     /// How many generic statements this connection holds prepared.

@@ -21,7 +21,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row};
 
 use crate::error::adapter;
-use crate::executor::Db;
+use crate::runner::{Db, Sql};
 use crate::{generic, migrate, values};
 
 /// The adapter's CRUD semantics on a caller's client and schema (no gate, no transaction).
@@ -43,42 +43,42 @@ impl<'a> PostgresSqlState<'a> {
 
     /// `DbAdapter::create`.
     pub async fn create(self, query: Create) -> Result<DbRecord, RustAuthError> {
-        generic::create(self.db(), self.schema, query).await
+        Ok(generic::create(self.db(), self.schema, query).await?)
     }
 
     /// `DbAdapter::find_one`.
     pub async fn find_one(self, query: FindOne) -> Result<Option<DbRecord>, RustAuthError> {
-        generic::find_one(self.db(), self.schema, query).await
+        Ok(generic::find_one(self.db(), self.schema, query).await?)
     }
 
     /// `DbAdapter::find_many`.
     pub async fn find_many(self, query: FindMany) -> Result<Vec<DbRecord>, RustAuthError> {
-        generic::find_many(self.db(), self.schema, query).await
+        Ok(generic::find_many(self.db(), self.schema, query).await?)
     }
 
     /// `DbAdapter::count`.
     pub async fn count(self, query: Count) -> Result<u64, RustAuthError> {
-        generic::count(self.db(), self.schema, query).await
+        Ok(generic::count(self.db(), self.schema, query).await?)
     }
 
     /// `DbAdapter::update`.
     pub async fn update(self, query: Update) -> Result<Option<DbRecord>, RustAuthError> {
-        generic::update(self.db(), self.schema, query).await
+        Ok(generic::update(self.db(), self.schema, query).await?)
     }
 
     /// `DbAdapter::update_many`.
     pub async fn update_many(self, query: UpdateMany) -> Result<u64, RustAuthError> {
-        generic::update_many(self.db(), self.schema, query).await
+        Ok(generic::update_many(self.db(), self.schema, query).await?)
     }
 
     /// `DbAdapter::delete`.
     pub async fn delete(self, query: Delete) -> Result<(), RustAuthError> {
-        generic::delete(self.db(), self.schema, query).await
+        Ok(generic::delete(self.db(), self.schema, query).await?)
     }
 
     /// `DbAdapter::delete_many`.
     pub async fn delete_many(self, query: DeleteMany) -> Result<u64, RustAuthError> {
-        generic::delete_many(self.db(), self.schema, query).await
+        Ok(generic::delete_many(self.db(), self.schema, query).await?)
     }
 }
 
@@ -87,24 +87,36 @@ impl SqlExecutor for PostgresSqlState<'_> {
 
     fn execute<'a>(&'a mut self, statement: SqlStatement) -> AdapterFuture<'a, u64> {
         let db = self.db();
-        Box::pin(async move { db.execute(&statement.sql, &statement.params).await })
+        Box::pin(async move {
+            Ok(db
+                .execute(Sql::plain(&statement.sql, &statement.params))
+                .await?)
+        })
     }
 
     fn fetch_all<'a>(&'a mut self, statement: SqlStatement) -> AdapterFuture<'a, Vec<Row>> {
         let db = self.db();
-        Box::pin(async move { db.query(&statement.sql, &statement.params).await })
+        Box::pin(async move {
+            Ok(db
+                .query(Sql::plain(&statement.sql, &statement.params))
+                .await?)
+        })
     }
 
     fn fetch_optional<'a>(&'a mut self, statement: SqlStatement) -> AdapterFuture<'a, Option<Row>> {
         let db = self.db();
-        Box::pin(async move { db.query_opt(&statement.sql, &statement.params).await })
+        Box::pin(async move {
+            Ok(db
+                .query_opt(Sql::plain(&statement.sql, &statement.params))
+                .await?)
+        })
     }
 
     fn fetch_scalar_i64<'a>(&'a mut self, statement: SqlStatement) -> AdapterFuture<'a, i64> {
         let db = self.db();
         Box::pin(async move {
             let row = db
-                .query_opt(&statement.sql, &statement.params)
+                .query_opt(Sql::plain(&statement.sql, &statement.params))
                 .await?
                 .ok_or_else(|| adapter("scalar query returned no row"))?;
             row.try_get::<_, i64>(0).map_err(postgres_error)
@@ -208,7 +220,7 @@ pub fn json_error(error: serde_json::Error) -> RustAuthError {
 pub fn postgres_params(
     params: &[SqlParam],
 ) -> Result<Vec<Box<dyn ToSql + Sync + Send>>, RustAuthError> {
-    let (values, _) = values::bind_declared(params)?;
+    let (values, _) = values::bind_declared(params).map_err(RustAuthError::from)?;
     Ok(values
         .into_iter()
         .map(|value| Box::new(value) as Box<dyn ToSql + Sync + Send>)
@@ -225,7 +237,7 @@ pub fn param_refs(values: &[Box<dyn ToSql + Sync + Send>]) -> Vec<&(dyn ToSql + 
 
 /// Reads the column named `column` of `row` as the value of `field`.
 pub fn row_value_at(row: &Row, field: &DbField, column: &str) -> Result<DbValue, RustAuthError> {
-    values::decode_named(row, column, field)
+    Ok(values::decode_named(row, column, field)?)
 }
 
 /// Introspects the database and plans the additive migration to `schema`.

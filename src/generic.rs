@@ -23,34 +23,44 @@ use rustauth_core::db::{
     Connector, Count, Create, DbRecord, DbSchema, DbTable, DbValue, Delete, DeleteMany, FindMany,
     FindOne, SortDirection, Update, UpdateMany, Where, WhereMode, WhereOperator,
 };
+use rustauth_core::db::{DbField, DbFieldType};
 use rustauth_core::error::RustAuthError;
 use tokio_postgres::Row;
 
-use crate::error::adapter;
-use crate::executor::Db;
+use crate::error::{adapter, Result};
+use crate::runner::{Db, Sql};
 use crate::values::{decode_named, decode_record};
 
 const PG: SqlDialect = SqlDialect::Postgres;
 
 /// Inserts one row (CONTRACT b.6 `create`).
-pub(crate) async fn create(
-    db: Db<'_>,
-    schema: &DbSchema,
-    query: Create,
-) -> Result<DbRecord, RustAuthError> {
+pub(crate) async fn create(db: Db<'_>, schema: &DbSchema, query: Create) -> Result<DbRecord> {
     let table = resolve_table(schema, &query.model)?;
     let statement = create_statement(PG, schema, &query)?;
+    let targets = data_targets(table, &query.data);
+    let mut sql = Sql {
+        text: &statement.sql,
+        params: &statement.params,
+        table: &table.name,
+        targets: &targets,
+        returning: &[],
+    };
     if table_has_database_generated_id(table) {
         let selection = create_returning_selection(schema, &query)?;
-        let row = db.query_opt(&statement.sql, &statement.params).await?;
+        let returning = selection
+            .iter()
+            .map(|selected| selected.field.name.as_str())
+            .collect::<Vec<_>>();
+        sql.returning = &returning;
+        let row = db.query_opt(sql).await?;
         return match row {
             Some(row) => read_selection(&row, &selection),
-            None => Err(adapter(
-                "insert did not return the row with its database-generated id",
-            )),
+            None => {
+                Err(adapter("insert did not return the row with its database-generated id").into())
+            }
         };
     }
-    db.execute(&statement.sql, &statement.params).await?;
+    db.execute(sql).await?;
     Ok(select_record(query.data, &query.select))
 }
 
@@ -59,7 +69,7 @@ pub(crate) async fn find_one(
     db: Db<'_>,
     schema: &DbSchema,
     query: FindOne,
-) -> Result<Option<DbRecord>, RustAuthError> {
+) -> Result<Option<DbRecord>> {
     let mut many = FindMany::new(query.model);
     many.where_clauses = query.where_clauses;
     many.limit = Some(1);
@@ -73,13 +83,21 @@ pub(crate) async fn find_many(
     db: Db<'_>,
     schema: &DbSchema,
     query: FindMany,
-) -> Result<Vec<DbRecord>, RustAuthError> {
+) -> Result<Vec<DbRecord>> {
     if query.joins.values().any(|join| join.enabled) {
         return find_many_joined(db, schema, &query).await;
     }
     let read = find_many_statement(PG, schema, &query)?;
+    let table = resolve_table(schema, &query.model)?;
+    let targets = where_targets(table, &query.where_clauses);
     let rows = db
-        .query(&read.statement.sql, &read.statement.params)
+        .query(Sql {
+            text: &read.statement.sql,
+            params: &read.statement.params,
+            table: &table.name,
+            targets: &targets,
+            returning: &[],
+        })
         .await?;
     rows.iter()
         .map(|row| read_selection(row, &read.selection))
@@ -87,20 +105,26 @@ pub(crate) async fn find_many(
 }
 
 /// Counts rows (CONTRACT b.6 `count`).
-pub(crate) async fn count(
-    db: Db<'_>,
-    schema: &DbSchema,
-    query: Count,
-) -> Result<u64, RustAuthError> {
+pub(crate) async fn count(db: Db<'_>, schema: &DbSchema, query: Count) -> Result<u64> {
     let statement = count_statement(PG, schema, &query)?;
+    let table = resolve_table(schema, &query.model)?;
+    let targets = where_targets(table, &query.where_clauses);
     let row = db
-        .query_opt(&statement.sql, &statement.params)
+        .query_opt(Sql {
+            text: &statement.sql,
+            params: &statement.params,
+            table: &table.name,
+            targets: &targets,
+            returning: &[],
+        })
         .await?
         .ok_or_else(|| adapter("COUNT(*) returned no row"))?;
-    let count: i64 = row.try_get(0).map_err(crate::error::postgres_error)?;
-    u64::try_from(count).map_err(|_| RustAuthError::NumericOutOfRange {
-        context: "SQL count result",
-    })
+    let count: i64 = row.try_get(0)?;
+    Ok(
+        u64::try_from(count).map_err(|_| RustAuthError::NumericOutOfRange {
+            context: "SQL count result",
+        })?,
+    )
 }
 
 /// Updates at most one row and returns it as stored (CONTRACT b.6 `update`).
@@ -108,19 +132,33 @@ pub(crate) async fn update(
     db: Db<'_>,
     schema: &DbSchema,
     query: Update,
-) -> Result<Option<DbRecord>, RustAuthError> {
+) -> Result<Option<DbRecord>> {
     if query.data.is_empty() {
         return Ok(None);
     }
     let table = resolve_table(schema, &query.model)?;
+    let mut targets = data_targets(table, &query.data);
+    targets.extend(where_targets(table, &query.where_clauses));
+    let fields = all_fields(table);
+    let returning = fields
+        .iter()
+        .map(|(_, field)| field.name.as_str())
+        .collect::<Vec<_>>();
     if pins_one_row(table, &query.where_clauses) {
         let mut many = UpdateMany::new(query.model.clone());
         many.where_clauses = query.where_clauses;
         many.data = query.data;
         let statement = update_many_statement(PG, schema, &many)?;
-        let fields = all_fields(table);
         let sql = format!("{} RETURNING {}", statement.sql, column_list(&fields)?);
-        let row = db.query_opt(&sql, &statement.params).await?;
+        let row = db
+            .query_opt(Sql {
+                text: &sql,
+                params: &statement.params,
+                table: &table.name,
+                targets: &targets,
+                returning: &returning,
+            })
+            .await?;
         return row
             .map(|row| decode_record(&row, fields.iter().copied()))
             .transpose();
@@ -139,13 +177,20 @@ pub(crate) async fn update(
             .sql
             .strip_suffix(filter.sql.as_str())
             .ok_or_else(|| adapter("update statement does not end with its where-clause"))?;
-        let fields = all_fields(table);
         let sql = format!(
             "{head}{} RETURNING {}",
             one_row_by_id(table, &id, &filter.sql)?,
             column_list(&fields)?
         );
-        let row = db.query_opt(&sql, &statement.params).await?;
+        let row = db
+            .query_opt(Sql {
+                text: &sql,
+                params: &statement.params,
+                table: &table.name,
+                targets: &targets,
+                returning: &returning,
+            })
+            .await?;
         return row
             .map(|row| decode_record(&row, fields.iter().copied()))
             .transpose();
@@ -153,64 +198,81 @@ pub(crate) async fn update(
     match update_one_plan(PG, schema, &query)? {
         SqlUpdateOnePlan::Returning(read) => {
             let row = db
-                .query_opt(&read.statement.sql, &read.statement.params)
+                .query_opt(Sql {
+                    text: &read.statement.sql,
+                    params: &read.statement.params,
+                    table: &table.name,
+                    targets: &targets,
+                    returning: &returning,
+                })
                 .await?;
             row.map(|row| read_selection(&row, &read.selection))
                 .transpose()
         }
         SqlUpdateOnePlan::PreselectThenUpdate { .. } => Err(adapter(
             "core planned a preselect update, which the Postgres dialect never uses",
-        )),
+        )
+        .into()),
     }
 }
 
 /// Updates every matching row (CONTRACT b.6 `update_many`).
-pub(crate) async fn update_many(
-    db: Db<'_>,
-    schema: &DbSchema,
-    query: UpdateMany,
-) -> Result<u64, RustAuthError> {
+pub(crate) async fn update_many(db: Db<'_>, schema: &DbSchema, query: UpdateMany) -> Result<u64> {
     if query.data.is_empty() {
         return Ok(0);
     }
     let statement = update_many_statement(PG, schema, &query)?;
-    db.execute(&statement.sql, &statement.params).await
+    let table = resolve_table(schema, &query.model)?;
+    let mut targets = data_targets(table, &query.data);
+    targets.extend(where_targets(table, &query.where_clauses));
+    db.execute(Sql {
+        text: &statement.sql,
+        params: &statement.params,
+        table: &table.name,
+        targets: &targets,
+        returning: &[],
+    })
+    .await
 }
 
 /// Deletes at most one row (CONTRACT b.6 `delete`).
-pub(crate) async fn delete(
-    db: Db<'_>,
-    schema: &DbSchema,
-    query: Delete,
-) -> Result<(), RustAuthError> {
+pub(crate) async fn delete(db: Db<'_>, schema: &DbSchema, query: Delete) -> Result<()> {
     let table = resolve_table(schema, &query.model)?;
+    let targets = where_targets(table, &query.where_clauses);
+    let sql = |text, params| Sql {
+        text,
+        params,
+        table: &table.name,
+        targets: &targets,
+        returning: &[],
+    };
     if pins_one_row(table, &query.where_clauses) {
         let mut many = DeleteMany::new(query.model);
         many.where_clauses = query.where_clauses;
         let statement = delete_many_statement(PG, schema, &many)?;
-        db.execute(&statement.sql, &statement.params).await?;
+        db.execute(sql(&statement.sql, &statement.params)).await?;
         return Ok(());
     }
     if let Some(id) = id_column(table)? {
         let filter = PG.where_clause(table, &query.where_clauses)?;
-        let sql = format!(
+        let text = format!(
             "DELETE FROM {}{}",
             PG.quote_identifier(&table.name)?,
             one_row_by_id(table, &id, &filter.sql)?
         );
-        db.execute(&sql, &filter.params).await?;
+        db.execute(sql(&text, &filter.params)).await?;
         return Ok(());
     }
     let plan = delete_one_statement(PG, schema, &query)?;
-    db.execute(&plan.statement.sql, &plan.statement.params)
+    db.execute(sql(&plan.statement.sql, &plan.statement.params))
         .await?;
     Ok(())
 }
 
 /// The quoted `id` column of a table, if it has one.
-fn id_column(table: &DbTable) -> Result<Option<String>, RustAuthError> {
+fn id_column(table: &DbTable) -> Result<Option<String>> {
     match resolve_field(table, "id") {
-        Ok((_, field)) => PG.quote_identifier(&field.name).map(Some),
+        Ok((_, field)) => Ok(PG.quote_identifier(&field.name).map(Some)?),
         Err(_) => Ok(None),
     }
 }
@@ -219,7 +281,7 @@ fn id_column(table: &DbTable) -> Result<Option<String>, RustAuthError> {
 /// addressed by its key, with the filter re-checked against the row version it finally
 /// touches. `filter` is a where fragment (`""` or `" WHERE …"`); its placeholders appear twice
 /// and bind the same parameters.
-fn one_row_by_id(table: &DbTable, id: &str, filter: &str) -> Result<String, RustAuthError> {
+fn one_row_by_id(table: &DbTable, id: &str, filter: &str) -> Result<String> {
     let recheck = filter
         .strip_prefix(" WHERE ")
         .map(|condition| format!(" AND ({condition})"))
@@ -231,7 +293,7 @@ fn one_row_by_id(table: &DbTable, id: &str, filter: &str) -> Result<String, Rust
 }
 
 /// Every field of a table, in schema order, as (logical name, field).
-fn all_fields(table: &DbTable) -> Vec<(&str, &rustauth_core::db::DbField)> {
+fn all_fields(table: &DbTable) -> Vec<(&str, &DbField)> {
     table
         .fields
         .iter()
@@ -240,13 +302,18 @@ fn all_fields(table: &DbTable) -> Vec<(&str, &rustauth_core::db::DbField)> {
 }
 
 /// Deletes every matching row (CONTRACT b.6 `delete_many`).
-pub(crate) async fn delete_many(
-    db: Db<'_>,
-    schema: &DbSchema,
-    query: DeleteMany,
-) -> Result<u64, RustAuthError> {
+pub(crate) async fn delete_many(db: Db<'_>, schema: &DbSchema, query: DeleteMany) -> Result<u64> {
     let statement = delete_many_statement(PG, schema, &query)?;
-    db.execute(&statement.sql, &statement.params).await
+    let table = resolve_table(schema, &query.model)?;
+    let targets = where_targets(table, &query.where_clauses);
+    db.execute(Sql {
+        text: &statement.sql,
+        params: &statement.params,
+        table: &table.name,
+        targets: &targets,
+        returning: &[],
+    })
+    .await
 }
 
 /// True when the where-clause can match at most one row: it requires (ANDed with everything
@@ -268,7 +335,7 @@ pub(crate) fn pins_one_row(table: &DbTable, clauses: &[Where]) -> bool {
         .any(|clause| clause.connector == Connector::And && pins(clause))
 }
 
-fn column_list(fields: &[(&str, &rustauth_core::db::DbField)]) -> Result<String, RustAuthError> {
+fn column_list(fields: &[(&str, &DbField)]) -> Result<String> {
     Ok(fields
         .iter()
         .map(|(_, field)| PG.quote_identifier(&field.name))
@@ -276,7 +343,7 @@ fn column_list(fields: &[(&str, &rustauth_core::db::DbField)]) -> Result<String,
         .join(", "))
 }
 
-fn read_selection(row: &Row, selection: &[SqlSelectedField]) -> Result<DbRecord, RustAuthError> {
+fn read_selection(row: &Row, selection: &[SqlSelectedField]) -> Result<DbRecord> {
     decode_record(
         row,
         selection
@@ -291,7 +358,7 @@ async fn find_many_joined(
     db: Db<'_>,
     schema: &DbSchema,
     query: &FindMany,
-) -> Result<Vec<DbRecord>, RustAuthError> {
+) -> Result<Vec<DbRecord>> {
     let (base_logical, table) = resolve_table_with_logical(schema, &query.model)?;
     let joins = resolve_native_joins(schema, base_logical, table, &query.joins, 100)?;
     let base_selection = internal_base_selection(table, &query.select, &joins)?;
@@ -373,12 +440,78 @@ async fn find_many_joined(
         selects.join(", "),
         outer_order.join(", ")
     );
-    let rows = db.query(&sql, &where_sql.params).await?;
-    joined_rows(
+    let targets = where_targets(table, &query.where_clauses);
+    let rows = db
+        .query(Sql {
+            text: &sql,
+            params: &where_sql.params,
+            table: &table.name,
+            targets: &targets,
+            returning: &[],
+        })
+        .await?;
+    Ok(joined_rows(
         &rows,
         &base_selection,
         &query.select,
         &joins,
-        |row, field, alias| decode_named(row, alias, field),
-    )
+        |row, field, alias| decode_named(row, alias, field).map_err(RustAuthError::from),
+    )?)
+}
+
+/// The column each assigned value meets, in data order (the order core binds them).
+fn data_targets<'t>(table: &'t DbTable, data: &DbRecord) -> Vec<Option<&'t str>> {
+    data.keys()
+        .map(|field| {
+            resolve_field(table, field)
+                .ok()
+                .map(|(_, field)| field.name.as_str())
+        })
+        .collect()
+}
+
+/// The column each parameter of a where-clause meets, in the order core's planner binds
+/// them (AND clauses, then OR clauses): `None` where the parameter meets an expression
+/// (`LOWER($n)`, a `LIKE` pattern) rather than the column itself.
+fn where_targets<'t>(table: &'t DbTable, clauses: &[Where]) -> Vec<Option<&'t str>> {
+    let mut targets = Vec::new();
+    let ands = clauses.iter().filter(|c| c.connector == Connector::And);
+    let ors = clauses.iter().filter(|c| c.connector == Connector::Or);
+    for clause in ands.chain(ors) {
+        let Ok((_, field)) = resolve_field(table, &clause.field) else {
+            continue;
+        };
+        let column = Some(field.name.as_str());
+        let lowered =
+            clause.mode == WhereMode::Insensitive && field.field_type == DbFieldType::String;
+        match (&clause.value, clause.operator) {
+            (DbValue::Null, _) => {}
+            (
+                value,
+                WhereOperator::Eq
+                | WhereOperator::Ne
+                | WhereOperator::Lt
+                | WhereOperator::Lte
+                | WhereOperator::Gt
+                | WhereOperator::Gte,
+            ) => {
+                let lower = lowered
+                    && matches!(value, DbValue::String(_))
+                    && matches!(clause.operator, WhereOperator::Eq | WhereOperator::Ne);
+                targets.push(if lower { None } else { column });
+            }
+            (DbValue::StringArray(values), WhereOperator::In | WhereOperator::NotIn) => {
+                let target = if lowered { None } else { column };
+                targets.extend(values.iter().map(|_| target));
+            }
+            (DbValue::NumberArray(values), WhereOperator::In | WhereOperator::NotIn) => {
+                targets.extend(values.iter().map(|_| column));
+            }
+            (_, WhereOperator::In | WhereOperator::NotIn) => {}
+            (_, WhereOperator::Contains | WhereOperator::StartsWith | WhereOperator::EndsWith) => {
+                targets.push(None);
+            }
+        }
+    }
+    targets
 }

@@ -5,16 +5,19 @@
 
 mod adapter;
 mod call;
+mod catalog;
 mod connect;
 mod connection;
 mod error;
-mod executor;
 /// Typed statements for the core tables, generated at build time from `queries/` (see `build.rs`).
 pub mod generated;
 mod generic;
+#[doc(hidden)]
+pub mod layout;
 pub(crate) mod migrate;
 mod prepared;
 mod rate_limit;
+mod runner;
 mod statements;
 mod stores;
 mod tls;

@@ -2,16 +2,28 @@
 //!
 //! Statements are grouped by the tables they touch, so a database without (say) a
 //! `rate_limits` table still gets every other typed statement. The first call that needs a
-//! group prepares every group the adapter's layout can use, all at once (their Parse messages
-//! are pipelined on the connection). A group whose preparation fails (its table does not exist
-//! yet) is simply not cached; the call takes the generic path, which reports the real error,
-//! and a later call tries again. Migrations and SQLSTATE 0A000 clear every group.
+//! group prepares every group the adapter's layout can use, all at once, and reads the live
+//! catalog of the core tables in the same batch (their messages are pipelined on the
+//! connection). A group is then used only if
+//! - the live catalog shows each of its tables with exactly the columns and types of
+//!   `migrations/` (a table made by another tool, with `timestamp` columns, `uuid` ids or
+//!   `citext` emails, is served by the generic path; a warning names the column, once per
+//!   table and connection), and
+//! - every prepared statement reports the parameter and result types its generated code
+//!   expects.
+//!
+//! A group so refused stays refused until migrations or a stale statement clear the groups
+//! (no call pays for checking again). A group whose preparation failed for another reason
+//! (e.g. the connection dropped) is tried again by a later call.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tokio_postgres::Client;
+use postgres_types::Type;
+use tokio_postgres::{Client, Statement};
 
+use crate::catalog::{table_key, Catalog};
 use crate::generated::queries::{account, rate_limit, session, user, verification};
+use crate::layout::CoreTable;
 
 /// Which groups an adapter's schema can use (see `typed::Layout`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -27,6 +39,18 @@ impl Wanted {
     /// Whether the sign-in join (users with accounts) is usable.
     pub(crate) fn user_with_accounts(self) -> bool {
         self.user && self.account
+    }
+
+    fn tables(self) -> impl Iterator<Item = CoreTable> {
+        [
+            (self.user, CoreTable::User),
+            (self.session, CoreTable::Session),
+            (self.account, CoreTable::Account),
+            (self.verification, CoreTable::Verification),
+            (self.rate_limit, CoreTable::RateLimit),
+        ]
+        .into_iter()
+        .filter_map(|(wanted, table)| wanted.then_some(table))
     }
 }
 
@@ -87,7 +111,7 @@ pub(crate) struct Groups {
 /// Per-connection holder of the typed statement groups.
 #[derive(Default)]
 pub(crate) struct TypedStatements {
-    groups: Mutex<Groups>,
+    groups: Mutex<Settled>,
     /// Serialises preparation so concurrent first calls prepare once.
     preparing: tokio::sync::Mutex<()>,
 }
@@ -98,46 +122,208 @@ impl std::fmt::Debug for TypedStatements {
     }
 }
 
+/// The groups decided so far: prepared and usable (`groups`), or refused (`settled` without
+/// a group).
+#[derive(Default, Clone)]
+struct Settled {
+    groups: Groups,
+    settled: Wanted,
+}
+
 impl TypedStatements {
-    /// The prepared groups, preparing every wanted group that is missing first when
+    /// The usable groups, first deciding every wanted group not decided yet when
     /// `may_prepare` (never inside a transaction: a failed Parse there would abort it).
-    pub(crate) async fn get(&self, client: &Client, wanted: Wanted, may_prepare: bool) -> Groups {
+    pub(crate) async fn get(
+        &self,
+        client: &Client,
+        catalog: &Catalog,
+        wanted: Wanted,
+        may_prepare: bool,
+    ) -> Groups {
         let current = self.lock().clone();
-        if !may_prepare || !missing(&current, wanted) {
-            return current;
+        if !may_prepare || !undecided(current.settled, wanted) {
+            return current.groups;
         }
         let _preparing = self.preparing.lock().await;
         let current = self.lock().clone();
-        if !missing(&current, wanted) {
-            return current;
+        if !undecided(current.settled, wanted) {
+            return current.groups;
         }
-        let prepared = prepare_missing(client, &current, wanted).await;
-        let mut groups = self.lock();
-        merge(&mut groups, prepared);
-        groups.clone()
+        // Every core table at once, whatever this call wants: one catalog query per
+        // connection (until something clears it).
+        let tables = CoreTable::ALL
+            .iter()
+            .filter_map(|table| table_key(table.table()))
+            .collect::<Vec<_>>();
+        let (read, (prepared, refused)) = tokio::join!(
+            catalog.load(client, &tables),
+            prepare_missing(client, &current.groups, wanted)
+        );
+        if read.is_err() {
+            // Nothing decided: a later call reads the catalog again.
+            return current.groups;
+        }
+        let live = LiveFit::check(catalog, wanted);
+        let mut settled = self.lock();
+        merge(&mut settled.groups, prepared, &live);
+        settled.settled = live.decided(wanted, &settled.groups, refused);
+        settled.groups.clone()
     }
 
     /// Forgets every group (after migrations, or when a statement's plan went stale).
     pub(crate) fn clear(&self) {
-        *self.lock() = Groups::default();
+        *self.lock() = Settled::default();
     }
 
-    fn lock(&self) -> MutexGuard<'_, Groups> {
+    fn lock(&self) -> MutexGuard<'_, Settled> {
         // Every mutation is a single assignment, so a poisoned lock holds consistent data.
         self.groups.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-fn missing(groups: &Groups, wanted: Wanted) -> bool {
-    (wanted.user && groups.user.is_none())
-        || (wanted.user_with_accounts() && groups.user_with_accounts.is_none())
-        || (wanted.session && groups.session.is_none())
-        || (wanted.account && groups.account.is_none())
-        || (wanted.verification && groups.verification.is_none())
-        || (wanted.rate_limit && groups.rate_limit.is_none())
+fn undecided(settled: Wanted, wanted: Wanted) -> bool {
+    wanted.tables().any(|table| !settled.has(table))
 }
 
-fn merge(groups: &mut Groups, prepared: Groups) {
+impl Wanted {
+    fn has(self, table: CoreTable) -> bool {
+        match table {
+            CoreTable::User => self.user,
+            CoreTable::Session => self.session,
+            CoreTable::Account => self.account,
+            CoreTable::Verification => self.verification,
+            CoreTable::RateLimit => self.rate_limit,
+        }
+    }
+}
+
+/// Which core tables the live catalog shows exactly as `migrations/` declares them.
+struct LiveFit {
+    fits: Wanted,
+    /// Tables whose catalog was read (present, absent or different): decided.
+    read: Wanted,
+}
+
+impl LiveFit {
+    fn check(catalog: &Catalog, wanted: Wanted) -> Self {
+        let mut fits = Wanted::default();
+        let mut read = Wanted::default();
+        for table in wanted.tables() {
+            let Some(key) = table_key(table.table()) else {
+                continue;
+            };
+            if !catalog.has(&key) {
+                continue;
+            }
+            set(&mut read, table);
+            let Some(columns) = catalog.known(&key) else {
+                tracing::debug!(
+                    target: crate::trace::TARGET,
+                    table = table.table(),
+                    "typed statements not used: the table does not exist"
+                );
+                continue;
+            };
+            let differs =
+                table
+                    .columns()
+                    .iter()
+                    .find_map(|column| match columns.get(column.name) {
+                        Some(live) if *live == column.ty => None,
+                        Some(live) => Some((column, live.name().to_owned())),
+                        None => Some((column, "missing".to_owned())),
+                    });
+            match differs {
+                None => set(&mut fits, table),
+                Some((column, live)) => tracing::warn!(
+                    target: crate::trace::TARGET,
+                    table = table.table(),
+                    column = column.name,
+                    expected = column.ty.name(),
+                    found = live.as_str(),
+                    "typed statements not used for this table: its live column differs from \
+                     migrations/ (the generic path serves it)"
+                ),
+            }
+        }
+        Self { fits, read }
+    }
+
+    /// The groups decided after a preparation: every table whose catalog was read, except a
+    /// fitting one whose group failed to prepare (tried again later).
+    fn decided(&self, wanted: Wanted, groups: &Groups, refused: Wanted) -> Wanted {
+        let mut decided = Wanted::default();
+        for table in wanted.tables() {
+            let prepared = match table {
+                CoreTable::User => groups.user.is_some(),
+                CoreTable::Session => groups.session.is_some(),
+                CoreTable::Account => groups.account.is_some(),
+                CoreTable::Verification => groups.verification.is_some(),
+                CoreTable::RateLimit => groups.rate_limit.is_some(),
+            };
+            if self.read.has(table) && (prepared || refused.has(table) || !self.fits.has(table)) {
+                set(&mut decided, table);
+            }
+        }
+        decided
+    }
+}
+
+fn set(wanted: &mut Wanted, table: CoreTable) {
+    match table {
+        CoreTable::User => wanted.user = true,
+        CoreTable::Session => wanted.session = true,
+        CoreTable::Account => wanted.account = true,
+        CoreTable::Verification => wanted.verification = true,
+        CoreTable::RateLimit => wanted.rate_limit = true,
+    }
+}
+
+/// Whether a prepared typed statement has the types its generated code reads and binds: each
+/// result column the type of the column of that name in `tables` (a join's `account_*`
+/// columns are the account table's), each parameter one the generated code can bind.
+fn statement_fits(statement: Option<&Statement>, tables: &[CoreTable]) -> bool {
+    let Some(statement) = statement else {
+        return false;
+    };
+    let params_fit = statement
+        .params()
+        .iter()
+        .all(|ty| [Type::TEXT, Type::INT8, Type::BOOL, Type::TIMESTAMPTZ].contains(ty));
+    let columns_fit = statement.columns().iter().all(|column| {
+        let name = column.name();
+        let expected = tables.iter().find_map(|table| {
+            let name = match table {
+                CoreTable::Account if tables.len() > 1 => name.strip_prefix("account_")?,
+                _ => name,
+            };
+            table
+                .columns()
+                .iter()
+                .find(|expected| expected.name == name)
+                .map(|expected| &expected.ty)
+        });
+        match expected {
+            Some(expected) => column.type_() == expected,
+            // Computed columns (the rate limit's `permitted`, the join's account id).
+            None => [Type::BOOL, Type::TEXT].contains(column.type_()),
+        }
+    });
+    params_fit && columns_fit
+}
+
+fn merge(groups: &mut Groups, prepared: Groups, live: &LiveFit) {
+    let fits = live.fits;
+    let prepared = Groups {
+        user: prepared.user.filter(|_| fits.user),
+        user_with_accounts: prepared
+            .user_with_accounts
+            .filter(|_| fits.user && fits.account),
+        session: prepared.session.filter(|_| fits.session),
+        account: prepared.account.filter(|_| fits.account),
+        verification: prepared.verification.filter(|_| fits.verification),
+        rate_limit: prepared.rate_limit.filter(|_| fits.rate_limit),
+    };
     groups.user = groups.user.take().or(prepared.user);
     groups.user_with_accounts = groups
         .user_with_accounts
@@ -149,8 +335,30 @@ fn merge(groups: &mut Groups, prepared: Groups) {
     groups.rate_limit = groups.rate_limit.take().or(prepared.rate_limit);
 }
 
-/// Prepares every wanted group that `current` lacks, concurrently; failures are left out.
-async fn prepare_missing(client: &Client, current: &Groups, wanted: Wanted) -> Groups {
+/// Prepares every wanted group that `current` lacks, concurrently. Failures are left out;
+/// groups whose statements report other types than their generated code expects are left
+/// out and returned as refused.
+async fn prepare_missing(client: &Client, current: &Groups, wanted: Wanted) -> (Groups, Wanted) {
+    let refused = Mutex::new(Wanted::default());
+    // Keeps a prepared group only if all its statements have the expected types.
+    let keep = |table: CoreTable, tables: &[CoreTable], statements: &[Option<&Statement>]| {
+        let fits = statements
+            .iter()
+            .all(|statement| statement_fits(*statement, tables));
+        if !fits {
+            tracing::warn!(
+                target: crate::trace::TARGET,
+                table = table.table(),
+                "typed statements not used for this table: their prepared types differ from \
+                 the generated code's"
+            );
+            set(
+                &mut refused.lock().unwrap_or_else(PoisonError::into_inner),
+                table,
+            );
+        }
+        fits
+    };
     let user = async {
         if !wanted.user || current.user.is_some() {
             return None;
@@ -162,6 +370,13 @@ async fn prepare_missing(client: &Client, current: &Groups, wanted: Wanted) -> G
             user::set_user_email_verified().prepare(client),
         )
         .ok()?;
+        let statements = [
+            by_id.statement(),
+            by_email.statement(),
+            insert.statement(),
+            set_email_verified.statement(),
+        ];
+        keep(CoreTable::User, &[CoreTable::User], &statements).then_some(())?;
         Some(Arc::new(UserStatements {
             by_id,
             by_email,
@@ -177,6 +392,12 @@ async fn prepare_missing(client: &Client, current: &Groups, wanted: Wanted) -> G
             .prepare(client)
             .await
             .ok()?;
+        keep(
+            CoreTable::Account,
+            &[CoreTable::User, CoreTable::Account],
+            &[by_email.statement()],
+        )
+        .then_some(())?;
         Some(Arc::new(UserWithAccountsStatements { by_email }))
     };
     let session = async {
@@ -201,6 +422,16 @@ async fn prepare_missing(client: &Client, current: &Groups, wanted: Wanted) -> G
             session::delete_sessions_by_user_id().prepare(client),
         )
         .ok()?;
+        let statements = [
+            by_token.statement(),
+            by_user_id.statement(),
+            newest_by_user_id.statement(),
+            insert.statement(),
+            update_expiry.statement(),
+            delete_by_token.statement(),
+            delete_by_user_id.statement(),
+        ];
+        keep(CoreTable::Session, &[CoreTable::Session], &statements).then_some(())?;
         Some(Arc::new(SessionStatements {
             by_token,
             by_user_id,
@@ -220,6 +451,8 @@ async fn prepare_missing(client: &Client, current: &Groups, wanted: Wanted) -> G
             account::update_account_password().prepare(client),
         )
         .ok()?;
+        let statements = [insert.statement(), update_password.statement()];
+        keep(CoreTable::Account, &[CoreTable::Account], &statements).then_some(())?;
         Some(Arc::new(AccountStatements {
             insert,
             update_password,
@@ -237,6 +470,18 @@ async fn prepare_missing(client: &Client, current: &Groups, wanted: Wanted) -> G
                 verification::delete_expired_verifications().prepare(client),
             )
             .ok()?;
+        let statements = [
+            insert.statement(),
+            newest_by_identifier.statement(),
+            delete_by_identifier.statement(),
+            delete_expired.statement(),
+        ];
+        keep(
+            CoreTable::Verification,
+            &[CoreTable::Verification],
+            &statements,
+        )
+        .then_some(())?;
         Some(Arc::new(VerificationStatements {
             insert,
             newest_by_identifier,
@@ -252,6 +497,12 @@ async fn prepare_missing(client: &Client, current: &Groups, wanted: Wanted) -> G
             .prepare(client)
             .await
             .ok()?;
+        keep(
+            CoreTable::RateLimit,
+            &[CoreTable::RateLimit],
+            &[consume.statement()],
+        )
+        .then_some(())?;
         Some(Arc::new(RateLimitStatements { consume }))
     };
     let (user, user_with_accounts, session, account, verification, rate_limit) = tokio::join!(
@@ -262,12 +513,14 @@ async fn prepare_missing(client: &Client, current: &Groups, wanted: Wanted) -> G
         verification,
         rate_limit
     );
-    Groups {
+    let groups = Groups {
         user,
         user_with_accounts,
         session,
         account,
         verification,
         rate_limit,
-    }
+    };
+    let refused = refused.into_inner().unwrap_or_else(PoisonError::into_inner);
+    (groups, refused)
 }

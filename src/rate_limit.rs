@@ -22,7 +22,7 @@ use rustauth_core::options::{
 use crate::adapter::TokioPostgresAdapter;
 use crate::connection::TokioPostgresConnection;
 use crate::error::adapter;
-use crate::executor::Db;
+use crate::runner::{Db, Sql};
 
 /// A RustAuth rate-limit store on a PostgreSQL table (`key`, `count`, `last_request`).
 #[derive(Clone)]
@@ -95,7 +95,7 @@ impl TokioPostgresRateLimitStore {
             .map_err(|message| adapter(message.as_ref()))?;
         let _shared = self.connection.shared().await?;
         let handle = self.connection.handle().await?;
-        consume_with(handle.db(), sql, self.typed, input).await
+        Ok(consume_with(handle.db(), sql, &self.names, self.typed, input).await?)
     }
 }
 
@@ -153,19 +153,20 @@ AND NOT EXISTS (SELECT 1 FROM \"consumed\")"
 pub(crate) async fn consume_with(
     db: Db<'_>,
     sql: &str,
+    names: &SqlRateLimitNames,
     typed: bool,
     input: RateLimitConsumeInput,
-) -> Result<RateLimitDecision, RustAuthError> {
+) -> crate::error::Result<RateLimitDecision> {
     let window_ms = validate_rate_limit_rule(&input.rule)?;
     let max = i64::try_from(input.rule.max)
         .map_err(|_| RustAuthError::InvalidConfig("rate limit max must fit in i64".to_owned()))?;
     let text = DbField::new("key", DbFieldType::String);
-    let number = DbField::new("count", DbFieldType::Number);
+    let number_field = DbField::new("count", DbFieldType::Number);
     let params = [
         SqlParam::new(&text, DbValue::String(input.key.clone())),
-        SqlParam::new(&number, DbValue::Number(input.now_ms)),
-        SqlParam::new(&number, DbValue::Number(window_ms)),
-        SqlParam::new(&number, DbValue::Number(max)),
+        SqlParam::new(&number_field, DbValue::Number(input.now_ms)),
+        SqlParam::new(&number_field, DbValue::Number(window_ms)),
+        SqlParam::new(&number_field, DbValue::Number(max)),
     ];
     // A denial whose row was inserted after this statement's snapshot shows no row; the
     // next attempt sees it. Three attempts are far more than that race ever needs.
@@ -177,23 +178,46 @@ pub(crate) async fn consume_with(
         };
         let row = match routed {
             Some(row) => row?,
-            None => match db.query_opt(sql, &params).await? {
-                Some(row) => Some((
-                    row.try_get(0).map_err(crate::error::postgres_error)?,
-                    row.try_get(1).map_err(crate::error::postgres_error)?,
-                    row.try_get(2).map_err(crate::error::postgres_error)?,
-                )),
-                None => None,
-            },
+            None => {
+                let statement = Sql {
+                    text: sql,
+                    params: &params,
+                    table: &names.table,
+                    // The key is compared with the key column; the numbers meet casts.
+                    targets: &[Some(names.key.as_str()), None, None, None],
+                    returning: &[],
+                };
+                match db.query_opt(statement).await? {
+                    // `count` and `last_request` may be `integer` or `bigint` columns (Better
+                    // Auth creates `count integer`): read them by their real type.
+                    Some(row) => Some((
+                        row.try_get(0)?,
+                        number(&row, 1, &number_field)?,
+                        number(&row, 2, &number_field)?,
+                    )),
+                    None => None,
+                }
+            }
         };
         if let Some((permitted, count, last_request)) = row {
-            return decide(&input, window_ms, permitted, count, last_request);
+            return Ok(decide(&input, window_ms, permitted, count, last_request)?);
         }
     }
     Err(adapter(format!(
         "rate limit row for key `{}` was neither written nor found",
         input.key
-    )))
+    ))
+    .into())
+}
+
+/// A number column of the consume's result, whatever integer type it has.
+fn number(row: &tokio_postgres::Row, index: usize, field: &DbField) -> crate::error::Result<i64> {
+    match crate::values::decode(row, index, field)? {
+        DbValue::Number(value) => Ok(value),
+        other => Err(crate::error::value_error(format!(
+            "rate limit column {index} holds {other:?}, not a number"
+        ))),
+    }
 }
 
 /// Core's decision for the row the statement returned.

@@ -62,14 +62,15 @@ pub(crate) fn unknown<T>(_: &T) -> Option<u64> {
     None
 }
 
-/// Runs `call` inside `span`, then records its row count, duration and error (if any).
+/// Runs `call` inside `span`, then records its row count, duration and error (if any), and
+/// turns the crate's error into the `RustAuthError` callers see.
 pub(crate) async fn traced<T, F>(
     span: Span,
     rows: impl FnOnce(&T) -> Option<u64>,
     call: F,
 ) -> Result<T, RustAuthError>
 where
-    F: Future<Output = Result<T, RustAuthError>>,
+    F: Future<Output = crate::error::Result<T>>,
 {
     let started = Instant::now();
     let result = call.instrument(span.clone()).await;
@@ -82,21 +83,8 @@ where
             }
         }
         Err(error) => {
-            span.record("error", error_kind(error).as_str());
+            span.record("error", error.kind().as_str());
         }
     }
-    result
-}
-
-/// What a span says about an error: the SQLSTATE for database errors (their messages and
-/// details can quote values), the message for the adapter's own configuration and schema
-/// errors (which name tables and fields, not values).
-fn error_kind(error: &RustAuthError) -> String {
-    match error {
-        RustAuthError::Adapter(text) => match text.split_once("SQLSTATE ") {
-            Some((_, rest)) => format!("SQLSTATE {}", rest.get(..5).unwrap_or(rest)),
-            None => "adapter error".to_owned(),
-        },
-        other => other.to_string(),
-    }
+    result.map_err(RustAuthError::from)
 }

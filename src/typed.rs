@@ -16,63 +16,18 @@ use rustauth_core::db::{
     DeleteMany, FindMany, FindOne, RateLimitStorage, SortDirection, Update, Where, WhereMode,
     WhereOperator,
 };
-use rustauth_core::error::RustAuthError;
 use time::OffsetDateTime;
-use tracing::Instrument;
 
 use crate::connect::StatementMode;
 use crate::connection::ClientHandle;
-use crate::error::{postgres_error, sqlstate, FEATURE_NOT_SUPPORTED};
-use crate::executor::Db;
+use crate::error::Result;
 use crate::generated::queries::{account, session, user, verification};
+use crate::layout::CoreTable;
 use crate::prepared::{Groups, Wanted};
-
-/// Field order of each core table, as `migrations/` and the generated row types have it.
-const USER: [&str; 7] = [
-    "id",
-    "name",
-    "email",
-    "email_verified",
-    "image",
-    "created_at",
-    "updated_at",
-];
-const SESSION: [&str; 8] = [
-    "id",
-    "expires_at",
-    "token",
-    "created_at",
-    "updated_at",
-    "ip_address",
-    "user_agent",
-    "user_id",
-];
-const ACCOUNT: [&str; 13] = [
-    "id",
-    "account_id",
-    "provider_id",
-    "user_id",
-    "access_token",
-    "refresh_token",
-    "id_token",
-    "access_token_expires_at",
-    "refresh_token_expires_at",
-    "scope",
-    "password",
-    "created_at",
-    "updated_at",
-];
-const VERIFICATION: [&str; 6] = [
-    "id",
-    "identifier",
-    "value",
-    "expires_at",
-    "created_at",
-    "updated_at",
-];
+use crate::runner::{run_typed, Db};
 
 /// Column indexes `0..n`, sliced to a table's width: the projection of "every column".
-const EVERY_COLUMN: [usize; ACCOUNT.len()] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+const EVERY_COLUMN: [usize; 13] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
 
 /// How a schema table compares with the layout `migrations/` declares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -112,10 +67,10 @@ impl Router {
             ..AuthSchemaOptions::default()
         });
         Self {
-            user: fit(schema, &canonical, "user"),
-            session: fit(schema, &canonical, "session"),
-            account: fit(schema, &canonical, "account"),
-            verification: fit(schema, &canonical, "verification"),
+            user: fit(schema, &canonical, CoreTable::User),
+            session: fit(schema, &canonical, CoreTable::Session),
+            account: fit(schema, &canonical, CoreTable::Account),
+            verification: fit(schema, &canonical, CoreTable::Verification),
             enabled: AtomicBool::new(true),
             served: AtomicU64::new(0),
         }
@@ -134,7 +89,10 @@ impl Router {
     /// Prepares every typed statement this adapter can use on `handle`'s connection.
     pub(crate) async fn warm(&self, handle: &ClientHandle) {
         if handle.mode == StatementMode::Prepared {
-            handle.typed.get(&handle.client, self.wanted(), true).await;
+            handle
+                .typed
+                .get(&handle.client, &handle.catalog, self.wanted(), true)
+                .await;
         }
     }
 
@@ -148,13 +106,13 @@ impl Router {
         }
     }
 
-    fn fit_of(&self, logical: &str) -> Fit {
-        match logical {
-            "user" => self.user,
-            "session" => self.session,
-            "account" => self.account,
-            "verification" => self.verification,
-            _ => Fit::No,
+    fn fit_of(&self, table: CoreTable) -> Fit {
+        match table {
+            CoreTable::User => self.user,
+            CoreTable::Session => self.session,
+            CoreTable::Account => self.account,
+            CoreTable::Verification => self.verification,
+            CoreTable::RateLimit => Fit::No,
         }
     }
 
@@ -175,7 +133,12 @@ impl Router {
         }
         let groups = handle
             .typed
-            .get(&handle.client, self.wanted(), transaction.is_none())
+            .get(
+                &handle.client,
+                &handle.catalog,
+                self.wanted(),
+                transaction.is_none(),
+            )
             .await;
         Some(Typed {
             handle,
@@ -185,18 +148,12 @@ impl Router {
         })
     }
 
-    /// The model's logical name and fit, if `model` names one of the core tables.
-    fn model(&self, schema: &DbSchema, model: &str) -> Option<(&'static str, Fit)> {
+    /// The core table and its fit, if `model` names one the typed path may serve.
+    fn model(&self, schema: &DbSchema, model: &str) -> Option<(CoreTable, Fit)> {
         let (logical, _) = resolve_table_with_logical(schema, model).ok()?;
-        let logical = match logical {
-            "user" => "user",
-            "session" => "session",
-            "account" => "account",
-            "verification" => "verification",
-            _ => return None,
-        };
-        let fit = self.fit_of(logical);
-        fit.any().then_some((logical, fit))
+        let table = CoreTable::from_logical(logical)?;
+        let fit = self.fit_of(table);
+        fit.any().then_some((table, fit))
     }
 
     /// `find_one` on a typed statement, or `None` for the generic path.
@@ -205,7 +162,7 @@ impl Router {
         db: Db<'_>,
         schema: &DbSchema,
         query: &FindOne,
-    ) -> Option<Result<Option<DbRecord>, RustAuthError>> {
+    ) -> Option<Result<Option<DbRecord>>> {
         let (model, fit) = self.model(schema, &query.model)?;
         if !query.joins.is_empty() {
             return self.find_one_joined(db, schema, query, model, fit).await;
@@ -214,9 +171,9 @@ impl Router {
             return None;
         };
         match model {
-            "session" => {
+            CoreTable::Session => {
                 let token = eq_text(clause, "token")?;
-                let pick = projection(&query.select, &SESSION, fit)?;
+                let pick = projection(&query.select, CoreTable::Session, fit)?;
                 let typed = self.statements(db).await?;
                 let statement = &typed.groups.session.as_ref()?.by_token;
                 let found = statement.bind(&typed.handle.client, token).opt();
@@ -226,8 +183,8 @@ impl Router {
                     })
                     .await
             }
-            "user" => {
-                let pick = projection(&query.select, &USER, fit)?;
+            CoreTable::User => {
+                let pick = projection(&query.select, CoreTable::User, fit)?;
                 let typed = self.statements(db).await?;
                 let statements = typed.groups.user.as_ref()?;
                 let client = &typed.handle.client;
@@ -258,10 +215,10 @@ impl Router {
         db: Db<'_>,
         schema: &DbSchema,
         query: &FindOne,
-        model: &str,
+        model: CoreTable,
         fit: Fit,
-    ) -> Option<Result<Option<DbRecord>, RustAuthError>> {
-        if model != "user" || self.account != Fit::Core || query.joins.len() != 1 {
+    ) -> Option<Result<Option<DbRecord>>> {
+        if model != CoreTable::User || self.account != Fit::Core || query.joins.len() != 1 {
             return None;
         }
         let (join_model, option) = query.joins.first()?;
@@ -273,7 +230,7 @@ impl Router {
             return None;
         };
         let email = eq_text(clause, "email")?;
-        let pick = projection(&query.select, &USER, fit)?;
+        let pick = projection(&query.select, CoreTable::User, fit)?;
         let typed = self.statements(db).await?;
         let statement = &typed.groups.user_with_accounts.as_ref()?.by_email;
         let rows = statement.bind(&typed.handle.client, email).all();
@@ -301,7 +258,7 @@ impl Router {
         db: Db<'_>,
         schema: &DbSchema,
         query: &FindMany,
-    ) -> Option<Result<Vec<DbRecord>, RustAuthError>> {
+    ) -> Option<Result<Vec<DbRecord>>> {
         let (model, fit) = self.model(schema, &query.model)?;
         if !query.joins.is_empty() || query.offset.is_some_and(|offset| offset > 0) {
             return None;
@@ -310,7 +267,7 @@ impl Router {
             return None;
         };
         match model {
-            "verification" => {
+            CoreTable::Verification => {
                 let identifier = eq_text(clause, "identifier")?;
                 let sort = query.sort_by.as_ref()?;
                 if sort.field != "created_at"
@@ -319,7 +276,7 @@ impl Router {
                 {
                     return None;
                 }
-                let pick = projection(&query.select, &VERIFICATION, fit)?;
+                let pick = projection(&query.select, CoreTable::Verification, fit)?;
                 let typed = self.statements(db).await?;
                 let statement = &typed.groups.verification.as_ref()?.newest_by_identifier;
                 let found = statement.bind(&typed.handle.client, identifier).opt();
@@ -331,9 +288,9 @@ impl Router {
                     })
                     .await
             }
-            "session" => {
+            CoreTable::Session => {
                 let user_id = eq_text(clause, "user_id")?;
-                let pick = projection(&query.select, &SESSION, fit)?;
+                let pick = projection(&query.select, CoreTable::Session, fit)?;
                 let newest_first = match (&query.sort_by, query.limit) {
                     (None, None) => None,
                     (Some(sort), Some(limit))
@@ -379,17 +336,13 @@ impl Router {
         db: Db<'_>,
         schema: &DbSchema,
         query: &Create,
-    ) -> Option<Result<DbRecord, RustAuthError>> {
+    ) -> Option<Result<DbRecord>> {
         let (model, _) = self.model(schema, &query.model)?;
-        let columns = columns_of(model)?;
         if query
             .data
             .keys()
-            .any(|key| !columns.contains(&key.as_str()))
-            || query
-                .select
-                .iter()
-                .any(|field| !columns.contains(&field.as_str()))
+            .chain(&query.select)
+            .any(|field| model.position(field).is_none())
         {
             return None;
         }
@@ -398,7 +351,7 @@ impl Router {
         let client = &typed.handle.client;
         let echo = |_: String| select_record(query.data.clone(), &query.select);
         match model {
-            "user" => {
+            CoreTable::User => {
                 let statement = &typed.groups.user.as_ref()?.insert;
                 let email_verified = boolean(data.get("email_verified")?)?;
                 let image = optional_text(data.get("image"))?;
@@ -418,7 +371,7 @@ impl Router {
                     .one();
                 typed.run(statement.sql(), inserted, echo).await
             }
-            "session" => {
+            CoreTable::Session => {
                 let statement = &typed.groups.session.as_ref()?.insert;
                 let expires_at = timestamp(data.get("expires_at")?)?;
                 let created_at = timestamp(data.get("created_at")?)?;
@@ -440,7 +393,7 @@ impl Router {
                     .one();
                 typed.run(statement.sql(), inserted, echo).await
             }
-            "account" => {
+            CoreTable::Account => {
                 let statement = &typed.groups.account.as_ref()?.insert;
                 let access_token = optional_text(data.get("access_token"))?;
                 let refresh_token = optional_text(data.get("refresh_token"))?;
@@ -471,7 +424,7 @@ impl Router {
                     .one();
                 typed.run(statement.sql(), inserted, echo).await
             }
-            "verification" => {
+            CoreTable::Verification => {
                 let statement = &typed.groups.verification.as_ref()?.insert;
                 let expires_at = timestamp(data.get("expires_at")?)?;
                 let created_at = timestamp(data.get("created_at")?)?;
@@ -499,16 +452,16 @@ impl Router {
         db: Db<'_>,
         schema: &DbSchema,
         query: &Update,
-    ) -> Option<Result<Option<DbRecord>, RustAuthError>> {
+    ) -> Option<Result<Option<DbRecord>>> {
         let (model, fit) = self.model(schema, &query.model)?;
         // The update returns every column of the table, plugin columns included.
         if fit != Fit::Core || query.data.len() != 2 {
             return None;
         }
         let updated_at = timestamp(query.data.get("updated_at")?)?;
-        let all = &EVERY_COLUMN[..columns_of(model)?.len()];
+        let all = &EVERY_COLUMN[..model.columns().len()];
         match model {
-            "session" => {
+            CoreTable::Session => {
                 let [clause] = query.where_clauses.as_slice() else {
                     return None;
                 };
@@ -525,7 +478,7 @@ impl Router {
                     })
                     .await
             }
-            "user" => {
+            CoreTable::User => {
                 let [clause] = query.where_clauses.as_slice() else {
                     return None;
                 };
@@ -542,7 +495,7 @@ impl Router {
                     })
                     .await
             }
-            "account" => {
+            CoreTable::Account => {
                 let [first, second] = query.where_clauses.as_slice() else {
                     return None;
                 };
@@ -582,20 +535,20 @@ impl Router {
         db: Db<'_>,
         schema: &DbSchema,
         query: &Delete,
-    ) -> Option<Result<(), RustAuthError>> {
+    ) -> Option<Result<()>> {
         let (model, _) = self.model(schema, &query.model)?;
         let [clause] = query.where_clauses.as_slice() else {
             return None;
         };
         match model {
-            "session" => {
+            CoreTable::Session => {
                 let token = eq_text(clause, "token")?;
                 let typed = self.statements(db).await?;
                 let statement = &typed.groups.session.as_ref()?.delete_by_token;
                 let deleted = statement.bind(&typed.handle.client, token).all();
                 typed.run(statement.sql(), deleted, |_| ()).await
             }
-            "verification" => {
+            CoreTable::Verification => {
                 let identifier = eq_text(clause, "identifier")?;
                 let typed = self.statements(db).await?;
                 let statement = &typed.groups.verification.as_ref()?.delete_by_identifier;
@@ -612,14 +565,14 @@ impl Router {
         db: Db<'_>,
         schema: &DbSchema,
         query: &DeleteMany,
-    ) -> Option<Result<u64, RustAuthError>> {
+    ) -> Option<Result<u64>> {
         let (model, _) = self.model(schema, &query.model)?;
         let [clause] = query.where_clauses.as_slice() else {
             return None;
         };
         let count = |ids: Vec<String>| ids.len() as u64;
         match model {
-            "verification" => {
+            CoreTable::Verification => {
                 if clause.field != "expires_at"
                     || clause.operator != WhereOperator::Lt
                     || clause.mode != WhereMode::Sensitive
@@ -632,7 +585,7 @@ impl Router {
                 let deleted = statement.bind(&typed.handle.client, &now).all();
                 typed.run(statement.sql(), deleted, count).await
             }
-            "session" => {
+            CoreTable::Session => {
                 let user_id = eq_text(clause, "user_id")?;
                 let typed = self.statements(db).await?;
                 let statement = &typed.groups.session.as_ref()?.delete_by_user_id;
@@ -652,7 +605,7 @@ pub(crate) async fn consume_rate_limit(
     now_ms: i64,
     window_ms: i64,
     max: i64,
-) -> Option<Result<Option<(bool, i64, i64)>, RustAuthError>> {
+) -> Option<Result<Option<(bool, i64, i64)>>> {
     let Db::Cached {
         handle,
         transaction: None,
@@ -667,22 +620,18 @@ pub(crate) async fn consume_rate_limit(
         rate_limit: true,
         ..Wanted::default()
     };
-    let groups = handle.typed.get(&handle.client, wanted, true).await;
+    let groups = handle
+        .typed
+        .get(&handle.client, &handle.catalog, wanted, true)
+        .await;
     let statement = &groups.rate_limit.as_ref()?.consume;
-    match statement
+    let row = statement
         .bind(&handle.client, &key, &now_ms, &window_ms, &max)
-        .opt()
-        .await
-    {
-        Ok(row) => Some(Ok(
-            row.map(|row| (row.permitted, row.count, row.last_request))
-        )),
-        Err(error) if sqlstate(&error) == Some(FEATURE_NOT_SUPPORTED) => {
-            handle.typed.clear();
-            None
-        }
-        Err(error) => Some(Err(postgres_error(error))),
-    }
+        .opt();
+    run_typed(handle, None, statement.sql(), row, |row| {
+        row.map(|row| (row.permitted, row.count, row.last_request))
+    })
+    .await
 }
 
 /// The typed statements of one connection, for one call.
@@ -694,46 +643,28 @@ struct Typed<'a> {
 }
 
 impl Typed<'_> {
-    /// Awaits a generated statement and maps its result. `None` (generic path) when the
-    /// statement's cached plan went stale outside a transaction (the generic path then
-    /// prepares afresh).
+    /// Awaits a generated statement through the runner and maps its result; `None` hands the
+    /// call to the generic path.
     async fn run<T, R, F>(
         &self,
         sql: &'static str,
         statement: F,
         map: impl FnOnce(T) -> R,
-    ) -> Option<Result<R, RustAuthError>>
+    ) -> Option<Result<R>>
     where
-        F: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+        F: std::future::Future<Output = std::result::Result<T, tokio_postgres::Error>>,
     {
-        let outcome = statement
-            .instrument(crate::trace::statement_span(sql, "typed"))
-            .await;
-        match outcome {
-            Ok(value) => {
-                self.served.fetch_add(1, Ordering::Relaxed);
-                tracing::Span::current().record("path", "typed");
-                Some(Ok(map(value)))
-            }
-            Err(error) => {
-                if sqlstate(&error) == Some(FEATURE_NOT_SUPPORTED) {
-                    self.handle.typed.clear();
-                    // Outside a transaction, let the generic path prepare afresh.
-                    self.aborted?;
-                }
-                if error.as_db_error().is_some() {
-                    if let Some(aborted) = self.aborted {
-                        aborted.store(true, Ordering::SeqCst);
-                    }
-                }
-                Some(Err(postgres_error(error)))
-            }
+        let result = run_typed(self.handle, self.aborted, sql, statement, map).await;
+        if matches!(result, Some(Ok(_))) {
+            self.served.fetch_add(1, Ordering::Relaxed);
         }
+        result
     }
 }
 
 /// Compares one table of `schema` with the canonical one.
-fn fit(schema: &DbSchema, canonical: &DbSchema, logical: &str) -> Fit {
+fn fit(schema: &DbSchema, canonical: &DbSchema, core: CoreTable) -> Fit {
+    let logical = core.logical();
     let (Some(table), Some(expected)) = (schema.table(logical), canonical.table(logical)) else {
         return Fit::No;
     };
@@ -756,16 +687,6 @@ fn fit(schema: &DbSchema, canonical: &DbSchema, logical: &str) -> Fit {
     }
 }
 
-fn columns_of(model: &str) -> Option<&'static [&'static str]> {
-    match model {
-        "user" => Some(&USER),
-        "session" => Some(&SESSION),
-        "account" => Some(&ACCOUNT),
-        "verification" => Some(&VERIFICATION),
-        _ => None,
-    }
-}
-
 /// The text value of a case-sensitive `field = value` clause.
 fn eq_text<'q>(clause: &'q Where, field: &str) -> Option<&'q String> {
     if clause.field != field
@@ -782,13 +703,14 @@ fn eq_text<'q>(clause: &'q Where, field: &str) -> Option<&'q String> {
 
 /// Indexes into a table's canonical columns for the requested selection (empty = every
 /// column, which needs the table to have no plugin columns).
-fn projection(select: &[String], columns: &[&str], fit: Fit) -> Option<Cow<'static, [usize]>> {
+fn projection(select: &[String], table: CoreTable, fit: Fit) -> Option<Cow<'static, [usize]>> {
     if select.is_empty() {
-        return (fit == Fit::Core).then(|| Cow::Borrowed(&EVERY_COLUMN[..columns.len()]));
+        let every = EVERY_COLUMN.get(..table.columns().len())?;
+        return (fit == Fit::Core).then_some(Cow::Borrowed(every));
     }
     select
         .iter()
-        .map(|field| columns.iter().position(|column| column == field))
+        .map(|field| table.position(field))
         .collect::<Option<Vec<_>>>()
         .map(Cow::Owned)
 }

@@ -10,14 +10,13 @@
 use std::error::Error as StdError;
 
 use bytes::BytesMut;
-use postgres_types::{IsNull, ToSql, Type};
+use postgres_types::{FromSql, IsNull, Kind, ToSql, Type};
 use rustauth_core::db::sql::SqlParam;
 use rustauth_core::db::{DbField, DbFieldType, DbRecord, DbValue, IdGeneration};
-use rustauth_core::error::RustAuthError;
 use time::{Date, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 use tokio_postgres::Row;
 
-use crate::error::{adapter, postgres_error};
+use crate::error::{value_error, Error, Result};
 
 /// One bound parameter, already converted to the Rust type that matches its Postgres type.
 #[derive(Debug, Clone)]
@@ -80,10 +79,15 @@ impl ToSql for PgParam {
     }
 }
 
-/// Converts every parameter of a statement for the types the server inferred.
-pub(crate) fn bind_all(params: &[SqlParam], types: &[Type]) -> Result<Vec<PgParam>, RustAuthError> {
+/// Converts every parameter of a statement for its type (`types`), naming the column each
+/// one meets (`targets`, when known) in any error.
+pub(crate) fn bind_all(
+    params: &[SqlParam],
+    types: &[Type],
+    targets: &[Option<&str>],
+) -> Result<Vec<PgParam>> {
     if params.len() != types.len() {
-        return Err(adapter(format!(
+        return Err(value_error(format!(
             "statement expects {} parameters but {} were given",
             types.len(),
             params.len()
@@ -92,17 +96,24 @@ pub(crate) fn bind_all(params: &[SqlParam], types: &[Type]) -> Result<Vec<PgPara
     params
         .iter()
         .zip(types)
-        .map(|(param, ty)| bind(param, ty))
+        .enumerate()
+        .map(|(index, (param, ty))| {
+            bind(param, ty).map_err(|problem| {
+                let target = targets.get(index).copied().flatten();
+                value_error(match target {
+                    Some(column) => format!("column `{column}`: {problem}"),
+                    None => format!("parameter ${}: {problem}", index + 1),
+                })
+            })
+        })
         .collect()
 }
 
 /// Converts the parameters of a statement for their declared schema field types: the types an
 /// unprepared (`query_typed`) statement announces to the server.
-pub(crate) fn bind_declared(
-    params: &[SqlParam],
-) -> Result<(Vec<PgParam>, Vec<Type>), RustAuthError> {
+pub(crate) fn bind_declared(params: &[SqlParam]) -> Result<(Vec<PgParam>, Vec<Type>)> {
     let types = params.iter().map(declared_type).collect::<Vec<_>>();
-    let values = bind_all(params, &types)?;
+    let values = bind_all(params, &types, &[])?;
     Ok((values, types))
 }
 
@@ -127,8 +138,9 @@ pub(crate) fn declared_type(param: &SqlParam) -> Type {
 
 /// Converts one value for the parameter type `ty`. A value whose variant cannot be written to
 /// that type is left in its natural Rust type, so tokio-postgres reports the mismatch as
-/// "error serializing parameter N" with both type names.
-pub(crate) fn bind(param: &SqlParam, ty: &Type) -> Result<PgParam, RustAuthError> {
+/// "error serializing parameter N" with both type names. The error is a plain description;
+/// [`bind_all`] says which column it is about.
+fn bind(param: &SqlParam, ty: &Type) -> std::result::Result<PgParam, String> {
     Ok(match &param.value {
         DbValue::Null => PgParam::Null,
         DbValue::String(value) if *ty == Type::UUID => PgParam::Uuid(parse_uuid(value)?),
@@ -146,25 +158,20 @@ pub(crate) fn bind(param: &SqlParam, ty: &Type) -> Result<PgParam, RustAuthError
         DbValue::StringArray(values) => PgParam::TextArray(values.clone()),
         DbValue::NumberArray(values) => bind_number_array(values, ty)?,
         DbValue::Record(_) | DbValue::RecordArray(_) => {
-            return Err(adapter(
-                "joined records (Record/RecordArray) cannot be bound as SQL parameters",
-            ))
+            return Err(
+                "joined records (Record/RecordArray) cannot be bound as SQL parameters".to_owned(),
+            )
         }
     })
 }
 
-fn parse_uuid(value: &str) -> Result<uuid::Uuid, RustAuthError> {
-    uuid::Uuid::parse_str(value)
-        .map_err(|error| adapter(format!("invalid UUID parameter `{value}`: {error}")))
+/// A UUID column's value; the error does not repeat the value (it may be a token).
+fn parse_uuid(value: &str) -> std::result::Result<uuid::Uuid, String> {
+    uuid::Uuid::parse_str(value).map_err(|error| format!("value is not a valid UUID ({error})"))
 }
 
-fn bind_number(value: i64, ty: &Type) -> Result<PgParam, RustAuthError> {
-    let out_of_range = || {
-        adapter(format!(
-            "number {value} does not fit the {} column",
-            ty.name()
-        ))
-    };
+fn bind_number(value: i64, ty: &Type) -> std::result::Result<PgParam, String> {
+    let out_of_range = || format!("number {value} does not fit the {} column", ty.name());
     Ok(match *ty {
         Type::INT4 => PgParam::Int4(i32::try_from(value).map_err(|_| out_of_range())?),
         Type::INT2 => PgParam::Int2(i16::try_from(value).map_err(|_| out_of_range())?),
@@ -172,13 +179,9 @@ fn bind_number(value: i64, ty: &Type) -> Result<PgParam, RustAuthError> {
     })
 }
 
-fn bind_number_array(values: &[i64], ty: &Type) -> Result<PgParam, RustAuthError> {
-    let out_of_range = |value: &i64| {
-        adapter(format!(
-            "number {value} does not fit the {} column",
-            ty.name()
-        ))
-    };
+fn bind_number_array(values: &[i64], ty: &Type) -> std::result::Result<PgParam, String> {
+    let out_of_range =
+        |value: &i64| format!("number {value} does not fit the {} column", ty.name());
     Ok(match *ty {
         Type::INT4_ARRAY => PgParam::Int4Array(
             values
@@ -213,69 +216,123 @@ pub(crate) fn param_refs(values: &[PgParam]) -> Vec<&(dyn ToSql + Sync)> {
         .collect()
 }
 
+/// How a column of type `ty` is read, or `None` when this adapter cannot read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reader {
+    Text,
+    Uuid,
+    Int8,
+    Int4,
+    Int2,
+    Bool,
+    TimestampTz,
+    Timestamp,
+    Date,
+    Json,
+    TextArray,
+    UuidArray,
+    Int8Array,
+    Int4Array,
+    Int2Array,
+}
+
+fn reader(ty: &Type) -> Option<Reader> {
+    // Every type a Rust `String` reads: text, varchar, bpchar, name, unknown and citext.
+    if <String as FromSql>::accepts(ty) {
+        return Some(Reader::Text);
+    }
+    Some(match *ty {
+        Type::UUID => Reader::Uuid,
+        Type::INT8 => Reader::Int8,
+        Type::INT4 => Reader::Int4,
+        Type::INT2 => Reader::Int2,
+        Type::BOOL => Reader::Bool,
+        Type::TIMESTAMPTZ => Reader::TimestampTz,
+        Type::TIMESTAMP => Reader::Timestamp,
+        Type::DATE => Reader::Date,
+        Type::JSON | Type::JSONB => Reader::Json,
+        Type::UUID_ARRAY => Reader::UuidArray,
+        Type::INT8_ARRAY => Reader::Int8Array,
+        Type::INT4_ARRAY => Reader::Int4Array,
+        Type::INT2_ARRAY => Reader::Int2Array,
+        _ => match ty.kind() {
+            Kind::Array(element) if <String as FromSql>::accepts(element) => Reader::TextArray,
+            _ => return None,
+        },
+    })
+}
+
+/// Whether a column of type `ty` can be read into a `DbValue`.
+pub(crate) fn readable(ty: &Type) -> bool {
+    reader(ty).is_some()
+}
+
+/// The error for a column this adapter cannot read.
+pub(crate) fn unreadable(table: &str, column: &str, ty: &Type) -> Error {
+    value_error(format!(
+        "column `{column}` of table `{table}` has PostgreSQL type `{}`, which this adapter \
+         cannot read (it reads text, varchar, char, name, citext, smallint, integer, bigint, \
+         boolean, timestamp, timestamptz, date, uuid, json, jsonb and arrays of these)",
+        ty.name()
+    ))
+}
+
 /// Reads column `index` of `row` as a `DbValue`, by the column's real Postgres type.
-pub(crate) fn decode(row: &Row, index: usize, field: &DbField) -> Result<DbValue, RustAuthError> {
+pub(crate) fn decode(row: &Row, index: usize, field: &DbField) -> Result<DbValue> {
     let Some(column) = row.columns().get(index) else {
-        return Err(adapter(format!(
+        return Err(value_error(format!(
             "result row has no column {index} for field `{}`",
             field.name
         )));
     };
-    let ty = column.type_().clone();
-    let value = match ty {
-        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
-            get::<String>(row, index)?.map(DbValue::String)
-        }
-        Type::UUID => get::<uuid::Uuid>(row, index)?.map(|id| DbValue::String(id.to_string())),
-        Type::INT8 => get::<i64>(row, index)?.map(DbValue::Number),
-        Type::INT4 => get::<i32>(row, index)?.map(|value| DbValue::Number(value.into())),
-        Type::INT2 => get::<i16>(row, index)?.map(|value| DbValue::Number(value.into())),
-        Type::BOOL => get::<bool>(row, index)?.map(DbValue::Boolean),
-        Type::TIMESTAMPTZ => get::<OffsetDateTime>(row, index)?.map(DbValue::Timestamp),
-        Type::TIMESTAMP => get::<PrimitiveDateTime>(row, index)?
+    let Some(reader) = reader(column.type_()) else {
+        return Err(value_error(format!(
+            "column `{}` (field `{}`) has PostgreSQL type `{}`, which this adapter cannot read",
+            column.name(),
+            field.name,
+            column.type_().name()
+        )));
+    };
+    let value = match reader {
+        Reader::Text => get::<String>(row, index)?.map(DbValue::String),
+        Reader::Uuid => get::<uuid::Uuid>(row, index)?.map(|id| DbValue::String(id.to_string())),
+        Reader::Int8 => get::<i64>(row, index)?.map(DbValue::Number),
+        Reader::Int4 => get::<i32>(row, index)?.map(|value| DbValue::Number(value.into())),
+        Reader::Int2 => get::<i16>(row, index)?.map(|value| DbValue::Number(value.into())),
+        Reader::Bool => get::<bool>(row, index)?.map(DbValue::Boolean),
+        Reader::TimestampTz => get::<OffsetDateTime>(row, index)?.map(DbValue::Timestamp),
+        // A timestamp without time zone holds the UTC wall-clock time of the instant (as
+        // Prisma and Drizzle write it, and as `bind_timestamp` does).
+        Reader::Timestamp => get::<PrimitiveDateTime>(row, index)?
             .map(|value| DbValue::Timestamp(value.assume_utc())),
-        Type::DATE => get::<Date>(row, index)?.map(|value| {
+        Reader::Date => get::<Date>(row, index)?.map(|value| {
             DbValue::Timestamp(PrimitiveDateTime::new(value, Time::MIDNIGHT).assume_utc())
         }),
-        Type::JSON | Type::JSONB => get::<serde_json::Value>(row, index)?.map(DbValue::Json),
-        Type::TEXT_ARRAY | Type::VARCHAR_ARRAY | Type::BPCHAR_ARRAY => {
-            get::<Vec<String>>(row, index)?.map(DbValue::StringArray)
-        }
-        Type::UUID_ARRAY => get::<Vec<uuid::Uuid>>(row, index)?
+        Reader::Json => get::<serde_json::Value>(row, index)?.map(DbValue::Json),
+        Reader::TextArray => get::<Vec<String>>(row, index)?.map(DbValue::StringArray),
+        Reader::UuidArray => get::<Vec<uuid::Uuid>>(row, index)?
             .map(|values| DbValue::StringArray(values.iter().map(ToString::to_string).collect())),
-        Type::INT8_ARRAY => get::<Vec<i64>>(row, index)?.map(DbValue::NumberArray),
-        Type::INT4_ARRAY => get::<Vec<i32>>(row, index)?
+        Reader::Int8Array => get::<Vec<i64>>(row, index)?.map(DbValue::NumberArray),
+        Reader::Int4Array => get::<Vec<i32>>(row, index)?
             .map(|values| DbValue::NumberArray(values.into_iter().map(i64::from).collect())),
-        Type::INT2_ARRAY => get::<Vec<i16>>(row, index)?
+        Reader::Int2Array => get::<Vec<i16>>(row, index)?
             .map(|values| DbValue::NumberArray(values.into_iter().map(i64::from).collect())),
-        other => {
-            return Err(adapter(format!(
-                "column `{}` (field `{}`) has Postgres type `{}`, which this adapter cannot read",
-                column.name(),
-                field.name,
-                other.name()
-            )))
-        }
     };
     Ok(value.unwrap_or(DbValue::Null))
 }
 
 /// Reads the column named `name` of `row` as a `DbValue`.
-pub(crate) fn decode_named(
-    row: &Row,
-    name: &str,
-    field: &DbField,
-) -> Result<DbValue, RustAuthError> {
+pub(crate) fn decode_named(row: &Row, name: &str, field: &DbField) -> Result<DbValue> {
     let index = row
         .columns()
         .iter()
         .position(|column| column.name() == name)
-        .ok_or_else(|| adapter(format!("result row has no column `{name}`")))?;
+        .ok_or_else(|| value_error(format!("result row has no column `{name}`")))?;
     decode(row, index, field)
 }
 
 /// Reads a whole record: column `i` of the row is the `i`-th selected field.
-pub(crate) fn decode_record<'a, I>(row: &Row, fields: I) -> Result<DbRecord, RustAuthError>
+pub(crate) fn decode_record<'a, I>(row: &Row, fields: I) -> Result<DbRecord>
 where
     I: IntoIterator<Item = (&'a str, &'a DbField)>,
 {
@@ -288,9 +345,65 @@ where
         .collect()
 }
 
-fn get<'a, T>(row: &'a Row, index: usize) -> Result<Option<T>, RustAuthError>
+fn get<'a, T>(row: &'a Row, index: usize) -> Result<Option<T>>
 where
     T: postgres_types::FromSql<'a>,
 {
-    row.try_get::<_, Option<T>>(index).map_err(postgres_error)
+    row.try_get::<_, Option<T>>(index).map_err(Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_like_types_and_their_arrays_are_readable() {
+        let citext = Type::new(
+            "citext".to_owned(),
+            16_385,
+            Kind::Simple,
+            "public".to_owned(),
+        );
+        for ty in [
+            Type::TEXT,
+            Type::VARCHAR,
+            Type::BPCHAR,
+            Type::NAME,
+            Type::UNKNOWN,
+            citext.clone(),
+        ] {
+            assert_eq!(reader(&ty), Some(Reader::Text), "{ty}");
+        }
+        let citext_array = Type::new(
+            "_citext".to_owned(),
+            16_390,
+            Kind::Array(citext),
+            "public".to_owned(),
+        );
+        assert_eq!(reader(&citext_array), Some(Reader::TextArray));
+        assert_eq!(reader(&Type::VARCHAR_ARRAY), Some(Reader::TextArray));
+        assert_eq!(reader(&Type::NUMERIC), None);
+        assert_eq!(reader(&Type::MONEY), None);
+    }
+
+    #[test]
+    fn numbers_that_do_not_fit_name_the_column_but_never_a_uuid_value() {
+        let field = DbField::new("n", rustauth_core::db::DbFieldType::Number);
+        let params = [SqlParam::new(&field, DbValue::Number(1 << 40))];
+        let error = bind_all(&params, &[Type::INT4], &[Some("n")]).map(|_| ());
+        assert!(
+            matches!(&error, Err(e) if e.to_string().contains("column `n`") && e.to_string().contains("int4")),
+            "{error:?}"
+        );
+        let field = DbField::new("id", rustauth_core::db::DbFieldType::String);
+        let params = [SqlParam::new(
+            &field,
+            DbValue::String("secret-token".to_owned()),
+        )];
+        let error = bind_all(&params, &[Type::UUID], &[Some("id")]).map(|_| ());
+        assert!(
+            matches!(&error, Err(e) if e.to_string().contains("column `id`") && !e.to_string().contains("secret-token")),
+            "{error:?}"
+        );
+    }
 }

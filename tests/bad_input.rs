@@ -169,13 +169,22 @@ async fn invalid_uuid_is_rejected_before_the_database() {
         .create(user("not-a-uuid", "a@example.com").select(["id"]))
         .await;
     let message = adapter_error(created);
-    assert!(message.contains("invalid UUID parameter") && message.contains("not-a-uuid"));
+    // The error names the column and does not repeat the value (it could be a token).
+    assert!(
+        message.contains("column `id`") && message.contains("not a valid UUID"),
+        "{message}"
+    );
+    assert!(!message.contains("not-a-uuid"), "{message}");
     assert_eq!(user_count(&adapter).await, 0, "nothing written");
 
     let found = adapter
         .find_one(FindOne::new("user").where_clause(Where::new("id", text("1234"))))
         .await;
-    assert!(adapter_error(found).contains("`1234`"));
+    let message = adapter_error(found);
+    assert!(
+        message.contains("column `id`") && !message.contains("1234"),
+        "{message}"
+    );
 
     let listed = adapter
         .count(
@@ -191,7 +200,11 @@ async fn invalid_uuid_is_rejected_before_the_database() {
             ),
         )
         .await;
-    assert!(adapter_error(listed).contains("`zz`"));
+    let message = adapter_error(listed);
+    assert!(
+        message.contains("column `user_id`") && message.contains("not a valid UUID"),
+        "{message}"
+    );
 
     // A pattern on a uuid column has no operator in PostgreSQL.
     let pattern = adapter

@@ -194,7 +194,7 @@ async fn h6_uuid_with_database_support_generates_uuid_ids() {
         adapter
             .find_one(FindOne::new("user").where_clause(eq("id", s("not-a-uuid"))))
             .await,
-        "not-a-uuid",
+        "not a valid UUID",
     );
 }
 

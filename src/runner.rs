@@ -1,0 +1,389 @@
+//! The one statement runner. Every statement this crate sends (generic, typed, rate limit,
+//! driver) goes through here, and so do the decisions about it:
+//!
+//! - **values follow the column**: a parameter is converted for the type of the column it
+//!   meets: the prepared statement's parameter type, or in unprepared mode the live catalog's
+//!   column type (see `catalog.rs`); a value that does not fit is refused before anything is
+//!   sent, naming the column;
+//! - **nothing unreadable runs**: a statement whose result has a column this adapter cannot
+//!   decode is refused before it is executed, so a write is never applied and then reported
+//!   as failed;
+//! - **stale statements heal**: a cached statement that met another version of its table
+//!   (SQLSTATE 0A000, 42804, 42883 when PostgreSQL re-plans it, or parameter types a value no
+//!   longer fits after someone widened a column) is prepared again, with the catalog read
+//!   again, and the call retried once. Inside a transaction a retry is only made when the
+//!   failure happened on the client (nothing reached the server); a server error there has
+//!   already aborted the transaction, so the error is returned;
+//! - **typed calls fall back**: a generated statement that met a stale plan outside a
+//!   transaction hands the call to the generic path (`None`);
+//! - **transactions abort only on what aborts them**: a server error or a lost connection
+//!   marks the transaction aborted; a value refused on the client does not;
+//! - **one span per statement**, with its SQL text and kind, never a parameter value.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures_util::StreamExt;
+use postgres_types::{ToSql, Type};
+use rustauth_core::db::sql::SqlParam;
+use tokio_postgres::{Client, Row, Statement};
+use tracing::Instrument;
+
+use crate::catalog::table_key;
+use crate::connect::StatementMode;
+use crate::connection::ClientHandle;
+use crate::error::{value_error, Error, Result};
+use crate::values::{bind_all, declared_type, param_refs, readable, unreadable, PgParam};
+
+/// The most parameters one statement can carry (the protocol's 16-bit count).
+const MAX_PARAMETERS: usize = 65_535;
+
+/// One statement: its text, its parameters, and for each parameter the physical column it
+/// meets (`None` where it meets an expression, e.g. a `LIKE` pattern or `LOWER($n)`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sql<'a> {
+    /// The SQL text.
+    pub(crate) text: &'a str,
+    /// The parameters, in placeholder order.
+    pub(crate) params: &'a [SqlParam],
+    /// The physical table the statement is about, as the schema names it.
+    pub(crate) table: &'a str,
+    /// Per parameter, the column it is compared with or assigned to.
+    pub(crate) targets: &'a [Option<&'a str>],
+    /// Columns a write statement returns (checked against the catalog in unprepared mode
+    /// before the write is sent).
+    pub(crate) returning: &'a [&'a str],
+}
+
+impl<'a> Sql<'a> {
+    /// A statement with no knowledge of its parameters' columns (they are typed from the
+    /// prepared statement, or declared from their schema fields in unprepared mode).
+    pub(crate) fn plain(text: &'a str, params: &'a [SqlParam]) -> Self {
+        Self {
+            text,
+            params,
+            table: "",
+            targets: &[],
+            returning: &[],
+        }
+    }
+}
+
+/// Where a statement runs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Db<'a> {
+    /// One of our connections: statements come from its caches, the catalog types values.
+    /// `transaction` is the open transaction's "aborted" flag.
+    Cached {
+        handle: &'a ClientHandle,
+        transaction: Option<&'a AtomicBool>,
+    },
+    /// A caller's client (the `driver` module): every call prepares its statement.
+    Plain(&'a Client),
+}
+
+enum Want {
+    Rows,
+    Count,
+}
+
+enum Outcome {
+    Rows(Vec<Row>),
+    Count(u64),
+}
+
+impl<'a> Db<'a> {
+    /// Runs a statement and returns its rows.
+    pub(crate) async fn query(self, sql: Sql<'_>) -> Result<Vec<Row>> {
+        match self.run(sql, Want::Rows).await? {
+            Outcome::Rows(rows) => Ok(rows),
+            Outcome::Count(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// Runs a statement and returns its first row, if any.
+    pub(crate) async fn query_opt(self, sql: Sql<'_>) -> Result<Option<Row>> {
+        Ok(self.query(sql).await?.into_iter().next())
+    }
+
+    /// Runs a statement and returns how many rows it affected.
+    pub(crate) async fn execute(self, sql: Sql<'_>) -> Result<u64> {
+        match self.run(sql, Want::Count).await? {
+            Outcome::Count(count) => Ok(count),
+            Outcome::Rows(rows) => Ok(rows.len() as u64),
+        }
+    }
+
+    /// The open transaction's flag, if this runs inside one.
+    fn transaction(self) -> Option<&'a AtomicBool> {
+        match self {
+            Self::Cached { transaction, .. } => transaction,
+            Self::Plain(_) => None,
+        }
+    }
+
+    async fn run(self, sql: Sql<'_>, want: Want) -> Result<Outcome> {
+        if sql.params.len() > MAX_PARAMETERS {
+            // The protocol counts parameters in 16 bits; more would be sent as a corrupt
+            // message and reported as an unreadable server response.
+            return Err(value_error(format!(
+                "statement has {} parameters; PostgreSQL accepts at most {MAX_PARAMETERS} \
+                 (split the IN list)",
+                sql.params.len()
+            )));
+        }
+        let kind = match self {
+            Self::Plain(_) => "generic (unprepared client)",
+            Self::Cached { handle, .. } if handle.mode == StatementMode::Unprepared => {
+                "generic (unprepared)"
+            }
+            Self::Cached { .. } => "generic",
+        };
+        let result = self
+            .dispatch(sql, &want)
+            .instrument(crate::trace::statement_span(sql.text, kind))
+            .await;
+        if let (Err(error), Some(aborted)) = (&result, self.transaction()) {
+            if error.aborts_transaction() {
+                aborted.store(true, Ordering::SeqCst);
+            }
+        }
+        result
+    }
+
+    async fn dispatch(self, sql: Sql<'_>, want: &Want) -> Result<Outcome> {
+        let (handle, in_transaction) = match self {
+            Self::Plain(client) => {
+                let statement = client.prepare(sql.text).await.map_err(Error::prepared)?;
+                let values = bind_checked(&sql, &statement)?;
+                return run_prepared(client, &statement, &values, want).await;
+            }
+            Self::Cached {
+                handle,
+                transaction,
+            } => (handle, transaction.is_some()),
+        };
+        match handle.mode {
+            StatementMode::Prepared => prepared_attempts(handle, sql, want, in_transaction).await,
+            StatementMode::Unprepared => {
+                unprepared_attempts(handle, sql, want, in_transaction).await
+            }
+        }
+    }
+}
+
+/// Prepared mode: the cached statement, prepared again once if it went stale.
+async fn prepared_attempts(
+    handle: &ClientHandle,
+    sql: Sql<'_>,
+    want: &Want,
+    in_transaction: bool,
+) -> Result<Outcome> {
+    let (statement, cached) = prepared(handle, sql.text).await?;
+    let values = match bind_checked(&sql, &statement) {
+        Ok(values) => values,
+        Err(refused) if cached => {
+            // The value does not fit the parameter types this statement was prepared with.
+            // If someone altered the column since, the statement prepared afresh has other
+            // types and the value may fit; nothing was sent, so this is safe anywhere.
+            handle.invalidate_statement(sql.text);
+            let (fresh, _) = prepared(handle, sql.text).await?;
+            if fresh.params() == statement.params() {
+                return Err(refused);
+            }
+            let values = bind_checked(&sql, &fresh)?;
+            return run_prepared(&handle.client, &fresh, &values, want).await;
+        }
+        Err(refused) => return Err(refused),
+    };
+    match run_prepared(&handle.client, &statement, &values, want).await {
+        Err(error) if error.stale_statement() => {
+            handle.invalidate_statement(sql.text);
+            if in_transaction || !cached {
+                return Err(error);
+            }
+            let (fresh, _) = prepared(handle, sql.text).await?;
+            let values = bind_checked(&sql, &fresh)?;
+            run_prepared(&handle.client, &fresh, &values, want).await
+        }
+        other => other,
+    }
+}
+
+/// Unprepared mode: parameter types from the live catalog, read again once if a value no
+/// longer fits them or the server reports a stale plan.
+async fn unprepared_attempts(
+    handle: &ClientHandle,
+    sql: Sql<'_>,
+    want: &Want,
+    in_transaction: bool,
+) -> Result<Outcome> {
+    let key = table_key(sql.table);
+    let keys = key.as_slice();
+    let fresh = keys.iter().any(|key| !handle.catalog.has(key));
+    handle.catalog.load(&handle.client, keys).await?;
+    let error = match unprepared_once(handle, &sql, key.as_deref(), want).await {
+        Ok(outcome) => return Ok(outcome),
+        Err(error) => error,
+    };
+    let retry = if matches!(error, Error::Value(_)) {
+        // Refused on the client against types read earlier: nothing was sent.
+        !fresh
+    } else {
+        error.stale_statement() && !in_transaction
+    };
+    if !retry {
+        return Err(error);
+    }
+    // Someone may have altered the table: read its columns again and try once more.
+    handle.catalog.clear();
+    handle.catalog.load(&handle.client, keys).await?;
+    unprepared_once(handle, &sql, key.as_deref(), want).await
+}
+
+async fn unprepared_once(
+    handle: &ClientHandle,
+    sql: &Sql<'_>,
+    key: Option<&str>,
+    want: &Want,
+) -> Result<Outcome> {
+    let types = catalog_types(handle, sql, key)?;
+    let values = bind_all(sql.params, &types, sql.targets)?;
+    run_unprepared(&handle.client, sql.text, &values, &types, want).await
+}
+
+/// The declared type of every parameter: its column's live type, else its schema field's.
+/// Refuses a statement whose returned columns the adapter could not read.
+fn catalog_types(handle: &ClientHandle, sql: &Sql<'_>, key: Option<&str>) -> Result<Vec<Type>> {
+    let columns = key.and_then(|key| handle.catalog.known(key));
+    if let Some(columns) = &columns {
+        for name in sql.returning {
+            if let Some(ty) = columns.get(name) {
+                if !readable(ty) {
+                    return Err(unreadable(sql.table, name, ty));
+                }
+            }
+        }
+    }
+    let targets_fit = sql.targets.len() == sql.params.len();
+    Ok(sql
+        .params
+        .iter()
+        .enumerate()
+        .map(|(index, param)| {
+            let live = targets_fit
+                .then(|| sql.targets[index])
+                .flatten()
+                .zip(columns.as_ref())
+                .and_then(|(column, columns)| columns.get(column).cloned());
+            live.unwrap_or_else(|| declared_type(param))
+        })
+        .collect())
+}
+
+/// The values of `sql` for `statement`'s parameter types, once its result is known readable.
+fn bind_checked(sql: &Sql<'_>, statement: &Statement) -> Result<Vec<PgParam>> {
+    if let Some(column) = statement
+        .columns()
+        .iter()
+        .find(|column| !readable(column.type_()))
+    {
+        return Err(unreadable(sql.table, column.name(), column.type_()));
+    }
+    bind_all(sql.params, statement.params(), sql.targets)
+}
+
+/// `sql` prepared on the handle's connection, and whether it came from the cache.
+async fn prepared(handle: &ClientHandle, sql: &str) -> Result<(Statement, bool)> {
+    if let Some(statement) = handle.statements.get(sql) {
+        return Ok((statement, true));
+    }
+    let statement = handle.client.prepare(sql).await.map_err(Error::prepared)?;
+    handle.statements.insert(sql, statement.clone());
+    Ok((statement, false))
+}
+
+/// One unnamed statement with declared parameter types: Parse, Bind, Execute and Sync in one
+/// round trip, nothing left on the server afterwards.
+async fn run_unprepared(
+    client: &Client,
+    sql: &str,
+    values: &[PgParam],
+    types: &[Type],
+    want: &Want,
+) -> Result<Outcome> {
+    let typed = values
+        .iter()
+        .zip(types.iter().cloned())
+        .map(|(value, ty)| (value as &(dyn ToSql + Sync), ty))
+        .collect::<Vec<_>>();
+    match want {
+        Want::Rows => Ok(Outcome::Rows(client.query_typed(sql, &typed).await?)),
+        Want::Count => {
+            let stream = client.query_typed_raw(sql, typed).await?;
+            futures_util::pin_mut!(stream);
+            while let Some(row) = stream.next().await {
+                row?;
+            }
+            Ok(Outcome::Count(stream.rows_affected().unwrap_or(0)))
+        }
+    }
+}
+
+async fn run_prepared(
+    client: &Client,
+    statement: &Statement,
+    values: &[PgParam],
+    want: &Want,
+) -> Result<Outcome> {
+    let refs = param_refs(values);
+    match want {
+        Want::Rows => client
+            .query(statement, &refs)
+            .await
+            .map(Outcome::Rows)
+            .map_err(Error::prepared),
+        Want::Count => client
+            .execute(statement, &refs)
+            .await
+            .map(Outcome::Count)
+            .map_err(Error::prepared),
+    }
+}
+
+/// Runs a generated (typed) statement under the same policy: `None` hands the call to the
+/// generic path (a stale plan outside a transaction: the generic path prepares afresh and
+/// the typed statements are prepared again on a later call).
+pub(crate) async fn run_typed<T, R, F>(
+    handle: &ClientHandle,
+    transaction: Option<&AtomicBool>,
+    sql: &'static str,
+    statement: F,
+    map: impl FnOnce(T) -> R,
+) -> Option<Result<R>>
+where
+    F: std::future::Future<Output = std::result::Result<T, tokio_postgres::Error>>,
+{
+    let outcome = statement
+        .instrument(crate::trace::statement_span(sql, "typed"))
+        .await;
+    match outcome {
+        Ok(value) => {
+            tracing::Span::current().record("path", "typed");
+            Some(Ok(map(value)))
+        }
+        Err(error) => {
+            let error = Error::prepared(error);
+            if error.stale_statement() {
+                handle.invalidate_typed();
+                // Outside a transaction, let the generic path prepare afresh.
+                transaction?;
+            }
+            if let Some(aborted) = transaction {
+                if error.aborts_transaction() {
+                    aborted.store(true, Ordering::SeqCst);
+                }
+            }
+            Some(Err(error))
+        }
+    }
+}
