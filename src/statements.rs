@@ -14,30 +14,34 @@ use tokio_postgres::Statement;
 /// How many statements one connection keeps prepared by default.
 pub(crate) const DEFAULT_CAPACITY: usize = 512;
 
-/// A bounded, least-recently-used map from SQL text to a prepared statement.
+/// A bounded, least-recently-used map from SQL text to a prepared statement (generic over
+/// the value only so that the eviction order can be tested without a server).
 #[derive(Debug)]
-pub(crate) struct StatementCache {
+pub(crate) struct StatementCache<V = Statement> {
     capacity: usize,
-    inner: Mutex<Entries>,
+    inner: Mutex<Entries<V>>,
 }
 
-#[derive(Debug, Default)]
-struct Entries {
+#[derive(Debug)]
+struct Entries<V> {
     clock: u64,
-    map: HashMap<String, (Statement, u64)>,
+    map: HashMap<String, (V, u64)>,
 }
 
-impl StatementCache {
+impl<V: Clone> StatementCache<V> {
     /// An empty cache that keeps at most `capacity` statements (at least one).
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             capacity: capacity.max(1),
-            inner: Mutex::new(Entries::default()),
+            inner: Mutex::new(Entries {
+                clock: 0,
+                map: HashMap::new(),
+            }),
         }
     }
 
     /// The prepared statement for `sql`, if cached; marks it as recently used.
-    pub(crate) fn get(&self, sql: &str) -> Option<Statement> {
+    pub(crate) fn get(&self, sql: &str) -> Option<V> {
         let mut entries = self.lock();
         entries.clock += 1;
         let now = entries.clock;
@@ -48,7 +52,7 @@ impl StatementCache {
     }
 
     /// Stores a freshly prepared statement, evicting the least recently used one when full.
-    pub(crate) fn insert(&self, sql: &str, statement: Statement) {
+    pub(crate) fn insert(&self, sql: &str, statement: V) {
         let mut entries = self.lock();
         entries.clock += 1;
         let now = entries.clock;
@@ -80,11 +84,50 @@ impl StatementCache {
         self.lock().map.len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries<V>> {
         // A panic while holding this lock cannot leave the map inconsistent (every mutation is
         // a single map call), so a poisoned lock is still safe to use.
         self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_least_recently_used_entry_is_evicted() {
+        let cache = StatementCache::<u32>::new(3);
+        cache.insert("a", 1);
+        cache.insert("b", 2);
+        cache.insert("c", 3);
+        // `a` is used again: `b` is now the least recently used.
+        assert_eq!(cache.get("a"), Some(1));
+        cache.insert("d", 4);
+        assert_eq!(cache.len(), 3);
+        assert_eq!(cache.get("b"), None, "the least recently used entry goes");
+        assert_eq!(cache.get("a"), Some(1), "the recently used entry stays");
+        assert_eq!(cache.get("c"), Some(3));
+        assert_eq!(cache.get("d"), Some(4), "the newest entry stays");
+        // Re-inserting a present key evicts nothing.
+        cache.insert("d", 5);
+        assert_eq!(cache.len(), 3);
+        assert_eq!(cache.get("d"), Some(5));
+    }
+
+    #[test]
+    fn removal_and_clearing_forget_entries() {
+        let cache = StatementCache::<u32>::new(0);
+        cache.insert("a", 1);
+        assert_eq!(cache.len(), 1, "capacity is at least one");
+        cache.insert("b", 2);
+        assert_eq!(cache.get("a"), None);
+        cache.remove("b");
+        assert_eq!(cache.len(), 0);
+        cache.insert("c", 3);
+        cache.clear();
+        assert_eq!(cache.get("c"), None);
     }
 }
