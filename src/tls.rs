@@ -82,12 +82,19 @@ pub(crate) fn connector(
         .with_safe_default_protocol_versions()
         .map_err(|error| adapter(format!("tokio-postgres error: TLS setup failed: {error}")))?;
     let config = match verification {
-        Verification::None => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(WithoutHostName {
-                roots: None,
-                provider,
-            })),
+        Verification::None => {
+            // Not used to verify anything here (`prefer`), but a given `sslrootcert` that
+            // cannot be read is a mistake to report, not to skip.
+            if matches!(roots, RootCerts::File(_)) {
+                load_roots(roots)?;
+            }
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(WithoutHostName {
+                    roots: None,
+                    provider,
+                }))
+        }
         Verification::Chain => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(WithoutHostName {

@@ -226,6 +226,11 @@ async fn invalid_or_ambiguous_tls_settings_are_refused_before_connecting() {
             format!("{base} sslmode=verify-ca sslrootcert='/nonexistent dir/ca.pem'"),
             &["sslrootcert", "/nonexistent dir/ca.pem"],
         ),
+        // Even where it would verify nothing.
+        (
+            format!("{base} sslmode=prefer sslrootcert=/nonexistent/ca.pem"),
+            &["sslrootcert", "/nonexistent/ca.pem"],
+        ),
         (
             format!(
                 "postgres://u:pa?ss@127.0.0.1:{port}/db?sslmode=require\
