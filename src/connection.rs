@@ -154,11 +154,15 @@ impl TokioPostgresConnection {
     /// Connects to `database_url` (a `postgres://` URL or libpq key/value string) and drives
     /// the connection on the current Tokio runtime.
     ///
-    /// Besides tokio-postgres' parameters the URL may set `sslmode` (`disable`, `prefer` —
-    /// the default —, `require`, `verify-ca`, `verify-full`), `sslrootcert` (a PEM file) and
-    /// `statement_mode=unprepared` (see [`from_client_unprepared`](Self::from_client_unprepared)).
-    /// Errors carry the server's SQLSTATE (e.g. `3D000` for a missing database) and never the
-    /// URL or its password.
+    /// The string is split with tokio-postgres' own grammar for each form. Besides
+    /// tokio-postgres' parameters it may set `sslmode` (`disable`, `allow`, `prefer` — the
+    /// default —, `require`, `verify-ca`, `verify-full`), `sslrootcert` (a PEM file or
+    /// `system`), `sslcert` and `sslkey` (a PEM client certificate and its key) and
+    /// `statement_mode=unprepared` (see [`from_client_unprepared`](Self::from_client_unprepared));
+    /// the crate's README lists them. A parameter given twice with different values, an
+    /// unknown value or an unreadable certificate file is an error before anything is
+    /// connected. Errors carry the server's SQLSTATE (e.g. `3D000` for a missing database) and
+    /// never the URL or its password.
     pub async fn connect(database_url: &str) -> Result<Self, RustAuthError> {
         let options = ConnectOptions::parse(database_url)?;
         let client = establish(&options).await?;

@@ -1,5 +1,6 @@
 //! TLS for connections made from URLs: rustls (on the `ring` provider) configured after
-//! libpq's `sslmode` and `sslrootcert`.
+//! libpq's `sslmode`, `sslrootcert`, and `sslcert`/`sslkey` (a client certificate, sent when
+//! the server asks for one).
 //!
 //! | verification | when | what is checked |
 //! | --- | --- | --- |
@@ -18,12 +19,14 @@ use std::sync::Arc;
 
 use rustauth_core::error::RustAuthError;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::{verify_server_cert_signed_by_trust_anchor, WebPkiServerVerifier};
+use rustls::client::{
+    verify_server_cert_signed_by_trust_anchor, WantsClientCert, WebPkiServerVerifier,
+};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore};
+use rustls::{CertificateError, ClientConfig, ConfigBuilder, DigitallySignedStruct, RootCertStore};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::adapter;
@@ -57,30 +60,47 @@ impl RootCerts {
     }
 }
 
-/// A rustls connector for tokio-postgres that checks what `verification` says against `roots`.
+/// A client certificate: `sslcert` (a PEM chain, the client's certificate first) and
+/// `sslkey` (its PEM private key: PKCS#8, PKCS#1 or SEC1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClientCert {
+    /// The `sslcert` file.
+    pub(crate) cert: std::path::PathBuf,
+    /// The `sslkey` file.
+    pub(crate) key: std::path::PathBuf,
+}
+
+/// A rustls connector for tokio-postgres that checks what `verification` says against `roots`
+/// and presents `client` when the server asks for a certificate.
 pub(crate) fn connector(
     verification: Verification,
     roots: &RootCerts,
+    client: Option<&ClientCert>,
 ) -> Result<MakeRustlsConnect, RustAuthError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .map_err(|error| adapter(format!("tokio-postgres error: TLS setup failed: {error}")))?;
-    let mut config = match verification {
-        Verification::None => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(WithoutHostName {
-                roots: None,
-                provider,
-            }))
-            .with_no_client_auth(),
+    let config = match verification {
+        Verification::None => {
+            // Not used to verify anything here (`prefer`), but a given `sslrootcert` that
+            // cannot be read is a mistake to report, not to skip.
+            if matches!(roots, RootCerts::File(_)) {
+                load_roots(roots)?;
+            }
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(WithoutHostName {
+                    roots: None,
+                    provider,
+                }))
+        }
         Verification::Chain => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(WithoutHostName {
                 roots: Some(Arc::new(load_roots(roots)?)),
                 provider,
-            }))
-            .with_no_client_auth(),
+            })),
         Verification::ChainAndName => {
             let verifier =
                 WebPkiServerVerifier::builder_with_provider(Arc::new(load_roots(roots)?), provider)
@@ -92,13 +112,57 @@ pub(crate) fn connector(
                             roots.describe()
                         ))
                     })?;
-            builder.with_webpki_verifier(verifier).with_no_client_auth()
+            builder.with_webpki_verifier(verifier)
         }
     };
+    let mut config = with_client_cert(config, client)?;
     // PostgreSQL 17+ checks this on direct TLS connections (`sslnegotiation=direct`); older
     // servers ignore it.
     config.alpn_protocols = vec![b"postgresql".to_vec()];
     Ok(MakeRustlsConnect::new(config))
+}
+
+/// Finishes `builder` with the client certificate, if any.
+fn with_client_cert(
+    builder: ConfigBuilder<ClientConfig, WantsClientCert>,
+    client: Option<&ClientCert>,
+) -> Result<ClientConfig, RustAuthError> {
+    let Some(client) = client else {
+        return Ok(builder.with_no_client_auth());
+    };
+    let certificates = read_pem_certificates(&client.cert).map_err(|error| {
+        adapter(format!(
+            "tokio-postgres error: cannot read the client certificate in sslcert `{}`: {error}",
+            client.cert.display()
+        ))
+    })?;
+    if certificates.is_empty() {
+        return Err(adapter(format!(
+            "tokio-postgres error: cannot read the client certificate in sslcert `{}`: the \
+             file holds no PEM certificate",
+            client.cert.display()
+        )));
+    }
+    let unreadable_key = |why: &dyn fmt::Display| {
+        adapter(format!(
+            "tokio-postgres error: cannot read the private key in sslkey `{}`: {why}",
+            client.key.display()
+        ))
+    };
+    let bytes = std::fs::read(&client.key).map_err(|error| unreadable_key(&error))?;
+    // The PEM parser's own error is not shown: it may quote part of the file.
+    let key = PrivateKeyDer::from_pem_slice(&bytes)
+        .map_err(|_| unreadable_key(&"the file holds no PEM private key"))?;
+    builder
+        .with_client_auth_cert(certificates, key)
+        .map_err(|error| {
+            adapter(format!(
+                "tokio-postgres error: the client certificate in sslcert `{}` and the key in \
+                 sslkey `{}` cannot be used together: {error}",
+                client.cert.display(),
+                client.key.display()
+            ))
+        })
 }
 
 fn load_roots(roots: &RootCerts) -> Result<RootCertStore, RustAuthError> {

@@ -1,6 +1,7 @@
 //! Connection, errors and the hidden driver helpers (CONTRACT h1–h3, f).
 
 mod support;
+mod support_proxy;
 
 use rustauth_core::db::sql::SqlParam;
 use rustauth_core::db::{auth_schema, AuthSchemaOptions, DbField, DbFieldType, DbValue};
@@ -170,4 +171,92 @@ fn _assert_send_sync() {
     is::<TokioPostgresRateLimitStore>();
     is::<TokioPostgresStores>();
     is::<TokioPostgresStoresBuilder>();
+}
+
+/// `value` quoted for a key/value connection string.
+fn quoted(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+#[tokio::test]
+async fn invalid_or_ambiguous_tls_settings_are_refused_before_connecting() {
+    let url = support::fresh_database("tls_settings").await;
+    let proxy = support_proxy::CountingProxy::start(&url).await;
+    let config = proxy.config();
+    let mut base = format!(
+        "host=127.0.0.1 port={} dbname={}",
+        proxy.address().port(),
+        quoted(config.get_dbname().unwrap_or("postgres"))
+    );
+    if let Some(user) = config.get_user() {
+        base.push_str(&format!(" user={}", quoted(user)));
+    }
+    if let Some(password) = config.get_password() {
+        base.push_str(&format!(
+            " password={}",
+            quoted(&String::from_utf8_lossy(password))
+        ));
+    }
+    // The control: a valid string connects through the proxy.
+    let connection = TokioPostgresConnection::connect(&format!("{base} sslmode = disable"))
+        .await
+        .expect("connect through the proxy");
+    drop(connection);
+    assert_eq!(proxy.connections(), 1);
+
+    let port = proxy.address().port();
+    let cases: Vec<(String, &[&str])> = vec![
+        (
+            format!("{base} sslmode=require sslmode = disable"),
+            &["`sslmode` is given twice with different values"],
+        ),
+        (
+            format!("postgres://u:pa?ss@127.0.0.1:{port}/db?sslmode=require&ssl%6Dode=disable"),
+            &["`sslmode` is given twice with different values"],
+        ),
+        (
+            format!("{base} statement_mode=unprepared statement_mode=prepared"),
+            &["`statement_mode` is given twice"],
+        ),
+        (
+            format!("{base} sslmode=verify_full"),
+            &["invalid value for `sslmode`"],
+        ),
+        (
+            format!("{base} sslmode=verify-ca sslrootcert='/nonexistent dir/ca.pem'"),
+            &["sslrootcert", "/nonexistent dir/ca.pem"],
+        ),
+        // Even where it would verify nothing.
+        (
+            format!("{base} sslmode=prefer sslrootcert=/nonexistent/ca.pem"),
+            &["sslrootcert", "/nonexistent/ca.pem"],
+        ),
+        (
+            format!(
+                "postgres://u:pa?ss@127.0.0.1:{port}/db?sslmode=require\
+                 &sslcert=%2Fnonexistent%2Fc.pem&sslkey=%2Fnonexistent%2Fk.pem"
+            ),
+            &["sslcert", "/nonexistent/c.pem"],
+        ),
+        (
+            format!("{base} sslmode=require sslcert=/nonexistent/c.pem"),
+            &["`sslcert` is given without `sslkey`"],
+        ),
+    ];
+    for (string, needles) in cases {
+        let error = TokioPostgresConnection::connect(&string)
+            .await
+            .expect_err("refused");
+        assert!(matches!(error, RustAuthError::Adapter(_)), "{error:?}");
+        let text = error.to_string();
+        assert!(
+            text.starts_with("adapter error: tokio-postgres error: "),
+            "{text}"
+        );
+        for needle in needles {
+            assert!(text.contains(needle), "`{needle}` missing from: {text}");
+        }
+        assert!(!text.contains("pa?ss"), "{text}");
+    }
+    assert_eq!(proxy.connections(), 1, "a refused string connected");
 }

@@ -6,7 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
+mod support_proxy;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,22 +23,30 @@ use rustauth_core::db::{
 use rustauth_core::error::RustAuthError;
 use rustauth_tokio_postgres::{TokioPostgresAdapter, TokioPostgresConnection};
 use support::cluster::{write_server_file, Cluster, SharedCluster};
+use support_proxy::RefuseTlsProxy;
 
 /// The TLS-only server (shared by the tests of this file that run at the same time).
 static TLS_SERVER: SharedCluster = SharedCluster::new();
 /// The server without TLS.
 static PLAIN_SERVER: SharedCluster = SharedCluster::new();
+/// The TLS-only server that also demands a client certificate signed by its CA.
+static CLIENT_CERT_SERVER: SharedCluster = SharedCluster::new();
 
 /// A password that must never show up in an error.
 const PASSWORD: &str = "s3cr3t-tls-pa55";
 /// Generous bound proving that a call does not hang (never a performance assertion).
 const NO_HANG: Duration = Duration::from_secs(30);
 
-/// A CA, and a server certificate for `localhost` (DNS name only, no IP address) signed by it.
+/// A CA, and a server certificate for `localhost` (DNS name only, no IP address) signed by it;
+/// a client certificate for the role `postgres` signed by it, and one signed by another CA.
 struct Pki {
     ca_pem: String,
     server_cert_pem: String,
     server_key_pem: String,
+    client_cert_pem: String,
+    client_key_pem: String,
+    rogue_client_cert_pem: String,
+    rogue_client_key_pem: String,
 }
 
 fn make_ca(name: &str) -> (rcgen::Certificate, KeyPair) {
@@ -66,11 +76,34 @@ fn make_pki() -> Pki {
     let server = params
         .signed_by(&server_key, &ca, &ca_key)
         .expect("server certificate");
+    let (client_cert_pem, client_key_pem) = make_client_cert(&ca, &ca_key);
+    let (rogue_ca, rogue_ca_key) = make_ca("rogue client CA");
+    let (rogue_client_cert_pem, rogue_client_key_pem) = make_client_cert(&rogue_ca, &rogue_ca_key);
     Pki {
         ca_pem: ca.pem(),
         server_cert_pem: server.pem(),
         server_key_pem: server_key.serialize_pem(),
+        client_cert_pem,
+        client_key_pem,
+        rogue_client_cert_pem,
+        rogue_client_key_pem,
     }
+}
+
+/// A client certificate for the role `postgres` (its CN, which `clientcert=verify-full`
+/// compares with the user name) signed by `ca`, and its key, in PEM.
+fn make_client_cert(ca: &rcgen::Certificate, ca_key: &KeyPair) -> (String, String) {
+    let key = KeyPair::generate().expect("client key");
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("client cert params");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "postgres");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    let certificate = params
+        .signed_by(&key, ca, ca_key)
+        .expect("client certificate");
+    (certificate.pem(), key.serialize_pem())
 }
 
 /// Client-side files next to the cluster: the right CA, another CA, and junk.
@@ -120,9 +153,59 @@ async fn tls_server() -> Arc<Cluster> {
                     "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n"
                         .to_owned()
                 },
-                // One password role (for channel binding), everyone else trusted; TLS only.
-                "hostssl all scram_user 127.0.0.1/32 scram-sha-256\n\
+                // Password roles, everyone else trusted; TLS only.
+                "hostssl all scram_user,scram_spaced 127.0.0.1/32 scram-sha-256\n\
                  hostssl all all 127.0.0.1/32 trust\n\
+                 hostnossl all all 127.0.0.1/32 reject\n",
+            )
+        })
+        .await
+}
+
+fn client_cert(cluster: &Cluster) -> (PathBuf, PathBuf) {
+    (
+        cluster.data_dir.join("client-cert.pem"),
+        cluster.data_dir.join("client-key.pem"),
+    )
+}
+fn rogue_client_cert(cluster: &Cluster) -> (PathBuf, PathBuf) {
+    (
+        cluster.data_dir.join("rogue-cert.pem"),
+        cluster.data_dir.join("rogue-key.pem"),
+    )
+}
+
+async fn client_cert_server() -> Arc<Cluster> {
+    CLIENT_CERT_SERVER
+        .get(|| {
+            Cluster::start(
+                "clientcert",
+                |data: &Path| {
+                    let pki = make_pki();
+                    let files: [(&str, &str, u32); 8] = [
+                        ("server.crt", &pki.server_cert_pem, 0o644),
+                        ("server.key", &pki.server_key_pem, 0o600),
+                        ("root.crt", &pki.ca_pem, 0o644),
+                        ("client-good-ca.pem", &pki.ca_pem, 0o644),
+                        ("client-cert.pem", &pki.client_cert_pem, 0o644),
+                        ("client-key.pem", &pki.client_key_pem, 0o600),
+                        ("rogue-cert.pem", &pki.rogue_client_cert_pem, 0o644),
+                        ("rogue-key.pem", &pki.rogue_client_key_pem, 0o600),
+                    ];
+                    for (name, contents, mode) in files {
+                        write_server_file(&data.join(name), contents.as_bytes(), mode);
+                    }
+                    write_server_file(
+                        &data.join("client-junk.pem"),
+                        b"this is not a certificate\n",
+                        0o644,
+                    );
+                    "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n\
+                     ssl_ca_file = 'root.crt'\n"
+                        .to_owned()
+                },
+                // TLS with a client certificate whose CN is the user name, or nothing.
+                "hostssl all all 127.0.0.1/32 trust clientcert=verify-full\n\
                  hostnossl all all 127.0.0.1/32 reject\n",
             )
         })
@@ -526,4 +609,342 @@ async fn tls_modes_fail_clearly_when_the_server_has_no_tls() {
         .expect("disable connects in plain text");
     exercise(&adapter, "plain@example.com").await;
     assert_eq!(ssl_of_backends(&cluster, &db).await, vec![false]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue #10: the crate's parameters are read with tokio-postgres' grammar, so TLS settings
+// are never dropped, whatever the password holds.
+
+/// Passwords that break a naive split of a connection string.
+const HOSTILE_PASSWORDS: &[&str] = &[
+    "pa?ss",
+    "pa?ss&sslmode=disable",
+    "x=y&sslmode=prefer",
+    "a  b ' sslmode=disable",
+    "ünï?&=\\%/:",
+    "%sslmode=disable",
+];
+
+/// `password` for a URL's credentials: raw (`?`, `&`, `=`, `/`, `:` included, as tokio-postgres
+/// accepts them there), except `%` and `@`, which must be percent-encoded.
+fn url_password(password: &str) -> String {
+    password.replace('%', "%25").replace('@', "%40")
+}
+
+/// `value` quoted for a key/value string, with `\'` and `\\` escapes.
+fn quoted(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// The three TLS modes that must never fall back to plain text, for `password`, in both forms
+/// (the key/value one with spaces around `=`).
+fn strict_strings(port: u16, db: &str, password: &str) -> Vec<(String, &'static str)> {
+    ["require", "verify-ca", "verify-full"]
+        .into_iter()
+        .flat_map(|mode| {
+            [
+                (
+                    format!(
+                        "postgres://postgres:{}@127.0.0.1:{port}/{db}?sslmode={mode}",
+                        url_password(password)
+                    ),
+                    mode,
+                ),
+                (
+                    format!(
+                        "host=127.0.0.1 port={port} user=postgres password = {} dbname={db} \
+                         sslmode = {mode}",
+                        quoted(password)
+                    ),
+                    mode,
+                ),
+            ]
+        })
+        .collect()
+}
+
+async fn downgrading_proxy(cluster: &Cluster) -> RefuseTlsProxy {
+    RefuseTlsProxy::start(SocketAddr::from(([127, 0, 0, 1], cluster.port))).await
+}
+
+#[tokio::test]
+async fn a_downgrading_proxy_never_gets_a_plain_text_connection() {
+    let cluster = plain_server().await;
+    let db = cluster.create_database("downgrade").await;
+    let proxy = downgrading_proxy(&cluster).await;
+    let mut attempts = 0;
+    for password in HOSTILE_PASSWORDS {
+        for (string, mode) in strict_strings(proxy.port(), &db, password) {
+            let error = TokioPostgresConnection::connect(&string)
+                .await
+                .expect_err("a strict sslmode must not connect without TLS");
+            let text = error.to_string();
+            assert!(
+                text.contains(&format!(
+                    "the server does not support TLS but sslmode={mode}"
+                )),
+                "{string:?}: {text}"
+            );
+            assert!(!text.contains(password), "{text}");
+            attempts += 1;
+        }
+    }
+    assert_eq!(proxy.ssl_requests(), attempts);
+    assert_eq!(
+        proxy.plain_startups(),
+        0,
+        "a strict sslmode sent its startup packet in plain text"
+    );
+    assert!(ssl_of_backends(&cluster, &db).await.is_empty());
+
+    // The same strings with `prefer` do go through the proxy (in plain text): it relays.
+    for password in HOSTILE_PASSWORDS {
+        for (string, _) in strict_strings(proxy.port(), &db, password)
+            .into_iter()
+            .filter(|(_, mode)| *mode == "require")
+        {
+            let string = string.replace("sslmode=require", "sslmode=prefer");
+            let string = string.replace("sslmode = require", "sslmode = prefer");
+            let connection = TokioPostgresConnection::connect(&string)
+                .await
+                .unwrap_or_else(|error| panic!("{string:?}: {error}"));
+            drop(connection);
+        }
+    }
+    assert_eq!(proxy.plain_startups(), 2 * HOSTILE_PASSWORDS.len() as u64);
+}
+
+#[tokio::test]
+async fn issue_10_a_raw_question_mark_in_the_password_keeps_sslmode() {
+    // `require` through a proxy that refuses TLS: refused, nothing sent in plain text.
+    let plain = plain_server().await;
+    let plain_db = plain.create_database("question_mark_plain").await;
+    let proxy = downgrading_proxy(&plain).await;
+    let url = format!(
+        "postgres://postgres:pa?ss@127.0.0.1:{}/{plain_db}?sslmode=require",
+        proxy.port()
+    );
+    assert_connect_error(
+        connect(&url).await,
+        &["the server does not support TLS but sslmode=require"],
+    );
+    assert_eq!((proxy.ssl_requests(), proxy.plain_startups()), (1, 0));
+
+    // `disable` against a server that offers TLS and refuses plain text on TCP: the client
+    // did not encrypt (before the fix, it did).
+    let cluster = tls_server().await;
+    let db = cluster.create_database("question_mark").await;
+    let url = format!(
+        "postgres://postgres:pa?ss@127.0.0.1:{}/{db}?sslmode=disable",
+        cluster.port
+    );
+    assert_connect_error(
+        connect(&url).await,
+        &["SQLSTATE 28000", "no encryption", "sslmode=disable"],
+    );
+    // And `require` there is encrypted.
+    let adapter = connect(&url.replace("sslmode=disable", "sslmode=require"))
+        .await
+        .expect("require with a `?` in the password");
+    exercise(&adapter, "question-mark@example.com").await;
+    assert_eq!(ssl_of_backends(&cluster, &db).await, vec![true]);
+}
+
+#[tokio::test]
+async fn issue_10_spaces_around_equals_keep_sslmode() {
+    let plain = plain_server().await;
+    let plain_db = plain.create_database("spaced_equals_plain").await;
+    let proxy = downgrading_proxy(&plain).await;
+    let key_value = format!(
+        "host=127.0.0.1 port={} user=postgres dbname={plain_db} sslmode = require",
+        proxy.port()
+    );
+    assert_connect_error(
+        connect(&key_value).await,
+        &["the server does not support TLS but sslmode=require"],
+    );
+    assert_eq!((proxy.ssl_requests(), proxy.plain_startups()), (1, 0));
+
+    let cluster = tls_server().await;
+    let db = cluster.create_database("spaced_equals").await;
+    let key_value = format!(
+        "host=127.0.0.1 port={} user=postgres dbname={db} sslmode = disable",
+        cluster.port
+    );
+    assert_connect_error(
+        connect(&key_value).await,
+        &["SQLSTATE 28000", "no encryption"],
+    );
+    let adapter = connect(&key_value.replace("sslmode = disable", "sslmode  =  require"))
+        .await
+        .expect("require with spaces around `=`");
+    exercise(&adapter, "spaced-equals@example.com").await;
+    assert_eq!(ssl_of_backends(&cluster, &db).await, vec![true]);
+}
+
+#[tokio::test]
+async fn issue_10_a_quoted_password_reaches_the_server_with_every_space() {
+    let cluster = tls_server().await;
+    let db = cluster.create_database("spaced_password").await;
+    cluster
+        .admin()
+        .await
+        .batch_execute(&format!(
+            "DO $$ BEGIN CREATE ROLE scram_spaced LOGIN PASSWORD 'a  b'; \
+             EXCEPTION WHEN duplicate_object THEN NULL; END $$; \
+             GRANT ALL ON DATABASE {db} TO scram_spaced; \
+             ALTER DATABASE {db} OWNER TO scram_spaced"
+        ))
+        .await
+        .expect("create the role");
+    let base = format!(
+        "host=localhost port={} user=scram_spaced dbname={db} sslmode=verify-full sslrootcert='{}'",
+        cluster.port,
+        good_root(&cluster).display()
+    );
+    let connection = TokioPostgresConnection::connect(&format!("{base} password='a  b'"))
+        .await
+        .expect("the password with both spaces");
+    let adapter = TokioPostgresAdapter::with_connection(connection, schema());
+    exercise(&adapter, "spaced@example.com").await;
+    // One space is another password.
+    let error = TokioPostgresConnection::connect(&format!("{base} password='a b'"))
+        .await
+        .expect_err("a different password");
+    assert!(error.to_string().contains("28P01"), "{error}");
+    // The URL form, percent-encoded.
+    let url = format!(
+        "postgres://scram_spaced:a%20%20b@localhost:{}/{db}?sslmode=verify-full&sslrootcert={}",
+        cluster.port,
+        good_root(&cluster).display()
+    );
+    let second = connect(&url).await.expect("URL with the spaced password");
+    assert_eq!(second.count(Count::new("user")).await.expect("count"), 1);
+    assert_eq!(ssl_of_backends(&cluster, &db).await, vec![true, true]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client certificates (`sslcert` + `sslkey`) on a server with `clientcert=verify-full`.
+
+/// The client DNs of the TLS backends connected to `db`.
+async fn client_dns(cluster: &Cluster, db: &str) -> Vec<Option<String>> {
+    cluster
+        .admin()
+        .await
+        .query(
+            "SELECT s.client_dn FROM pg_stat_activity a JOIN pg_stat_ssl s ON s.pid = a.pid \
+             WHERE a.datname = $1 ORDER BY a.pid",
+            &[&db],
+        )
+        .await
+        .expect("read pg_stat_ssl")
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn client_certificates_signed_by_the_servers_ca_are_required_and_accepted() {
+    let cluster = client_cert_server().await;
+    let db = cluster.create_database("client_cert").await;
+    let base = cluster.url_on_host("localhost", &db);
+    let root = good_root(&cluster);
+    let (cert, key) = client_cert(&cluster);
+    let url = format!(
+        "{base}?sslmode=verify-full&sslrootcert={}&sslcert={}&sslkey={}",
+        root.display(),
+        cert.display(),
+        key.display()
+    );
+    let adapter = connect(&url).await.expect("the right client certificate");
+    exercise(&adapter, "client-cert@example.com").await;
+    // The key/value form, with `require`.
+    let key_value = format!(
+        "host=127.0.0.1 port={} user=postgres dbname={db} sslmode=require sslcert = '{}' \
+         sslkey='{}'",
+        cluster.port,
+        cert.display(),
+        key.display()
+    );
+    let connection = TokioPostgresConnection::connect(&key_value)
+        .await
+        .expect("key/value with the right client certificate");
+    let second = TokioPostgresAdapter::with_connection(connection, schema());
+    assert_eq!(second.count(Count::new("user")).await.expect("count"), 1);
+    let cn = Some("/CN=postgres".to_owned());
+    assert_eq!(
+        client_dns(&cluster, &db).await,
+        vec![cn.clone(), cn.clone()]
+    );
+
+    // Without a certificate: the server refuses.
+    let without = format!("{base}?sslmode=verify-full&sslrootcert={}", root.display());
+    assert_connect_error(connect(&without).await, &["28000", "certificate"]);
+    // With one the server's CA did not sign: the handshake fails.
+    let (rogue_cert, rogue_key) = rogue_client_cert(&cluster);
+    let rogue = format!(
+        "{base}?sslmode=verify-full&sslrootcert={}&sslcert={}&sslkey={}",
+        root.display(),
+        rogue_cert.display(),
+        rogue_key.display()
+    );
+    assert_connect_error(connect(&rogue).await, &["tokio-postgres error"]);
+    assert_eq!(client_dns(&cluster, &db).await, vec![cn.clone(), cn]);
+}
+
+#[tokio::test]
+async fn unusable_client_certificates_and_keys_are_reported_without_their_contents() {
+    let cluster = client_cert_server().await;
+    let db = cluster.create_database("bad_client_cert").await;
+    let base = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        cluster.url_on_host("localhost", &db),
+        good_root(&cluster).display()
+    );
+    let (cert, key) = client_cert(&cluster);
+    let (_, rogue_key) = rogue_client_cert(&cluster);
+    let missing = cluster.data_dir.join("no-such-file.pem");
+    let junk = cluster.data_dir.join("client-junk.pem");
+    let key_lines: Vec<String> = std::fs::read_to_string(&key)
+        .expect("read the client key")
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .map(str::to_owned)
+        .collect();
+    let cases: [(&Path, &Path, &[&str]); 5] = [
+        (
+            &missing,
+            &key,
+            &[
+                "cannot read the client certificate in sslcert",
+                "no-such-file.pem",
+            ],
+        ),
+        (&junk, &key, &["sslcert", "no PEM certificate"]),
+        (
+            &cert,
+            &missing,
+            &["cannot read the private key in sslkey", "no-such-file.pem"],
+        ),
+        (&cert, &cert, &["sslkey", "no PEM private key"]),
+        (
+            &cert,
+            &rogue_key,
+            &["sslcert", "sslkey", "cannot be used together"],
+        ),
+    ];
+    for (cert, key, needles) in cases {
+        let url = format!("{base}&sslcert={}&sslkey={}", cert.display(), key.display());
+        let error = connect(&url)
+            .await
+            .expect_err("an unusable client certificate");
+        let text = error.to_string();
+        for needle in needles {
+            assert!(text.contains(needle), "`{needle}` missing from: {text}");
+        }
+        for line in &key_lines {
+            assert!(!text.contains(line.as_str()), "key material in: {text}");
+        }
+    }
+    assert!(ssl_of_backends(&cluster, &db).await.is_empty());
 }

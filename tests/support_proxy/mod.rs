@@ -388,3 +388,98 @@ fn length_at(bytes: &[u8], offset: usize) -> usize {
     ]);
     usize::try_from(raw).expect("proxy: negative message length")
 }
+
+/// A downgrade attacker between a client and a server: it answers every SSLRequest itself
+/// with `N` ("no TLS here") and relays whatever the client sends next to the server in plain
+/// text, counting the startup packets (user and database, before any password) that reached
+/// the server that way.
+#[derive(Debug)]
+pub struct RefuseTlsProxy {
+    address: SocketAddr,
+    ssl_requests: Arc<AtomicU64>,
+    plain_startups: Arc<AtomicU64>,
+    acceptor: JoinHandle<()>,
+}
+
+impl Drop for RefuseTlsProxy {
+    fn drop(&mut self) {
+        self.acceptor.abort();
+    }
+}
+
+impl RefuseTlsProxy {
+    /// Listens on `127.0.0.1:0` in front of the server at `upstream`.
+    pub async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let address = listener.local_addr().expect("proxy address");
+        let ssl_requests = Arc::new(AtomicU64::new(0));
+        let plain_startups = Arc::new(AtomicU64::new(0));
+        let (requests, startups) = (Arc::clone(&ssl_requests), Arc::clone(&plain_startups));
+        let acceptor = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                tokio::spawn(refuse_tls(
+                    client,
+                    upstream,
+                    Arc::clone(&requests),
+                    Arc::clone(&startups),
+                ));
+            }
+        });
+        Self {
+            address,
+            ssl_requests,
+            plain_startups,
+            acceptor,
+        }
+    }
+
+    /// The port the proxy listens on (on 127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    /// How many SSLRequests the proxy refused.
+    pub fn ssl_requests(&self) -> u64 {
+        self.ssl_requests.load(Ordering::SeqCst)
+    }
+
+    /// How many plain-text startup packets the proxy relayed to the server.
+    pub fn plain_startups(&self) -> u64 {
+        self.plain_startups.load(Ordering::SeqCst)
+    }
+}
+
+async fn refuse_tls(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    ssl_requests: Arc<AtomicU64>,
+    plain_startups: Arc<AtomicU64>,
+) {
+    loop {
+        let mut head = [0u8; 8];
+        if client.read_exact(&mut head).await.is_err() {
+            return;
+        }
+        let length = i32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+        let code = i32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+        if length == 8 && (code == SSL_REQUEST || code == GSSENC_REQUEST) {
+            if code == SSL_REQUEST {
+                ssl_requests.fetch_add(1, Ordering::SeqCst);
+            }
+            if client.write_all(b"N").await.is_err() {
+                return;
+            }
+            continue;
+        }
+        // A startup packet in plain text: the client accepted the downgrade.
+        plain_startups.fetch_add(1, Ordering::SeqCst);
+        let Ok(mut server) = TcpStream::connect(upstream).await else {
+            return;
+        };
+        if server.write_all(&head).await.is_err() {
+            return;
+        }
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+        return;
+    }
+}
