@@ -15,6 +15,7 @@ use tokio_postgres::Client;
 
 use crate::call::Call;
 use crate::connection::TokioPostgresConnection;
+use crate::live::ClientHandle;
 use crate::rate_limit::TokioPostgresRateLimitStore;
 use crate::runner::Db;
 use crate::transaction::RollbackOnDrop;
@@ -130,12 +131,24 @@ impl TokioPostgresAdapter {
         database_url: &str,
         schema: DbSchema,
     ) -> Result<Self, RustAuthError> {
-        let connection = TokioPostgresConnection::connect(database_url).await?;
+        Self::connect_with(database_url, schema, None).await
+    }
+
+    /// [`connect_with_schema`](Self::connect_with_schema), with `max_connections` overriding
+    /// the string's.
+    pub(crate) async fn connect_with(
+        database_url: &str,
+        schema: DbSchema,
+        max_connections: Option<usize>,
+    ) -> Result<Self, RustAuthError> {
+        let connection =
+            TokioPostgresConnection::connect_with(database_url, max_connections).await?;
         let adapter = Self::with_connection(connection, schema);
-        // Prepare the typed statements now (pipelined), so the first request does not wait
-        // for them; tables that do not exist yet are simply prepared later.
-        let handle = adapter.connection.handle().await?;
-        adapter.router.warm(&handle).await;
+        // Prepare the typed statements of every connection now (pipelined), so the first
+        // requests do not wait for them; tables that do not exist yet are prepared later.
+        let handles = adapter.connection.handles().await?;
+        futures_util::future::join_all(handles.iter().map(|handle| adapter.router.warm(handle)))
+            .await;
         Ok(adapter)
     }
 
@@ -145,8 +158,8 @@ impl TokioPostgresAdapter {
         schema: &DbSchema,
     ) -> Result<SchemaMigrationPlan, RustAuthError> {
         // Planning only reads the catalogs, so it shares the gate (0.3.2 took it exclusively).
-        let _shared = self.connection.shared().await?;
-        let handle = self.connection.handle().await?;
+        let shared = self.connection.shared().await?;
+        let handle = shared.handle().await?;
         migrate::plan(&handle.client, schema).await
     }
 
@@ -156,14 +169,32 @@ impl TokioPostgresAdapter {
     }
 
     async fn migrate(&self, schema: &DbSchema) -> Result<(), RustAuthError> {
-        let gate = self.connection.exclusive().await?;
-        let handle = self.connection.handle().await?;
+        self.alone(
+            |handle| async move { migrate::migrate(&handle.client, schema).await.map(|_| ()) },
+        )
+        .await
+    }
+
+    /// Runs `work` on one connection while every connection of the set is held exclusively
+    /// (migrations run alone), then forgets every prepared statement and catalog.
+    async fn alone<F, Fut>(&self, work: F) -> Result<(), RustAuthError>
+    where
+        F: FnOnce(Arc<ClientHandle>) -> Fut,
+        Fut: std::future::Future<Output = Result<(), RustAuthError>>,
+    {
+        let mut all = self.connection.exclusive_all().await?;
+        if all.is_empty() {
+            return Err(crate::error::adapter("the connection set is empty"));
+        }
+        let first = all.remove(0);
+        let handle = first.handle().await?;
         // A migration dropped half-way would leave its transaction open on the connection.
-        let mut guard = RollbackOnDrop::new(Arc::clone(&handle), gate);
-        let result = migrate::migrate(&handle.client, schema).await;
+        let mut guard = RollbackOnDrop::new(Arc::clone(&handle), first);
+        let result = work(Arc::clone(&handle)).await;
         self.connection.clear_statements();
         guard.finish();
-        result.map(|_| ())
+        drop(all);
+        result
     }
 }
 
@@ -179,8 +210,8 @@ impl DbAdapter for TokioPostgresAdapter {
     fn create<'a>(&'a self, query: Create) -> AdapterFuture<'a, DbRecord> {
         let span = trace::call_span("create", &query.model);
         Box::pin(trace::traced(span, trace::one, async move {
-            let _shared = self.connection.shared().await?;
-            let handle = self.connection.handle().await?;
+            let shared = self.connection.shared().await?;
+            let handle = shared.handle().await?;
             self.call(handle.db()).create(query).await
         }))
     }
@@ -188,8 +219,8 @@ impl DbAdapter for TokioPostgresAdapter {
     fn find_one<'a>(&'a self, query: FindOne) -> AdapterFuture<'a, Option<DbRecord>> {
         let span = trace::call_span("find_one", &query.model);
         Box::pin(trace::traced(span, trace::found, async move {
-            let _shared = self.connection.shared().await?;
-            let handle = self.connection.handle().await?;
+            let shared = self.connection.shared().await?;
+            let handle = shared.handle().await?;
             self.call(handle.db()).find_one(query).await
         }))
     }
@@ -197,8 +228,8 @@ impl DbAdapter for TokioPostgresAdapter {
     fn find_many<'a>(&'a self, query: FindMany) -> AdapterFuture<'a, Vec<DbRecord>> {
         let span = trace::call_span("find_many", &query.model);
         Box::pin(trace::traced(span, trace::listed, async move {
-            let _shared = self.connection.shared().await?;
-            let handle = self.connection.handle().await?;
+            let shared = self.connection.shared().await?;
+            let handle = shared.handle().await?;
             self.call(handle.db()).find_many(query).await
         }))
     }
@@ -206,8 +237,8 @@ impl DbAdapter for TokioPostgresAdapter {
     fn count<'a>(&'a self, query: Count) -> AdapterFuture<'a, u64> {
         let span = trace::call_span("count", &query.model);
         Box::pin(trace::traced(span, trace::unknown, async move {
-            let _shared = self.connection.shared().await?;
-            let handle = self.connection.handle().await?;
+            let shared = self.connection.shared().await?;
+            let handle = shared.handle().await?;
             self.call(handle.db()).count(query).await
         }))
     }
@@ -215,8 +246,8 @@ impl DbAdapter for TokioPostgresAdapter {
     fn update<'a>(&'a self, query: Update) -> AdapterFuture<'a, Option<DbRecord>> {
         let span = trace::call_span("update", &query.model);
         Box::pin(trace::traced(span, trace::found, async move {
-            let _shared = self.connection.shared().await?;
-            let handle = self.connection.handle().await?;
+            let shared = self.connection.shared().await?;
+            let handle = shared.handle().await?;
             self.call(handle.db()).update(query).await
         }))
     }
@@ -224,8 +255,8 @@ impl DbAdapter for TokioPostgresAdapter {
     fn update_many<'a>(&'a self, query: UpdateMany) -> AdapterFuture<'a, u64> {
         let span = trace::call_span("update_many", &query.model);
         Box::pin(trace::traced(span, trace::counted, async move {
-            let _shared = self.connection.shared().await?;
-            let handle = self.connection.handle().await?;
+            let shared = self.connection.shared().await?;
+            let handle = shared.handle().await?;
             self.call(handle.db()).update_many(query).await
         }))
     }
@@ -233,8 +264,8 @@ impl DbAdapter for TokioPostgresAdapter {
     fn delete<'a>(&'a self, query: Delete) -> AdapterFuture<'a, ()> {
         let span = trace::call_span("delete", &query.model);
         Box::pin(trace::traced(span, trace::unknown, async move {
-            let _shared = self.connection.shared().await?;
-            let handle = self.connection.handle().await?;
+            let shared = self.connection.shared().await?;
+            let handle = shared.handle().await?;
             self.call(handle.db()).delete(query).await
         }))
     }
@@ -242,8 +273,8 @@ impl DbAdapter for TokioPostgresAdapter {
     fn delete_many<'a>(&'a self, query: DeleteMany) -> AdapterFuture<'a, u64> {
         let span = trace::call_span("delete_many", &query.model);
         Box::pin(trace::traced(span, trace::counted, async move {
-            let _shared = self.connection.shared().await?;
-            let handle = self.connection.handle().await?;
+            let shared = self.connection.shared().await?;
+            let handle = shared.handle().await?;
             self.call(handle.db()).delete_many(query).await
         }))
     }
@@ -276,15 +307,8 @@ impl DbAdapter for TokioPostgresAdapter {
         &'a self,
         migrations: &'a [PluginMigration],
     ) -> AdapterFuture<'a, ()> {
-        Box::pin(async move {
-            let gate = self.connection.exclusive().await?;
-            let handle = self.connection.handle().await?;
-            // Plugin migrations dropped half-way would leave their transaction open.
-            let mut guard = RollbackOnDrop::new(Arc::clone(&handle), gate);
-            let result = migrate::apply_plugin_migrations(&handle.client, migrations).await;
-            self.connection.clear_statements();
-            guard.finish();
-            result
-        })
+        Box::pin(self.alone(move |handle| async move {
+            migrate::apply_plugin_migrations(&handle.client, migrations).await
+        }))
     }
 }

@@ -35,13 +35,17 @@ const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_s
 /// The parameters this crate reads itself and removes before tokio-postgres parses the rest
 /// (tokio-postgres rejects every one of them except `sslmode`, whose `verify-*` values it
 /// rejects).
-const OWN_PARAMETERS: [&str; 5] = [
+const OWN_PARAMETERS: [&str; 6] = [
     "sslmode",
     "sslrootcert",
     "sslcert",
     "sslkey",
     "statement_mode",
+    "max_connections",
 ];
+
+/// The most connections one `TokioPostgresConnection` opens (`max_connections`).
+pub(crate) const MAX_CONNECTIONS: usize = 64;
 
 /// Parameters tokio-postgres collects into lists when repeated (`host=a host=b` is two
 /// hosts), so giving them twice is not ambiguous.
@@ -109,6 +113,8 @@ pub(crate) struct ConnectOptions {
     /// `sslcert` and `sslkey`: the client certificate chain and its key (PEM files).
     pub(crate) client_cert: Option<ClientCert>,
     pub(crate) statements: StatementMode,
+    /// `max_connections`: how many connections to open (default 1).
+    pub(crate) max_connections: usize,
 }
 
 impl ConnectOptions {
@@ -182,6 +188,18 @@ impl ConnectOptions {
                 ))
             }
         };
+        let max_connections = match own("max_connections")? {
+            None => 1,
+            Some(value) => value
+                .parse::<usize>()
+                .ok()
+                .filter(|count| (1..=MAX_CONNECTIONS).contains(count))
+                .ok_or_else(|| {
+                    invalid(&format!(
+                        "invalid value for `max_connections` (expected 1 to {MAX_CONNECTIONS})"
+                    ))
+                })?,
+        };
         let tls = match (tls, &root_cert) {
             // libpq: `sslrootcert=system` means `verify-full` unless said otherwise, and
             // refuses weaker modes (any certificate from a public CA would pass them).
@@ -213,6 +231,7 @@ impl ConnectOptions {
             root_cert,
             client_cert,
             statements,
+            max_connections,
         })
     }
 }

@@ -1,21 +1,26 @@
-//! `TokioPostgresConnection`: one tokio-postgres client, its prepared statements, and the gate
-//! that keeps ordinary calls out of someone else's open transaction.
+//! `TokioPostgresConnection`: a set of live connections (one, or up to `max_connections`) and
+//! the gates that keep ordinary calls out of someone else's open transaction.
+//!
+//! Each member of the set is one [`LiveConnection`] (its own client, statement caches,
+//! catalog and reconnect) with a gate. Ordinary calls take the shared side of the gate of the
+//! member with the fewest calls in flight that is not inside a transaction, and pipeline
+//! there. A transaction takes one member's gate exclusively from `BEGIN` until
+//! `COMMIT`/`ROLLBACK` has finished; the other members keep serving. Migrations take every
+//! gate. When every member is inside a transaction, ordinary calls wait until one ends (no
+//! time limit of their own: wrap a call in a timeout to bound it; waiting is cancel-safe).
 
 use std::fmt;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, PoisonError};
-use std::time::Duration;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use rustauth_core::error::RustAuthError;
-use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
+use tokio::sync::{Notify, OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 use tokio_postgres::Client;
 
-use crate::catalog::Catalog;
 use crate::connect::{establish, ConnectOptions, StatementMode};
 use crate::error::adapter;
-use crate::prepared::TypedStatements;
-use crate::runner::Db;
-use crate::statements::{StatementCache, DEFAULT_CAPACITY};
+use crate::live::{ClientHandle, LiveConnection};
 
 tokio::task_local! {
     /// The gates of the transactions whose callbacks the current task is running (a callback
@@ -23,101 +28,60 @@ tokio::task_local! {
     static OPEN_TRANSACTION_GATES: Vec<usize>;
 }
 
-/// One live server connection: the client, how statements reach the server, what it knows
-/// of the tables (the live catalog) and the statements prepared on it. Replaced as a whole
-/// when a connection made from a URL is re-established.
+/// One member of the set: a live connection, its gate and its load.
 #[derive(Debug)]
-pub(crate) struct ClientHandle {
-    pub(crate) client: Client,
-    /// How statements reach the server.
-    pub(crate) mode: StatementMode,
-    /// The live column types of the tables used on this connection.
-    pub(crate) catalog: Catalog,
-    /// Generic-path statements, by SQL text.
-    pub(crate) statements: StatementCache,
-    /// Typed (generated) statements, by table group.
-    pub(crate) typed: TypedStatements,
+struct Member {
+    live: Arc<LiveConnection>,
+    gate: Arc<RwLock<()>>,
+    /// Ordinary calls holding the shared side of the gate.
+    in_flight: AtomicUsize,
+    /// Taken (or being taken) by a transaction or a migration.
+    in_transaction: AtomicBool,
 }
 
-impl ClientHandle {
-    fn new(client: Client, mode: StatementMode) -> Self {
-        Self {
-            client,
-            mode,
-            catalog: Catalog::default(),
-            statements: StatementCache::new(DEFAULT_CAPACITY),
-            typed: TypedStatements::default(),
-        }
+impl Member {
+    fn new(live: Arc<LiveConnection>) -> Arc<Self> {
+        Arc::new(Self {
+            live,
+            gate: Arc::new(RwLock::new(())),
+            in_flight: AtomicUsize::new(0),
+            in_transaction: AtomicBool::new(false),
+        })
     }
 
-    /// Forgets everything learned about the tables (after a migration changed them).
-    pub(crate) fn invalidate(&self) {
-        self.statements.clear();
-        self.invalidate_typed();
-    }
-
-    /// A generic statement met another version of its table: forget it, what the catalog
-    /// said and which typed statements fit, so all are checked again.
-    pub(crate) fn invalidate_statement(&self, sql: &str) {
-        self.statements.remove(sql);
-        self.invalidate_typed();
-    }
-
-    /// A typed statement met another version of its table: forget the typed statements and
-    /// the catalog; the next call outside a transaction checks and prepares them again.
-    pub(crate) fn invalidate_typed(&self) {
-        self.typed.clear();
-        self.catalog.clear();
-    }
-
-    /// Runs statements through the statement cache, outside a transaction.
-    pub(crate) fn db(&self) -> Db<'_> {
-        Db::Cached {
-            handle: self,
-            transaction: None,
-        }
-    }
-
-    /// Runs statements inside a transaction whose "aborted" flag is `aborted`.
-    pub(crate) fn tx_db<'a>(&'a self, aborted: &'a AtomicBool) -> Db<'a> {
-        Db::Cached {
-            handle: self,
-            transaction: Some(aborted),
-        }
+    fn id(&self) -> usize {
+        Arc::as_ptr(&self.gate) as usize
     }
 }
 
-/// The client of a connection, replaced by a new one when a connection made from a URL is
-/// lost.
 #[derive(Debug)]
-struct Slot {
-    current: std::sync::RwLock<Arc<ClientHandle>>,
-    /// How to connect again; `None` for a caller's client.
-    reconnect: Option<ConnectOptions>,
-    reconnecting: tokio::sync::Mutex<()>,
+struct Set {
+    members: Vec<Arc<Member>>,
+    /// Signalled whenever a member leaves a transaction.
+    released: Notify,
 }
 
-/// How many times a lost connection is re-established before the call fails, and the wait
-/// before the first retry (doubled each time).
-const RECONNECT_ATTEMPTS: u32 = 5;
-const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
-
-/// A cheap-to-clone handle on one PostgreSQL connection and its transaction gate.
+/// A cheap-to-clone handle on one PostgreSQL connection (or a set of them) and its gates.
 ///
-/// Clones share the client, its prepared statements and the gate. Ordinary calls take the
-/// gate's shared side and run concurrently (pipelined on the one connection); a transaction
-/// takes it exclusively from `BEGIN` until `COMMIT`/`ROLLBACK` has finished, so no other call
-/// sharing the gate ever runs inside it.
+/// Clones share the clients, their prepared statements and the gates. Ordinary calls run
+/// concurrently, pipelined on a connection; a transaction holds one connection exclusively
+/// from `BEGIN` until `COMMIT`/`ROLLBACK` has finished, so no other call ever runs inside it.
 ///
-/// A connection made by [`connect`](Self::connect) (or any `connect*` of this crate) that
-/// loses its server (restart, `pg_terminate_backend`, network) fails the calls in flight at
-/// once, then connects again on the next call (up to 5 attempts, 100 ms backoff doubling)
-/// and prepares its statements afresh. A connection built from a caller's `Client` reports
-/// the loss ("connection closed") and leaves reconnecting to the caller.
+/// Made with [`connect`](Self::connect) from a string carrying `max_connections=N` (or
+/// through [`TokioPostgresStoresBuilder::max_connections`](crate::TokioPostgresStoresBuilder::max_connections)),
+/// the handle opens N connections at once: ordinary calls go to the one with the fewest
+/// calls in flight outside a transaction, so they never wait behind a transaction while
+/// fewer transactions than connections are open. Without it, and with
+/// [`from_client`](Self::from_client), there is one connection, as in 0.3.2.
+///
+/// A connection made by `connect*` that loses its server (restart, `pg_terminate_backend`,
+/// network) fails the calls in flight on it at once, then connects again on its next call
+/// (up to 5 attempts, 100 ms backoff doubling) and prepares its statements afresh; the other
+/// connections of the set are not affected. A connection built from a caller's `Client`
+/// reports the loss ("connection closed") and leaves reconnecting to the caller.
 #[derive(Clone)]
 pub struct TokioPostgresConnection {
-    slot: Arc<Slot>,
-    gate: Arc<RwLock<()>>,
+    set: Arc<Set>,
 }
 
 impl fmt::Debug for TokioPostgresConnection {
@@ -127,160 +91,272 @@ impl fmt::Debug for TokioPostgresConnection {
     }
 }
 
+/// The shared side of one member's gate, for one ordinary call.
+pub(crate) struct Shared {
+    member: Arc<Member>,
+    _gate: OwnedRwLockReadGuard<()>,
+}
+
+impl Shared {
+    /// The member's current client, reconnecting first if it was lost.
+    pub(crate) async fn handle(&self) -> Result<Arc<ClientHandle>, RustAuthError> {
+        self.member.live.handle().await
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.member.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// One member's gate held exclusively (a transaction or a migration). Dropping it releases
+/// the member for other calls.
+pub(crate) struct Exclusive {
+    member: Arc<Member>,
+    set: Arc<Set>,
+    gate: Option<OwnedRwLockWriteGuard<()>>,
+}
+
+impl Exclusive {
+    /// The member's current client, reconnecting first if it was lost.
+    pub(crate) async fn handle(&self) -> Result<Arc<ClientHandle>, RustAuthError> {
+        self.member.live.handle().await
+    }
+
+    /// Waits until every ordinary call on the member has finished.
+    async fn lock(mut self) -> Self {
+        self.gate = Some(Arc::clone(&self.member.gate).write_owned().await);
+        self
+    }
+}
+
+impl Drop for Exclusive {
+    fn drop(&mut self) {
+        self.gate = None;
+        self.member.in_transaction.store(false, Ordering::SeqCst);
+        self.set.released.notify_waiters();
+    }
+}
+
 impl TokioPostgresConnection {
     /// Wraps a client whose connection future the caller drives, with a fresh gate. No I/O.
     pub fn from_client(client: Client) -> Self {
-        Self::from_parts(client, StatementMode::Prepared, None)
+        Self::from_live(vec![Arc::new(LiveConnection::new(
+            client,
+            StatementMode::Prepared,
+            None,
+        ))])
     }
 
     /// Like [`from_client`](Self::from_client), but every statement is sent unnamed with
     /// explicit parameter types (`query_typed`) instead of being prepared: for poolers such as
     /// PgBouncer in transaction mode. Still one round trip per call. No I/O.
     pub fn from_client_unprepared(client: Client) -> Self {
-        Self::from_parts(client, StatementMode::Unprepared, None)
+        Self::from_live(vec![Arc::new(LiveConnection::new(
+            client,
+            StatementMode::Unprepared,
+            None,
+        ))])
     }
 
-    fn from_parts(client: Client, mode: StatementMode, reconnect: Option<ConnectOptions>) -> Self {
+    fn from_live(live: Vec<Arc<LiveConnection>>) -> Self {
         Self {
-            slot: Arc::new(Slot {
-                current: std::sync::RwLock::new(Arc::new(ClientHandle::new(client, mode))),
-                reconnect,
-                reconnecting: tokio::sync::Mutex::new(()),
+            set: Arc::new(Set {
+                members: live.into_iter().map(Member::new).collect(),
+                released: Notify::new(),
             }),
-            gate: Arc::new(RwLock::new(())),
         }
     }
 
     /// Connects to `database_url` (a `postgres://` URL or libpq key/value string) and drives
-    /// the connection on the current Tokio runtime.
+    /// the connection(s) on the current Tokio runtime.
     ///
-    /// The string is split with tokio-postgres' own grammar for each form. Besides
-    /// tokio-postgres' parameters it may set `sslmode` (`disable`, `allow`, `prefer` — the
-    /// default —, `require`, `verify-ca`, `verify-full`), `sslrootcert` (a PEM file or
-    /// `system`), `sslcert` and `sslkey` (a PEM client certificate and its key) and
-    /// `statement_mode=unprepared` (see [`from_client_unprepared`](Self::from_client_unprepared));
-    /// the crate's README lists them. A parameter given twice with different values, an
-    /// unknown value or an unreadable certificate file is an error before anything is
-    /// connected. Errors carry the server's SQLSTATE (e.g. `3D000` for a missing database) and
-    /// never the URL or its password.
+    /// Besides tokio-postgres' parameters the string may set `sslmode`, `sslrootcert`,
+    /// `sslcert`/`sslkey`, `statement_mode=unprepared` (see
+    /// [`from_client_unprepared`](Self::from_client_unprepared)) and `max_connections=N`
+    /// (default 1; all N are opened now). Errors carry the server's SQLSTATE (e.g. `3D000`
+    /// for a missing database) and never the string or its password.
     pub async fn connect(database_url: &str) -> Result<Self, RustAuthError> {
-        let options = ConnectOptions::parse(database_url)?;
-        let client = establish(&options).await?;
-        Ok(Self::from_parts(client, options.statements, Some(options)))
+        Self::connect_with(database_url, None).await
     }
 
-    /// The same client with a new, independent gate (exists to show what mis-wiring does).
+    /// [`connect`](Self::connect), with `max_connections` overriding the string's.
+    pub(crate) async fn connect_with(
+        database_url: &str,
+        max_connections: Option<usize>,
+    ) -> Result<Self, RustAuthError> {
+        let options = Arc::new(ConnectOptions::parse(database_url)?);
+        let count = max_connections.unwrap_or(options.max_connections).max(1);
+        let clients =
+            futures_util::future::try_join_all((0..count).map(|_| establish(&options))).await?;
+        Ok(Self::from_live(
+            clients
+                .into_iter()
+                .map(|client| {
+                    Arc::new(LiveConnection::new(
+                        client,
+                        options.statements,
+                        Some(Arc::clone(&options)),
+                    ))
+                })
+                .collect(),
+        ))
+    }
+
+    /// The same clients with new, independent gates (exists to show what mis-wiring does).
     #[doc(hidden)]
     pub fn duplicate_client_unshared_gate(connection: &Self) -> Self {
-        Self {
-            slot: Arc::clone(&connection.slot),
-            gate: Arc::new(RwLock::new(())),
-        }
-    }
-
-    /// The current client, connecting again first if a connection made from a URL was lost.
-    pub(crate) async fn handle(&self) -> Result<Arc<ClientHandle>, RustAuthError> {
-        let current = self.current();
-        if !current.client.is_closed() {
-            return Ok(current);
-        }
-        let Some(options) = &self.slot.reconnect else {
-            // A caller's client: its calls fail with "connection closed".
-            return Ok(current);
-        };
-        let _reconnecting = self.slot.reconnecting.lock().await;
-        let current = self.current();
-        if !current.client.is_closed() {
-            return Ok(current);
-        }
-        let mut wait = RECONNECT_BACKOFF;
-        let mut attempt = 1;
-        loop {
-            match establish(options).await {
-                Ok(client) => {
-                    let handle = Arc::new(ClientHandle::new(client, options.statements));
-                    *self
-                        .slot
-                        .current
-                        .write()
-                        .unwrap_or_else(PoisonError::into_inner) = Arc::clone(&handle);
-                    return Ok(handle);
-                }
-                Err(failure) if attempt >= RECONNECT_ATTEMPTS || failure.permanent => {
-                    return Err(adapter(format!(
-                        "connection lost; reconnecting failed after {attempt} attempt(s): {}",
-                        failure.error
-                    )))
-                }
-                Err(_) => {
-                    tokio::time::sleep(wait).await;
-                    wait *= 2;
-                    attempt += 1;
-                }
-            }
-        }
-    }
-
-    fn current(&self) -> Arc<ClientHandle> {
-        Arc::clone(
-            &self
-                .slot
-                .current
-                .read()
-                .unwrap_or_else(PoisonError::into_inner),
+        Self::from_live(
+            connection
+                .set
+                .members
+                .iter()
+                .map(|member| Arc::clone(&member.live))
+                .collect(),
         )
+    }
+
+    /// The current client of every member (reconnecting lost ones), e.g. to warm them.
+    pub(crate) async fn handles(&self) -> Result<Vec<Arc<ClientHandle>>, RustAuthError> {
+        futures_util::future::try_join_all(self.set.members.iter().map(|m| m.live.handle())).await
     }
 
     /// Forgets every prepared statement and the catalog (after a migration changed tables).
     pub(crate) fn clear_statements(&self) {
-        self.current().invalidate();
+        for member in &self.set.members {
+            member.live.current().invalidate();
+        }
     }
 
-    /// How many generic statements this connection holds prepared.
+    /// How many generic statements this connection holds prepared (all members).
     #[doc(hidden)]
     pub fn cached_statement_count(&self) -> usize {
-        self.current().statements.len()
+        self.set
+            .members
+            .iter()
+            .map(|member| member.live.current().statements.len())
+            .sum()
     }
 
-    /// Takes the shared side of the gate: waits while a transaction is open.
-    pub(crate) async fn shared(&self) -> Result<OwnedRwLockReadGuard<()>, RustAuthError> {
-        self.refuse_reentry()?;
-        Ok(Arc::clone(&self.gate).read_owned().await)
+    /// The shared side of a member's gate: the member with the fewest calls in flight that is
+    /// not inside a transaction; waits while every member is.
+    pub(crate) async fn shared(&self) -> Result<Shared, RustAuthError> {
+        let excluded = self.excluded()?;
+        loop {
+            let mut released = pin!(self.set.released.notified());
+            released.as_mut().enable();
+            let mut candidates = self
+                .set
+                .members
+                .iter()
+                .filter(|member| {
+                    !member.in_transaction.load(Ordering::SeqCst)
+                        && !excluded.contains(&member.id())
+                })
+                .collect::<Vec<_>>();
+            candidates.sort_by_key(|member| member.in_flight.load(Ordering::SeqCst));
+            for member in candidates {
+                // Fails only if a transaction took the member a moment ago: try the next.
+                if let Ok(gate) = Arc::clone(&member.gate).try_read_owned() {
+                    member.in_flight.fetch_add(1, Ordering::SeqCst);
+                    return Ok(Shared {
+                        member: Arc::clone(member),
+                        _gate: gate,
+                    });
+                }
+            }
+            released.await;
+        }
     }
 
-    /// Takes the gate exclusively: waits until every other call has finished.
-    pub(crate) async fn exclusive(&self) -> Result<OwnedRwLockWriteGuard<()>, RustAuthError> {
-        self.refuse_reentry()?;
-        Ok(Arc::clone(&self.gate).write_owned().await)
+    /// One member's gate, exclusively: the member with the fewest calls in flight that is not
+    /// inside a transaction (waits while every member is), once its calls have finished.
+    pub(crate) async fn exclusive(&self) -> Result<Exclusive, RustAuthError> {
+        let excluded = self.excluded()?;
+        loop {
+            let mut released = pin!(self.set.released.notified());
+            released.as_mut().enable();
+            let mut candidates = self
+                .set
+                .members
+                .iter()
+                .filter(|member| !excluded.contains(&member.id()))
+                .collect::<Vec<_>>();
+            candidates.sort_by_key(|member| member.in_flight.load(Ordering::SeqCst));
+            for member in candidates {
+                if let Some(taken) = self.take(member) {
+                    return Ok(taken.lock().await);
+                }
+            }
+            released.await;
+        }
     }
 
-    /// Runs `future` marked as the callback of a transaction holding this connection's gate.
-    pub(crate) async fn inside_transaction<F: std::future::Future>(&self, future: F) -> F::Output {
+    /// Every member's gate, exclusively, in a fixed order (migrations run alone).
+    pub(crate) async fn exclusive_all(&self) -> Result<Vec<Exclusive>, RustAuthError> {
+        self.excluded()?;
+        let mut taken = Vec::with_capacity(self.set.members.len());
+        for member in &self.set.members {
+            loop {
+                let mut released = pin!(self.set.released.notified());
+                released.as_mut().enable();
+                if let Some(exclusive) = self.take(member) {
+                    taken.push(exclusive.lock().await);
+                    break;
+                }
+                released.await;
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Marks `member` as taken by a transaction, if it is not already.
+    fn take(&self, member: &Arc<Member>) -> Option<Exclusive> {
+        member
+            .in_transaction
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .ok()?;
+        Some(Exclusive {
+            member: Arc::clone(member),
+            set: Arc::clone(&self.set),
+            gate: None,
+        })
+    }
+
+    /// Runs `future` marked as the callback of a transaction holding `exclusive`.
+    pub(crate) async fn inside_transaction<F: std::future::Future>(
+        exclusive: &Exclusive,
+        future: F,
+    ) -> F::Output {
         let mut gates = OPEN_TRANSACTION_GATES
             .try_with(Clone::clone)
             .unwrap_or_default();
-        gates.push(self.gate_id());
+        gates.push(exclusive.member.id());
         OPEN_TRANSACTION_GATES.scope(gates, future).await
     }
 
-    fn gate_id(&self) -> usize {
-        Arc::as_ptr(&self.gate) as usize
-    }
-
-    /// Waiting for the gate from inside the callback of a transaction that holds it would
-    /// never end; say so instead (CONTRACT quirk Q16).
-    fn refuse_reentry(&self) -> Result<(), RustAuthError> {
-        let id = self.gate_id();
-        if OPEN_TRANSACTION_GATES
-            .try_with(|open| open.contains(&id))
-            .unwrap_or(false)
-        {
+    /// The members this task's open transactions hold. Waiting for them from inside their
+    /// own callback would never end: when they are all of the set's members, say so instead
+    /// (CONTRACT quirk Q16).
+    fn excluded(&self) -> Result<Vec<usize>, RustAuthError> {
+        let open = OPEN_TRANSACTION_GATES
+            .try_with(Clone::clone)
+            .unwrap_or_default();
+        let excluded = self
+            .set
+            .members
+            .iter()
+            .map(|member| member.id())
+            .filter(|id| open.contains(id))
+            .collect::<Vec<_>>();
+        if !excluded.is_empty() && excluded.len() == self.set.members.len() {
             return Err(adapter(
                 "tokio-postgres adapter called from inside its own transaction callback; \
                  use the transaction adapter passed to the callback (waiting for the \
                  transaction to finish would deadlock)",
             ));
         }
-        Ok(())
+        Ok(excluded)
     }
 }

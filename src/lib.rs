@@ -14,6 +14,7 @@ pub mod generated;
 mod generic;
 #[doc(hidden)]
 pub mod layout;
+mod live;
 pub(crate) mod migrate;
 mod prepared;
 mod rate_limit;

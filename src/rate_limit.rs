@@ -93,8 +93,8 @@ impl TokioPostgresRateLimitStore {
             .statement
             .as_deref()
             .map_err(|message| adapter(message.as_ref()))?;
-        let _shared = self.connection.shared().await?;
-        let handle = self.connection.handle().await?;
+        let shared = self.connection.shared().await?;
+        let handle = shared.handle().await?;
         Ok(consume_with(handle.db(), sql, &self.names, self.typed, input).await?)
     }
 }

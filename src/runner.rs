@@ -30,9 +30,11 @@ use tracing::Instrument;
 
 use crate::catalog::table_key;
 use crate::connect::StatementMode;
-use crate::connection::ClientHandle;
 use crate::error::{value_error, Error, Result};
-use crate::values::{bind_all, declared_type, param_refs, readable, unreadable, PgParam};
+use crate::live::ClientHandle;
+use crate::values::{
+    bind_all, bind_loose, declared_type, param_refs, readable, unreadable, PgParam,
+};
 
 /// The most parameters one statement can carry (the protocol's 16-bit count).
 const MAX_PARAMETERS: usize = 65_535;
@@ -77,7 +79,9 @@ pub(crate) enum Db<'a> {
         handle: &'a ClientHandle,
         transaction: Option<&'a AtomicBool>,
     },
-    /// A caller's client (the `driver` module): every call prepares its statement.
+    /// A caller's client (the `driver` module): every statement is sent unnamed, in one
+    /// round trip, its strings, timestamps and NULLs typed by the server (see
+    /// `values::LooseParam`).
     Plain(&'a Client),
 }
 
@@ -153,9 +157,9 @@ impl<'a> Db<'a> {
     async fn dispatch(self, sql: Sql<'_>, want: &Want) -> Result<Outcome> {
         let (handle, in_transaction) = match self {
             Self::Plain(client) => {
-                let statement = client.prepare(sql.text).await.map_err(Error::prepared)?;
-                let values = bind_checked(&sql, &statement)?;
-                return run_prepared(client, &statement, &values, want).await;
+                // One unnamed statement, one round trip; the server types the loose values.
+                let (values, types) = bind_loose(sql.params)?;
+                return run_typed_values(client, sql.text, &values, &types, want).await;
             }
             Self::Cached {
                 handle,
@@ -308,6 +312,16 @@ async fn run_unprepared(
     client: &Client,
     sql: &str,
     values: &[PgParam],
+    types: &[Type],
+    want: &Want,
+) -> Result<Outcome> {
+    run_typed_values(client, sql, values, types, want).await
+}
+
+async fn run_typed_values<P: ToSql + Sync>(
+    client: &Client,
+    sql: &str,
+    values: &[P],
     types: &[Type],
     want: &Want,
 ) -> Result<Outcome> {

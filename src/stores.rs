@@ -13,6 +13,7 @@ use crate::rate_limit::TokioPostgresRateLimitStore;
 #[derive(Debug, Clone)]
 pub struct TokioPostgresStoresBuilder {
     schema: DbSchema,
+    max_connections: Option<usize>,
 }
 
 impl Default for TokioPostgresStoresBuilder {
@@ -26,6 +27,7 @@ impl TokioPostgresStoresBuilder {
     pub fn new() -> Self {
         Self {
             schema: auth_schema(AuthSchemaOptions::default()),
+            max_connections: None,
         }
     }
 
@@ -36,9 +38,21 @@ impl TokioPostgresStoresBuilder {
         self
     }
 
-    /// Connects once and builds the adapter and a rate-limit store sharing its connection.
+    /// Opens `count` connections (1 to 64) instead of the connection string's
+    /// `max_connections` (default 1). Ordinary calls are spread over them, a transaction takes
+    /// one for itself while the others keep serving, and each has its own prepared
+    /// statements and reconnects on its own. `connect` opens all of them.
+    #[must_use]
+    pub fn max_connections(mut self, count: usize) -> Self {
+        self.max_connections = Some(count.clamp(1, crate::connect::MAX_CONNECTIONS));
+        self
+    }
+
+    /// Connects and builds the adapter and a rate-limit store sharing its connection(s).
     pub async fn connect(self, database_url: &str) -> Result<TokioPostgresStores, RustAuthError> {
-        let adapter = TokioPostgresAdapter::connect_with_schema(database_url, self.schema).await?;
+        let adapter =
+            TokioPostgresAdapter::connect_with(database_url, self.schema, self.max_connections)
+                .await?;
         let rate_limit = TokioPostgresRateLimitStore::from(&adapter);
         Ok(TokioPostgresStores {
             adapter,

@@ -9,11 +9,11 @@ use rustauth_core::db::{
     DeleteMany, FindMany, FindOne, TransactionCallback, Update, UpdateMany,
 };
 use rustauth_core::error::RustAuthError;
-use tokio::sync::OwnedRwLockWriteGuard;
 
 use crate::call::Call;
-use crate::connection::{ClientHandle, TokioPostgresConnection};
+use crate::connection::{Exclusive, TokioPostgresConnection};
 use crate::error::{adapter, postgres_error};
+use crate::live::ClientHandle;
 use crate::trace;
 use crate::typed::Router;
 
@@ -34,10 +34,10 @@ pub(crate) async fn run(
     router: &Arc<Router>,
     callback: TransactionCallback<'_>,
 ) -> Result<(), RustAuthError> {
-    let gate = connection.exclusive().await?;
+    let exclusive = connection.exclusive().await?;
     // The whole transaction runs on this client, even if the connection is replaced meanwhile.
-    let handle = connection.handle().await?;
-    let mut guard = RollbackOnDrop::new(Arc::clone(&handle), gate);
+    let handle = exclusive.handle().await?;
+    let mut guard = RollbackOnDrop::new(Arc::clone(&handle), exclusive);
     handle
         .client
         .batch_execute("BEGIN")
@@ -50,7 +50,12 @@ pub(crate) async fn run(
         router: Arc::clone(router),
         aborted: Arc::clone(&aborted),
     };
-    let outcome = connection.inside_transaction(callback(Box::new(tx))).await;
+    let outcome = match guard.exclusive() {
+        Some(exclusive) => {
+            TokioPostgresConnection::inside_transaction(exclusive, callback(Box::new(tx))).await
+        }
+        None => callback(Box::new(tx)).await,
+    };
     let client = &handle.client;
     let result = match outcome {
         // A statement failed inside and the callback went on: Postgres has already aborted the
@@ -83,18 +88,23 @@ pub(crate) async fn run(
 /// Sends ROLLBACK (and only then releases the gate) if a transaction is abandoned.
 pub(crate) struct RollbackOnDrop {
     handle: Arc<ClientHandle>,
-    gate: Option<OwnedRwLockWriteGuard<()>>,
+    gate: Option<Exclusive>,
     runtime: Option<tokio::runtime::Handle>,
 }
 
 impl RollbackOnDrop {
     /// Holds `gate` until [`finish`](Self::finish), or until a ROLLBACK sent on drop completes.
-    pub(crate) fn new(handle: Arc<ClientHandle>, gate: OwnedRwLockWriteGuard<()>) -> Self {
+    pub(crate) fn new(handle: Arc<ClientHandle>, gate: Exclusive) -> Self {
         Self {
             handle,
             gate: Some(gate),
             runtime: tokio::runtime::Handle::try_current().ok(),
         }
+    }
+
+    /// The gate held, until the transaction ends.
+    pub(crate) fn exclusive(&self) -> Option<&Exclusive> {
+        self.gate.as_ref()
     }
 
     /// The transaction ended normally: release the gate now.

@@ -19,10 +19,10 @@ use rustauth_core::db::{
 use time::OffsetDateTime;
 
 use crate::connect::StatementMode;
-use crate::connection::ClientHandle;
 use crate::error::Result;
 use crate::generated::queries::{account, session, user, verification};
 use crate::layout::CoreTable;
+use crate::live::ClientHandle;
 use crate::prepared::{Groups, Wanted};
 use crate::runner::{run_typed, Db};
 

@@ -208,6 +208,108 @@ fn bind_timestamp(value: OffsetDateTime, ty: &Type) -> PgParam {
     }
 }
 
+/// A parameter of a one-round-trip statement on a client without a catalog (the `driver`
+/// module): strings, timestamps and NULLs are sent as text with no declared type, so the
+/// server reads them for whatever column they meet, exactly as it types a prepared
+/// statement's parameters (`text`, `varchar`, `citext`, `uuid`; `timestamp` and
+/// `timestamptz`); everything else is sent in binary with its schema field's type.
+#[derive(Debug, Clone)]
+pub(crate) enum LooseParam {
+    /// Text for the server to read as the column's type; `None` is SQL NULL.
+    Text(Option<String>),
+    /// A binary value of the declared type.
+    Bound(PgParam),
+}
+
+impl ToSql for LooseParam {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        self.to_sql_checked(ty, out)
+    }
+
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+
+    fn to_sql_checked(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        match self {
+            Self::Text(None) => Ok(IsNull::Yes),
+            Self::Text(Some(text)) => {
+                out.extend_from_slice(text.as_bytes());
+                Ok(IsNull::No)
+            }
+            Self::Bound(value) => value.to_sql_checked(ty, out),
+        }
+    }
+
+    fn encode_format(&self, _ty: &Type) -> postgres_types::Format {
+        match self {
+            Self::Text(_) => postgres_types::Format::Text,
+            Self::Bound(_) => postgres_types::Format::Binary,
+        }
+    }
+}
+
+/// "Let the server infer it": parameter type OID 0.
+fn unspecified() -> Type {
+    Type::new(String::new(), 0, Kind::Simple, String::new())
+}
+
+/// The parameters of a statement as [`LooseParam`]s with their declared types.
+pub(crate) fn bind_loose(params: &[SqlParam]) -> Result<(Vec<LooseParam>, Vec<Type>)> {
+    let mut values = Vec::with_capacity(params.len());
+    let mut types = Vec::with_capacity(params.len());
+    for (index, param) in params.iter().enumerate() {
+        let text = match &param.value {
+            DbValue::Null => Some(None),
+            DbValue::String(value) => Some(Some(value.clone())),
+            DbValue::Timestamp(value) => timestamp_literal(*value).map(Some),
+            _ => None,
+        };
+        match text {
+            Some(text) => {
+                values.push(LooseParam::Text(text));
+                types.push(unspecified());
+            }
+            None => {
+                let ty = declared_type(param);
+                let value = bind(param, &ty).map_err(|problem| {
+                    value_error(format!("parameter ${}: {problem}", index + 1))
+                })?;
+                values.push(LooseParam::Bound(value));
+                types.push(ty);
+            }
+        }
+    }
+    Ok((values, types))
+}
+
+/// `2024-01-31 23:59:59.123456+00`: the instant in UTC, which PostgreSQL reads as that
+/// instant for `timestamptz` and as its UTC wall-clock time for `timestamp` (the offset is
+/// ignored there). `None` outside years 1 to 9999, which the literal cannot spell plainly.
+fn timestamp_literal(value: OffsetDateTime) -> Option<String> {
+    let utc = value.to_offset(UtcOffset::UTC);
+    (1..=9999).contains(&utc.year()).then(|| {
+        format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}+00",
+            utc.year(),
+            u8::from(utc.month()),
+            utc.day(),
+            utc.hour(),
+            utc.minute(),
+            utc.second(),
+            utc.microsecond()
+        )
+    })
+}
+
 /// Borrows a parameter list the way tokio-postgres' query methods take it.
 pub(crate) fn param_refs(values: &[PgParam]) -> Vec<&(dyn ToSql + Sync)> {
     values

@@ -629,3 +629,309 @@ async fn contention_soak_loses_no_refresh_and_rate_limits_exactly() {
         "every key went over its limit"
     );
 }
+
+/// Mixed RustAuth traffic over one adapter with `max_connections=4` while four tasks keep
+/// transactions open and a backend of the set is killed every few hundred milliseconds: no
+/// refresh finds its session missing, no key admits more than its limit (and keys whose calls
+/// all completed admit exactly `min(max, attempts)`), no call hangs, and no server
+/// transaction is left open. CI: 3,000 operations; `RUSTAUTH_PG_SOAK=full`: 100,000.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_set_soak_with_killed_backends() {
+    const SET: usize = 4;
+    const STREAMS: usize = 8;
+    const HOLDERS: usize = 4;
+    let operations: usize = if full() { 100_000 } else { 3_000 };
+    let seed = seed();
+    let max = (operations / (4 * KEYS)).max(2) as u64;
+    let rule = RateLimitRule {
+        window: time::Duration::days(365),
+        max,
+    };
+    let url = support::fresh_database("soak_set").await;
+    let tag = "soak_set_app";
+    let schema = schema();
+    let stores = TokioPostgresStores::builder()
+        .schema(schema.clone())
+        .max_connections(SET)
+        .connect(&format!("{url}?application_name={tag}"))
+        .await
+        .expect("connect");
+    stores
+        .adapter
+        .create_schema(&schema, None)
+        .await
+        .expect("schema");
+    stores.adapter.create(user("owner")).await.expect("user");
+    let now = OffsetDateTime::now_utc();
+    let now = now
+        .replace_nanosecond(now.microsecond() * 1_000)
+        .expect("whole microseconds");
+    for index in 0..SESSIONS {
+        stores
+            .adapter
+            .create(
+                Create::new("session")
+                    .data("id", DbValue::String(format!("s{index}")))
+                    .data("user_id", text("owner"))
+                    .data("token", DbValue::String(format!("token-{index}")))
+                    .data("expires_at", DbValue::Timestamp(now))
+                    .data("created_at", DbValue::Timestamp(now))
+                    .data("updated_at", DbValue::Timestamp(now)),
+            )
+            .await
+            .expect("session");
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let admin = Arc::new(support::connect(&url).await);
+    // Kills one backend of the set every 300 ms (2 s in the full run).
+    let killer = {
+        let stop = Arc::clone(&stop);
+        let admin = Arc::clone(&admin);
+        tokio::spawn(async move {
+            let every = Duration::from_millis(if full() { 2_000 } else { 300 });
+            let mut kills = 0u64;
+            let mut turn = 0usize;
+            while !stop.load(Ordering::SeqCst) {
+                tokio::time::sleep(every).await;
+                let pids: Vec<i32> = admin
+                    .query(
+                        "SELECT pid FROM pg_stat_activity WHERE application_name = $1 \
+                         ORDER BY pid",
+                        &[&tag],
+                    )
+                    .await
+                    .expect("backends")
+                    .iter()
+                    .map(|row| row.get(0))
+                    .collect();
+                if let Some(pid) = pids.get(turn % pids.len().max(1)) {
+                    admin
+                        .execute("SELECT pg_terminate_backend($1)", &[pid])
+                        .await
+                        .expect("terminate");
+                    kills += 1;
+                }
+                turn += 1;
+            }
+            kills
+        })
+    };
+    // Four tasks that keep a transaction open most of the time.
+    let mut holders = Vec::new();
+    for holder in 0..HOLDERS {
+        let adapter = stores.adapter.clone();
+        let stop = Arc::clone(&stop);
+        holders.push(tokio::spawn(async move {
+            let (mut committed, mut failed) = (0u64, 0u64);
+            while !stop.load(Ordering::SeqCst) {
+                let result = bounded(
+                    "holding transaction",
+                    adapter.transaction(Box::new(move |tx| {
+                        Box::pin(async move {
+                            tx.count(Count::new("session")).await?;
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            tx.find_one(
+                                FindOne::new("user").where_clause(Where::new("id", text("owner"))),
+                            )
+                            .await?;
+                            let _ = holder;
+                            Ok(())
+                        })
+                    })),
+                )
+                .await;
+                match result {
+                    Ok(()) => committed += 1,
+                    Err(_) => failed += 1,
+                }
+            }
+            (committed, failed)
+        }));
+    }
+
+    let tallies = Arc::new(
+        (0..KEYS)
+            .map(|_| KeyTally {
+                attempts: AtomicU64::new(0),
+                permitted: AtomicU64::new(0),
+                remaining: Mutex::new(Vec::new()),
+            })
+            .collect::<Vec<_>>(),
+    );
+    let unknown = Arc::new((0..KEYS).map(|_| AtomicU64::new(0)).collect::<Vec<_>>());
+    let lost = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut streams = Vec::new();
+    for stream in 0..STREAMS {
+        let stores = stores.clone();
+        let tallies = Arc::clone(&tallies);
+        let unknown = Arc::clone(&unknown);
+        let lost = Arc::clone(&lost);
+        let failures = Arc::clone(&failures);
+        let rule = rule.clone();
+        let count = operations / STREAMS;
+        streams.push(tokio::spawn(async move {
+            let mut rng = Rng::new(seed.wrapping_add(stream as u64).wrapping_mul(0x9e37_79b9));
+            for index in 0..count {
+                match rng.below(3) {
+                    0 => {
+                        let session = rng.below(SESSIONS as u64);
+                        let at = now
+                            + time::Duration::seconds(1 + stream as i64)
+                            + time::Duration::microseconds(index as i64 * 16);
+                        let result = bounded(
+                            "session refresh",
+                            stores.adapter.update(
+                                Update::new("session")
+                                    .where_clause(Where::new(
+                                        "token",
+                                        DbValue::String(format!("token-{session}")),
+                                    ))
+                                    .data("expires_at", DbValue::Timestamp(at))
+                                    .data("updated_at", DbValue::Timestamp(at)),
+                            ),
+                        )
+                        .await;
+                        match result {
+                            Ok(Some(row)) => {
+                                assert_eq!(row.get("expires_at"), Some(&DbValue::Timestamp(at)))
+                            }
+                            Ok(None) => {
+                                lost.fetch_add(1, Ordering::SeqCst);
+                            }
+                            Err(_) => {
+                                failures.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                    }
+                    1 => {
+                        let key = rng.below(KEYS as u64) as usize;
+                        let tally = &tallies[key];
+                        tally.attempts.fetch_add(1, Ordering::SeqCst);
+                        let result = bounded(
+                            "rate-limit consume",
+                            stores.rate_limit.consume(RateLimitConsumeInput {
+                                key: format!("set-key-{key}"),
+                                rule: rule.clone(),
+                                now_ms: OffsetDateTime::now_utc().unix_timestamp() * 1_000,
+                            }),
+                        )
+                        .await;
+                        match result {
+                            Ok(decision) if decision.permitted => {
+                                tally.permitted.fetch_add(1, Ordering::SeqCst);
+                                tally.remaining.lock().unwrap().push(decision.remaining);
+                            }
+                            Ok(_) => {}
+                            Err(_) => {
+                                unknown[key].fetch_add(1, Ordering::SeqCst);
+                                failures.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                    }
+                    _ => {
+                        let session = rng.below(SESSIONS as u64);
+                        let result = bounded(
+                            "get session",
+                            stores
+                                .adapter
+                                .find_one(FindOne::new("session").where_clause(Where::new(
+                                    "token",
+                                    DbValue::String(format!("token-{session}")),
+                                ))),
+                        )
+                        .await;
+                        match result {
+                            Ok(Some(_)) => {}
+                            Ok(None) => {
+                                lost.fetch_add(1, Ordering::SeqCst);
+                            }
+                            Err(_) => {
+                                failures.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    for stream in streams {
+        stream.await.expect("stream");
+    }
+    stop.store(true, Ordering::SeqCst);
+    let kills = killer.await.expect("killer");
+    let mut held = (0, 0);
+    for holder in holders {
+        let (committed, failed) = holder.await.expect("holder");
+        held.0 += committed;
+        held.1 += failed;
+    }
+    let elapsed = started.elapsed();
+
+    assert_eq!(lost.load(Ordering::SeqCst), 0, "sessions found missing");
+    for (key, tally) in tallies.iter().enumerate() {
+        let attempts = tally.attempts.load(Ordering::SeqCst);
+        let permitted = tally.permitted.load(Ordering::SeqCst);
+        let unknown = unknown[key].load(Ordering::SeqCst);
+        let stored: i64 = admin
+            .query_opt(
+                "SELECT count FROM rate_limits WHERE key = $1",
+                &[&format!("set-key-{key}")],
+            )
+            .await
+            .unwrap()
+            .map_or(0, |row| row.get(0));
+        assert!(
+            permitted <= max,
+            "key {key}: {permitted} permitted over {max}"
+        );
+        assert!(
+            stored as u64 <= max,
+            "key {key}: stored {stored} over {max}"
+        );
+        assert!(
+            stored as u64 >= permitted,
+            "key {key}: stored {stored} < {permitted}"
+        );
+        if unknown == 0 {
+            assert_eq!(permitted, attempts.min(max), "key {key}");
+            assert_eq!(stored as u64, permitted, "key {key}");
+        }
+        let mut remaining = tally.remaining.lock().unwrap().clone();
+        remaining.sort_unstable();
+        remaining.dedup();
+        assert_eq!(
+            remaining.len() as u64,
+            permitted,
+            "key {key}: each remaining count handed out once"
+        );
+    }
+    // Give the connections a moment to be re-established by a last call, then check that no
+    // backend of the set sits inside a transaction.
+    stores
+        .adapter
+        .count(Count::new("session"))
+        .await
+        .expect("a call after the run");
+    let open: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 \
+             AND state LIKE 'idle in transaction%'",
+            &[&tag],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(open, 0, "no server transaction left open");
+    eprintln!(
+        "connection set soak (seed {seed}): {operations} operations over {SET} connections in \
+         {elapsed:?}; {kills} backends killed; {} calls failed with the lost connection; \
+         transactions held: {} committed, {} failed; 0 refreshes lost",
+        failures.load(Ordering::SeqCst),
+        held.0,
+        held.1
+    );
+    assert!(kills > 0, "the run killed backends");
+}
