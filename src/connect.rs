@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use rustauth_core::error::RustAuthError;
-use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::config::{Host, SslMode, TargetSessionAttrs};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, Config, NoTls, Socket};
@@ -491,8 +491,169 @@ fn without_key_value_parameters(s: &str, parameters: &[Parameter<'_>]) -> String
 /// The roots are the `sslrootcert` PEM file, or Mozilla's root store with
 /// `sslrootcert=system` (which implies `verify-full`) or without `sslrootcert`. Connections
 /// over Unix-domain sockets never use TLS (the server does not offer it there), as in libpq.
-pub(crate) async fn establish(options: &ConnectOptions) -> Result<Client, ConnectError> {
-    let mut config = options.config.clone();
+///
+/// The hosts of a multi-host string are tried in order, each attempt (TCP connect, TLS
+/// handshake, startup and the `target_session_attrs` check) bounded as a whole by
+/// `connect_timeout`; the error after the last host names every host tried and why it failed.
+/// `read_write` asks for a writable server whatever `target_session_attrs` says (after a
+/// connection met a read-only one).
+pub(crate) async fn establish(
+    options: &ConnectOptions,
+    read_write: bool,
+) -> Result<Client, ConnectError> {
+    let limit = options.config.get_connect_timeout().copied();
+    let mut failures = Vec::new();
+    let mut permanent = true;
+    for (label, mut config) in single_hosts(&options.config) {
+        if read_write {
+            config.target_session_attrs(TargetSessionAttrs::ReadWrite);
+        }
+        let attempt = establish_one(config, options);
+        let result = match limit {
+            Some(limit) => tokio::time::timeout(limit, attempt)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ConnectError {
+                        error: adapter(format!(
+                            "tokio-postgres error: no answer within connect_timeout ({} s)",
+                            limit.as_secs_f64()
+                        )),
+                        permanent: false,
+                    })
+                }),
+            None => attempt.await,
+        };
+        match result {
+            Ok(client) => return Ok(client),
+            Err(failure) => {
+                permanent &= failure.permanent;
+                failures.push((label, failure.error));
+            }
+        }
+    }
+    if failures.len() == 1 {
+        if let Some((_, error)) = failures.pop() {
+            return Err(ConnectError { error, permanent });
+        }
+    }
+    let reasons = failures
+        .iter()
+        .map(|(label, error)| {
+            let text = match error {
+                RustAuthError::Adapter(text) => text.clone(),
+                other => other.to_string(),
+            };
+            format!(
+                "{label}: {}",
+                text.trim_start_matches("tokio-postgres error: ")
+            )
+        })
+        .collect::<Vec<_>>();
+    Err(ConnectError {
+        error: adapter(format!(
+            "tokio-postgres error: could not connect to any of {} hosts ({})",
+            reasons.len(),
+            reasons.join("; ")
+        )),
+        permanent: permanent && !reasons.is_empty(),
+    })
+}
+
+/// One configuration per host of `config` (with its hostaddr and port), everything else
+/// copied, labelled `host:port` for error messages; the configuration itself when it names
+/// no host (tokio-postgres reports that).
+fn single_hosts(config: &Config) -> Vec<(String, Config)> {
+    let hosts = config.get_hosts();
+    let addrs = config.get_hostaddrs();
+    let ports = config.get_ports();
+    let count = hosts.len().max(addrs.len());
+    if count <= 1 {
+        let label = hosts.first().map_or_else(String::new, |host| {
+            host_label(host, ports.first().copied().unwrap_or(5432))
+        });
+        return vec![(label, config.clone())];
+    }
+    (0..count)
+        .map(|index| {
+            let port = ports
+                .get(index)
+                .or_else(|| ports.first())
+                .copied()
+                .unwrap_or(5432);
+            let mut one = copy_without_hosts(config);
+            if let Some(host) = hosts.get(index) {
+                match host {
+                    Host::Tcp(name) => one.host(name.as_str()),
+                    Host::Unix(path) => one.host_path(path),
+                };
+            }
+            if let Some(addr) = addrs.get(index) {
+                one.hostaddr(*addr);
+            }
+            one.port(port);
+            let label = match (hosts.get(index), addrs.get(index)) {
+                (Some(host), _) => host_label(host, port),
+                (None, Some(addr)) => format!("{addr}:{port}"),
+                (None, None) => String::new(),
+            };
+            (label, one)
+        })
+        .collect()
+}
+
+fn host_label(host: &Host, port: u16) -> String {
+    match host {
+        Host::Tcp(name) => format!("{name}:{port}"),
+        Host::Unix(path) => format!("{}:{port}", path.display()),
+    }
+}
+
+/// Every setting of `config` but its hosts, hostaddrs and ports (tokio-postgres has no way to
+/// clear those on a copy). `single_hosts_copy_every_setting` checks that nothing is missed.
+fn copy_without_hosts(config: &Config) -> Config {
+    let mut one = Config::new();
+    if let Some(user) = config.get_user() {
+        one.user(user);
+    }
+    if let Some(password) = config.get_password() {
+        one.password(password);
+    }
+    if let Some(dbname) = config.get_dbname() {
+        one.dbname(dbname);
+    }
+    if let Some(options) = config.get_options() {
+        one.options(options);
+    }
+    if let Some(name) = config.get_application_name() {
+        one.application_name(name);
+    }
+    one.ssl_mode(config.get_ssl_mode());
+    one.ssl_negotiation(config.get_ssl_negotiation());
+    if let Some(timeout) = config.get_connect_timeout() {
+        one.connect_timeout(*timeout);
+    }
+    if let Some(timeout) = config.get_tcp_user_timeout() {
+        one.tcp_user_timeout(*timeout);
+    }
+    one.keepalives(config.get_keepalives());
+    one.keepalives_idle(config.get_keepalives_idle());
+    if let Some(interval) = config.get_keepalives_interval() {
+        one.keepalives_interval(interval);
+    }
+    if let Some(retries) = config.get_keepalives_retries() {
+        one.keepalives_retries(retries);
+    }
+    one.target_session_attrs(config.get_target_session_attrs());
+    one.channel_binding(config.get_channel_binding());
+    one.load_balance_hosts(config.get_load_balance_hosts());
+    one
+}
+
+/// One attempt on a configuration with one host.
+async fn establish_one(
+    mut config: Config,
+    options: &ConnectOptions,
+) -> Result<Client, ConnectError> {
     let only_unix_sockets = !config.get_hosts().is_empty()
         && config.get_hostaddrs().is_empty()
         && config
@@ -630,6 +791,68 @@ mod tests {
             Err(other) => panic!("{s}: not an adapter error: {other:?}"),
             Ok(options) => panic!("{s}: parsed: {options:?}"),
         }
+    }
+
+    #[test]
+    fn single_hosts_copy_every_setting() {
+        let strings = [
+            "postgres://app:secret@db:6432/auth?application_name=a&options=-c%20x%3D1\
+             &connect_timeout=3&keepalives=0&target_session_attrs=read-write\
+             &channel_binding=require&tcp_user_timeout=5&keepalives_idle=30",
+            "host=db port=7 user=u password='p w' dbname=d sslmode=require \
+             keepalives_interval=4 keepalives_retries=2 load_balance_hosts=random",
+            "host=/var/run/postgresql dbname=d",
+        ];
+        for string in strings {
+            let config = parse(string).config;
+            let hosts = single_hosts(&config);
+            assert_eq!(hosts.len(), 1);
+            // With one host the configuration is used as it is; rebuilding it from its
+            // settings must give the same configuration, or a setting would be dropped for
+            // multi-host strings.
+            let mut rebuilt = copy_without_hosts(&config);
+            for host in config.get_hosts() {
+                match host {
+                    Host::Tcp(name) => rebuilt.host(name.as_str()),
+                    Host::Unix(path) => rebuilt.host_path(path),
+                };
+            }
+            for port in config.get_ports() {
+                rebuilt.port(*port);
+            }
+            assert_eq!(rebuilt, config, "{string}");
+        }
+    }
+
+    #[test]
+    fn multi_host_strings_split_into_one_configuration_per_host() {
+        let config = parse(
+            "postgres://u:pw@a:5433,b,c:5435/auth?target_session_attrs=read-write&connect_timeout=2",
+        )
+        .config;
+        let hosts = single_hosts(&config);
+        let labels = hosts
+            .iter()
+            .map(|(label, _)| label.as_str())
+            .collect::<Vec<_>>();
+        assert_eq!(labels, ["a:5433", "b:5432", "c:5435"]);
+        for (_, one) in &hosts {
+            assert_eq!(one.get_hosts().len(), 1);
+            assert_eq!(one.get_ports().len(), 1);
+            assert_eq!(one.get_password(), Some(&b"pw"[..]));
+            assert_eq!(one.get_dbname(), Some("auth"));
+            assert_eq!(
+                one.get_target_session_attrs(),
+                TargetSessionAttrs::ReadWrite
+            );
+            assert_eq!(one.get_connect_timeout(), Some(&Duration::from_secs(2)));
+        }
+        let config = parse("host=a,b port=1,2 user=u").config;
+        let labels = single_hosts(&config)
+            .into_iter()
+            .map(|(label, _)| label)
+            .collect::<Vec<_>>();
+        assert_eq!(labels, ["a:1", "b:2"]);
     }
 
     // The three reproductions of issue #10.

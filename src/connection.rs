@@ -189,7 +189,8 @@ impl TokioPostgresConnection {
         let options = Arc::new(ConnectOptions::parse(database_url)?);
         let count = max_connections.unwrap_or(options.max_connections).max(1);
         let clients =
-            futures_util::future::try_join_all((0..count).map(|_| establish(&options))).await?;
+            futures_util::future::try_join_all((0..count).map(|_| establish(&options, false)))
+                .await?;
         Ok(Self::from_live(
             clients
                 .into_iter()

@@ -85,6 +85,13 @@ impl Error {
         }
     }
 
+    /// Whether the server refused a write because it is read-only (a standby, or a primary
+    /// demoted under the connection, or `default_transaction_read_only`): the connection is
+    /// on the wrong server.
+    pub(crate) fn read_only_server(&self) -> bool {
+        self.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION)
+    }
+
     /// Whether the statement's cached plan or parameter types may be stale (another session
     /// altered the table): preparing the statement afresh may succeed where it failed.
     pub(crate) fn stale_statement(&self) -> bool {

@@ -2,9 +2,9 @@
 //! how statements reach the server, the live catalog, both statement caches) and how it is
 //! re-established after a loss ([`LiveConnection`]).
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustauth_core::error::RustAuthError;
 use tokio_postgres::Client;
@@ -30,6 +30,8 @@ pub(crate) struct ClientHandle {
     pub(crate) statements: StatementCache,
     /// Typed (generated) statements, by table group.
     pub(crate) typed: TypedStatements,
+    /// Set when a write met a read-only server.
+    read_only: AtomicBool,
 }
 
 impl ClientHandle {
@@ -40,7 +42,25 @@ impl ClientHandle {
             catalog: Catalog::default(),
             statements: StatementCache::new(DEFAULT_CAPACITY),
             typed: TypedStatements::default(),
+            read_only: AtomicBool::new(false),
         }
+    }
+
+    /// Whether new calls may use this connection: not closed, and not found on a read-only
+    /// server.
+    pub(crate) fn usable(&self) -> bool {
+        !self.client.is_closed() && !self.wrong_server()
+    }
+
+    /// Whether a statement met a read-only server (SQLSTATE 25006) on this connection.
+    pub(crate) fn wrong_server(&self) -> bool {
+        self.read_only.load(Ordering::SeqCst)
+    }
+
+    /// This connection met a read-only server (a standby, or a primary demoted under it):
+    /// new calls connect again, to a writable server.
+    pub(crate) fn mark_read_only(&self) {
+        self.read_only.store(true, Ordering::SeqCst);
     }
 
     /// Forgets everything learned about the tables (after a migration changed them).
@@ -80,19 +100,36 @@ impl ClientHandle {
     }
 }
 
-/// How many times a lost connection is re-established before the call fails, and the wait
-/// before the first retry (doubled each time).
-const RECONNECT_ATTEMPTS: u32 = 5;
-const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
+/// After a failed reconnect cycle, calls fail at once with its error for this long before the
+/// next cycle is tried; longer when the failure would repeat (bad credentials, a missing
+/// database, a rejected certificate).
+const RETRY_AFTER: Duration = Duration::from_millis(200);
+const RETRY_AFTER_PERMANENT: Duration = Duration::from_secs(5);
+
+/// The outcome of the last failed reconnect cycle.
+#[derive(Debug)]
+struct Failed {
+    at: Instant,
+    wait: Duration,
+    message: String,
+}
 
 /// One server connection as the adapter sees it over time: its current [`ClientHandle`],
-/// replaced by a new one when a connection made from a connection string is lost.
+/// replaced by a new one when a connection made from a connection string is lost (or left
+/// on a read-only server).
+///
+/// Reconnecting is one cycle over the string's hosts (each attempt bounded by
+/// `connect_timeout`) that every waiting caller shares: callers queued behind it get its
+/// outcome, and after a failed cycle calls fail at once with the same error until the next
+/// cycle is due ([`RETRY_AFTER`]). So during an outage a call answers within one cycle plus a
+/// moment, however many callers there are.
 #[derive(Debug)]
 pub(crate) struct LiveConnection {
     current: std::sync::RwLock<Arc<ClientHandle>>,
     /// How to connect again; `None` for a caller's client.
     reconnect: Option<Arc<ConnectOptions>>,
-    reconnecting: tokio::sync::Mutex<()>,
+    /// Held during a reconnect cycle; remembers the last failed one.
+    reconnecting: tokio::sync::Mutex<Option<Failed>>,
 }
 
 impl LiveConnection {
@@ -105,47 +142,55 @@ impl LiveConnection {
         Self {
             current: std::sync::RwLock::new(Arc::new(ClientHandle::new(client, mode))),
             reconnect,
-            reconnecting: tokio::sync::Mutex::new(()),
+            reconnecting: tokio::sync::Mutex::new(None),
         }
     }
 
     /// The current client, connecting again first if a connection made from a string was
-    /// lost.
+    /// lost or met a read-only server.
     pub(crate) async fn handle(&self) -> Result<Arc<ClientHandle>, RustAuthError> {
         let current = self.current();
-        if !current.client.is_closed() {
+        if current.usable() {
             return Ok(current);
         }
         let Some(options) = &self.reconnect else {
             // A caller's client: its calls fail with "connection closed".
             return Ok(current);
         };
-        let _reconnecting = self.reconnecting.lock().await;
+        let mut last = self.reconnecting.lock().await;
         let current = self.current();
-        if !current.client.is_closed() {
+        if current.usable() {
             return Ok(current);
         }
-        let mut wait = RECONNECT_BACKOFF;
-        let mut attempt = 1;
-        loop {
-            match establish(options).await {
-                Ok(client) => {
-                    let handle = Arc::new(ClientHandle::new(client, options.statements));
-                    *self.current.write().unwrap_or_else(PoisonError::into_inner) =
-                        Arc::clone(&handle);
-                    return Ok(handle);
-                }
-                Err(failure) if attempt >= RECONNECT_ATTEMPTS || failure.permanent => {
-                    return Err(adapter(format!(
-                        "connection lost; reconnecting failed after {attempt} attempt(s): {}",
-                        failure.error
-                    )))
-                }
-                Err(_) => {
-                    tokio::time::sleep(wait).await;
-                    wait *= 2;
-                    attempt += 1;
-                }
+        if let Some(failed) = last.as_ref() {
+            if failed.at.elapsed() < failed.wait {
+                return Err(adapter(failed.message.clone()));
+            }
+        }
+        match establish(options, current.wrong_server()).await {
+            Ok(client) => {
+                *last = None;
+                let handle = Arc::new(ClientHandle::new(client, options.statements));
+                *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::clone(&handle);
+                Ok(handle)
+            }
+            Err(failure) => {
+                let message = match failure.error {
+                    RustAuthError::Adapter(text) => {
+                        format!("connection lost; reconnecting failed: {text}")
+                    }
+                    other => format!("connection lost; reconnecting failed: {other}"),
+                };
+                *last = Some(Failed {
+                    at: Instant::now(),
+                    wait: if failure.permanent {
+                        RETRY_AFTER_PERMANENT
+                    } else {
+                        RETRY_AFTER
+                    },
+                    message: message.clone(),
+                });
+                Err(adapter(message))
             }
         }
     }

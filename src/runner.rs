@@ -18,6 +18,10 @@
 //!   transaction hands the call to the generic path (`None`);
 //! - **transactions abort only on what aborts them**: a server error or a lost connection
 //!   marks the transaction aborted; a value refused on the client does not;
+//! - **wrong servers are left**: a write refused because the server is read-only (SQLSTATE
+//!   25006: a standby, or a primary demoted under the connection) marks the connection, and
+//!   the next call connects again, to a writable server. The call itself returns the error
+//!   (nothing is retried: a write is never sent twice);
 //! - **one span per statement**, with its SQL text and kind, never a parameter value.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -146,9 +150,12 @@ impl<'a> Db<'a> {
             .dispatch(sql, &want)
             .instrument(crate::trace::statement_span(sql.text, kind))
             .await;
-        if let (Err(error), Some(aborted)) = (&result, self.transaction()) {
-            if error.aborts_transaction() {
+        if let Err(error) = &result {
+            if let (Some(aborted), true) = (self.transaction(), error.aborts_transaction()) {
                 aborted.store(true, Ordering::SeqCst);
+            }
+            if let (Self::Cached { handle, .. }, true) = (self, error.read_only_server()) {
+                handle.mark_read_only();
             }
         }
         result
@@ -387,6 +394,9 @@ where
         }
         Err(error) => {
             let error = Error::prepared(error);
+            if error.read_only_server() {
+                handle.mark_read_only();
+            }
             if error.stale_statement() {
                 handle.invalidate_typed();
                 // Outside a transaction, let the generic path prepare afresh.
