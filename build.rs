@@ -1,4 +1,4 @@
-//! Keeps `src/generated/` in step with `migrations/` and `queries/` (DESIGN §2).
+//! Keeps `src/generated/` in step with `migrations/` and `queries/` (the SQL-first workflow of the README).
 //!
 //! Every build: hashes the `.sql` files of `migrations/` and `queries/` and compares the hash
 //! with the one recorded on the first line of `src/generated/mod.rs`; a mismatch fails the

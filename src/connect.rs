@@ -855,7 +855,8 @@ mod tests {
         assert_eq!(labels, ["a:1", "b:2"]);
     }
 
-    // The three reproductions of issue #10.
+    // A raw `?` in a password, spaces around `=`, and quoted spaces: each once hid or
+    // changed a setting.
 
     #[test]
     fn a_raw_question_mark_in_the_password_does_not_hide_sslmode() {

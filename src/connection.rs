@@ -339,7 +339,7 @@ impl TokioPostgresConnection {
 
     /// The members this task's open transactions hold. Waiting for them from inside their
     /// own callback would never end: when they are all of the set's members, say so instead
-    /// (CONTRACT quirk Q16).
+    /// (quirk Q16 in UPSTREAM.md).
     fn excluded(&self) -> Result<Vec<usize>, RustAuthError> {
         let open = OPEN_TRANSACTION_GATES
             .try_with(Clone::clone)

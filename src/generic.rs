@@ -33,7 +33,7 @@ use crate::values::{decode_named, decode_record};
 
 const PG: SqlDialect = SqlDialect::Postgres;
 
-/// Inserts one row (CONTRACT b.6 `create`).
+/// Inserts one row (`docs/behaviour.md` §3).
 pub(crate) async fn create(db: Db<'_>, schema: &DbSchema, query: Create) -> Result<DbRecord> {
     let table = resolve_table(schema, &query.model)?;
     let statement = create_statement(PG, schema, &query)?;
@@ -64,7 +64,7 @@ pub(crate) async fn create(db: Db<'_>, schema: &DbSchema, query: Create) -> Resu
     Ok(select_record(query.data, &query.select))
 }
 
-/// Reads at most one row (CONTRACT b.6 `find_one`).
+/// Reads at most one row (`docs/behaviour.md` §3).
 pub(crate) async fn find_one(
     db: Db<'_>,
     schema: &DbSchema,
@@ -78,7 +78,7 @@ pub(crate) async fn find_one(
     Ok(find_many(db, schema, many).await?.into_iter().next())
 }
 
-/// Reads rows (CONTRACT b.6 `find_many`, b.7 joins).
+/// Reads rows (`docs/behaviour.md` §3).
 pub(crate) async fn find_many(
     db: Db<'_>,
     schema: &DbSchema,
@@ -104,7 +104,7 @@ pub(crate) async fn find_many(
         .collect()
 }
 
-/// Counts rows (CONTRACT b.6 `count`).
+/// Counts rows (`docs/behaviour.md` §3).
 pub(crate) async fn count(db: Db<'_>, schema: &DbSchema, query: Count) -> Result<u64> {
     let statement = count_statement(PG, schema, &query)?;
     let table = resolve_table(schema, &query.model)?;
@@ -127,7 +127,7 @@ pub(crate) async fn count(db: Db<'_>, schema: &DbSchema, query: Count) -> Result
     )
 }
 
-/// Updates at most one row and returns it as stored (CONTRACT b.6 `update`).
+/// Updates at most one row and returns it as stored (`docs/behaviour.md` §3).
 pub(crate) async fn update(
     db: Db<'_>,
     schema: &DbSchema,
@@ -216,7 +216,7 @@ pub(crate) async fn update(
     }
 }
 
-/// Updates every matching row (CONTRACT b.6 `update_many`).
+/// Updates every matching row (`docs/behaviour.md` §3).
 pub(crate) async fn update_many(db: Db<'_>, schema: &DbSchema, query: UpdateMany) -> Result<u64> {
     if query.data.is_empty() {
         return Ok(0);
@@ -235,7 +235,7 @@ pub(crate) async fn update_many(db: Db<'_>, schema: &DbSchema, query: UpdateMany
     .await
 }
 
-/// Deletes at most one row (CONTRACT b.6 `delete`).
+/// Deletes at most one row (`docs/behaviour.md` §3).
 pub(crate) async fn delete(db: Db<'_>, schema: &DbSchema, query: Delete) -> Result<()> {
     let table = resolve_table(schema, &query.model)?;
     let targets = where_targets(table, &query.where_clauses);
@@ -301,7 +301,7 @@ fn all_fields(table: &DbTable) -> Vec<(&str, &DbField)> {
         .collect()
 }
 
-/// Deletes every matching row (CONTRACT b.6 `delete_many`).
+/// Deletes every matching row (`docs/behaviour.md` §3).
 pub(crate) async fn delete_many(db: Db<'_>, schema: &DbSchema, query: DeleteMany) -> Result<u64> {
     let statement = delete_many_statement(PG, schema, &query)?;
     let table = resolve_table(schema, &query.model)?;

@@ -626,7 +626,7 @@ impl Catalog {
                 };
                 let is_primary = facts.is_primary(stored);
                 // Nullability and primary keys are deliberately not reported: 0.3.2 never
-                // did, so hand-made tables that differ only there keep migrating (CONTRACT d).
+                // did, so hand-made tables that differ only there keep migrating (`docs/behaviour.md` §6).
                 let mut snapshot_column = SqlColumnSnapshot::new(&field.name, &column.data_type)
                     .generated_id(generated_id(column, is_primary));
                 if let Some(foreign_key) = facts.foreign_keys.get(stored) {

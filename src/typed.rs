@@ -3,7 +3,7 @@
 //! When the adapter is built, each core table of its schema is compared with the layout
 //! `migrations/` declares (the default physical names of `auth_schema` with database rate
 //! limits). A call then takes a typed statement when its model's layout matches, its shape is
-//! one RustAuth's hot paths use (CONTRACT section g), and every value converts to the
+//! one RustAuth's hot paths use (`docs/behaviour.md` §9), and every value converts to the
 //! statement's parameter types; anything else returns `None` and takes the generic path.
 //! Both paths give the same records, errors and side effects (tests/differential.rs).
 

@@ -5,7 +5,7 @@
 //! `Number` binds to `bigint`, `integer` and `smallint` columns (with a range check), a
 //! `Timestamp` to `timestamptz`, `timestamp` and `date`, a `String` to `text`, `varchar` and
 //! `uuid`: every column type the migration planner accepts and does not refuse is read and
-//! written end to end (CONTRACT quirk Q5).
+//! written end to end (`docs/behaviour.md` §4; quirk Q5 in UPSTREAM.md).
 
 use std::error::Error as StdError;
 

@@ -1,4 +1,4 @@
-//! Bad input (issue 6, item 2): every row of the table below gets a clear `RustAuthError`
+//! Bad input: every row of the table below gets a clear `RustAuthError`
 //! (never a panic) and leaves the database as it was (checked by reading back), unless the
 //! contract defines a non-error answer, which is then asserted instead.
 //!
@@ -24,7 +24,7 @@
 //! | Timestamp before 4713 BC (year −9999) | `Adapter`, SQLSTATE 22008 (timestamp out of range); nothing written |
 //! | Stored timestamp beyond `time`'s range (year 10000, `infinity`, `-infinity`) | read fails with `Adapter` "error deserializing column"; rows intact |
 //! | `LIMIT`/`OFFSET` of `usize::MAX` | `Adapter`, SQLSTATE 22003 (bigint out of range) |
-//! | Empty `update` / `update_many` data | `Ok(None)` / `Ok(0)` (CONTRACT b.6), row unchanged |
+//! | Empty `update` / `update_many` data | `Ok(None)` / `Ok(0)` (behaviour.md §3), row unchanged |
 //! | Empty `create` data | `Adapter`, SQLSTATE 23502 (NOT NULL); nothing written |
 //! | A bad value in the second assignment of `update_many` | error; no row changed |
 //! | A failing call inside a transaction after a good one | error; the good write is rolled back |
@@ -683,7 +683,7 @@ async fn wide_ids(adapter: &TokioPostgresAdapter) -> Vec<DbRecord> {
 #[tokio::test]
 async fn out_of_range_numbers_are_rejected_for_narrow_columns() {
     // The columns exist as `integer` and `smallint`, which the planner accepts for Number
-    // fields (CONTRACT d); a 64-bit value that does not fit must fail before the database.
+    // fields (behaviour.md §6); a 64-bit value that does not fit must fail before the database.
     let url = support::fresh_database("bad_int4").await;
     let client = support::connect(&url).await;
     client

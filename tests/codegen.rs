@@ -1,4 +1,4 @@
-//! The SQL-first typed statements (DESIGN §2): `migrations/` builds exactly the catalog that
+//! The SQL-first typed statements (the SQL-first workflow): `migrations/` builds exactly the catalog that
 //! `run_migrations` builds for the default schema with database rate limiting, every generated
 //! statement of `src/generated/` runs on a plain `tokio_postgres::Client` and inside a
 //! `Transaction` (prepared or not) with the results its `queries/` doc promises, and every
@@ -209,7 +209,7 @@ macro_rules! handle {
     }};
 }
 
-/// Runs every generated statement once through the flows of CONTRACT g, asserting each
+/// Runs every generated statement once through the flows of behaviour.md §9, asserting each
 /// result. `tag` keeps the rows of several runs apart. With `check_unique`, ends with a
 /// duplicate-email insert, which fails (and so aborts an enclosing transaction).
 async fn exercise<C: GenericClient>(client: &C, prepared: bool, tag: &str, check_unique: bool) {
@@ -655,7 +655,7 @@ async fn exercise<C: GenericClient>(client: &C, prepared: bool, tag: &str, check
         .unwrap()
         .is_empty());
 
-    // Rate limit: CONTRACT e.5's example, window 10 s, max 2 (bind order: key, now, window, max).
+    // Rate limit: behaviour.md §7's example, window 10 s, max 2 (bind order: key, now, window, max).
     let consume = handle!(client, prepared, consume_rate_limit());
     let key = format!("{tag}|/sign-in/email");
     let steps = [

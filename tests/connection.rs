@@ -1,4 +1,4 @@
-//! Connection, errors and the hidden driver helpers (CONTRACT h1–h3, f).
+//! Connection, errors and the hidden driver helpers (`docs/behaviour.md` §1, §8).
 
 mod support;
 mod support_proxy;
@@ -12,7 +12,7 @@ use rustauth_tokio_postgres::{
 };
 
 #[test]
-fn h1_test_url_override_rule() {
+fn test_url_override_rule() {
     assert_eq!(support::url_from_env(None), None);
     assert_eq!(support::url_from_env(Some(String::new())), None);
     assert_eq!(
@@ -22,7 +22,7 @@ fn h1_test_url_override_rule() {
 }
 
 #[tokio::test]
-async fn h2_missing_database_reports_3d000_and_the_name() {
+async fn missing_database_reports_3d000_and_the_name() {
     let server = support::server_url().await;
     let missing = format!("rustauth_missing_{}", std::process::id());
     let url = support::database_url_with(&server, &missing);
@@ -70,7 +70,7 @@ async fn connection_errors_never_contain_the_password() {
 }
 
 #[test]
-fn h3_driver_params_bind_string_and_typed_null() {
+fn driver_params_bind_string_and_typed_null() {
     let text = DbField::new("name", DbFieldType::String);
     let number = DbField::new("age", DbFieldType::Number);
     let params = vec![

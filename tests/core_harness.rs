@@ -1,5 +1,5 @@
 //! rustauth-core's shared adapter contract (`db::adapter_harness::run_adapter_contract`,
-//! checklist h51–h54) against our adapter, each run on a fresh database: with the default
+//! behaviour.md §10) against our adapter, each run on a fresh database: with the default
 //! schema, with renamed tables and columns, with schema-qualified tables, through core's
 //! `JoinAdapter` (as the `rustauth` facade wraps adapters), and through the
 //! `Arc<dyn DbAdapter>` that `TokioPostgresStores` hands out.
@@ -36,13 +36,13 @@ async fn run_and_check(adapter: &dyn DbAdapter) {
 }
 
 #[tokio::test]
-async fn h51_h54_core_contract_default_schema() {
+async fn core_contract_default_schema() {
     let (adapter, _url) = adapter_with("harness default", &default_schema()).await;
     run_and_check(&adapter).await;
 }
 
 #[tokio::test]
-async fn h51_h54_core_contract_renamed_tables_and_columns() {
+async fn core_contract_renamed_tables_and_columns() {
     let schema = auth_schema(AuthSchemaOptions {
         user: TableOptions::default()
             .with_name("members")
@@ -65,7 +65,7 @@ async fn h51_h54_core_contract_renamed_tables_and_columns() {
 }
 
 #[tokio::test]
-async fn h51_h54_core_contract_schema_qualified_tables() {
+async fn core_contract_schema_qualified_tables() {
     let url = support::fresh_database("harness qualified").await;
     support::connect(&url)
         .await
@@ -88,7 +88,7 @@ async fn h51_h54_core_contract_schema_qualified_tables() {
 }
 
 #[tokio::test]
-async fn h51_h54_core_contract_through_join_adapter() {
+async fn core_contract_through_join_adapter() {
     let schema = default_schema();
     let (adapter, _url) = adapter_with("harness join adapter", &schema).await;
     let wrapped = JoinAdapter::new(schema, adapter, false);
@@ -96,7 +96,7 @@ async fn h51_h54_core_contract_through_join_adapter() {
 }
 
 #[tokio::test]
-async fn h51_h54_core_contract_through_stores_arc_dyn() {
+async fn core_contract_through_stores_arc_dyn() {
     let schema = default_schema();
     let (adapter, url) = adapter_with("harness stores", &schema).await;
     drop(adapter);

@@ -1,6 +1,6 @@
-//! The `DbAdapter` CRUD contract on a real PostgreSQL server (CONTRACT sections b, c.3, c.4, f,
-//! and checklist items h4–h8, h14, h17–h27): capabilities, generated ids, every where operator,
-//! sorting and paging, counting, single- and multi-row mutations, renamed and
+//! The `DbAdapter` CRUD contract on a real PostgreSQL server (`docs/behaviour.md` §2, §3, §8):
+//! capabilities, generated ids, every where operator, sorting and paging, counting, single-
+//! and multi-row mutations, renamed and
 //! schema-qualified tables, errors, and concurrent refreshes of one session.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -84,7 +84,7 @@ fn assert_full_capabilities(capabilities: &AdapterCapabilities) {
 // h4, h5: capabilities.
 
 #[tokio::test]
-async fn h4_main_adapter_reports_capabilities() {
+async fn main_adapter_reports_capabilities() {
     let (adapter, _url) = default_adapter("h4 capabilities").await;
     assert_eq!(adapter.id(), "tokio-postgres");
     let capabilities = adapter.capabilities();
@@ -94,7 +94,7 @@ async fn h4_main_adapter_reports_capabilities() {
 }
 
 #[tokio::test]
-async fn h5_transaction_adapter_reports_capabilities() {
+async fn transaction_adapter_reports_capabilities() {
     let (adapter, _url) = default_adapter("h5 tx capabilities").await;
     let seen: Arc<Mutex<Option<(String, AdapterCapabilities)>>> = Arc::new(Mutex::new(None));
     let slot = Arc::clone(&seen);
@@ -139,7 +139,7 @@ fn user_without_id(email: &str) -> Create {
 }
 
 #[tokio::test]
-async fn h6_uuid_with_database_support_generates_uuid_ids() {
+async fn uuid_with_database_support_generates_uuid_ids() {
     let schema = uuid_schema(false);
     let (adapter, _url) = adapter_with("h6 uuid", &schema).await;
 
@@ -199,7 +199,7 @@ async fn h6_uuid_with_database_support_generates_uuid_ids() {
 }
 
 #[tokio::test]
-async fn h7_forced_uuid_is_kept_and_uppercase_comes_back_lowercase() {
+async fn forced_uuid_is_kept_and_uppercase_comes_back_lowercase() {
     let schema = uuid_schema(true);
     let (adapter, _url) = adapter_with("h7 forced uuid", &schema).await;
 
@@ -236,7 +236,7 @@ async fn h7_forced_uuid_is_kept_and_uppercase_comes_back_lowercase() {
 }
 
 #[tokio::test]
-async fn h8_serial_schema_uses_identity_and_returns_number_ids() {
+async fn serial_schema_uses_identity_and_returns_number_ids() {
     let schema = auth_schema(AuthSchemaOptions {
         id_policy: IdPolicy::new(IdGeneration::Serial),
         ..AuthSchemaOptions::default()
@@ -293,10 +293,10 @@ async fn h8_serial_schema_uses_identity_and_returns_number_ids() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// h17–h27: filters, sorting, counting, mutations.
+// behaviour.md §10: filters, sorting, counting, mutations.
 
 #[tokio::test]
-async fn h17_insensitive_ends_with_sort_limit_offset() {
+async fn insensitive_ends_with_sort_limit_offset() {
     let (adapter, _url) = default_adapter("h17 ends with").await;
     seed_user(&adapter, "ada", "ada@EXAMPLE.COM", at(1)).await;
     seed_user(&adapter, "alan", "alan@example.net", at(2)).await;
@@ -343,7 +343,7 @@ async fn h17_insensitive_ends_with_sort_limit_offset() {
 }
 
 #[tokio::test]
-async fn h18_update_returns_record_with_new_value() {
+async fn update_returns_record_with_new_value() {
     let (adapter, _url) = default_adapter("h18 update").await;
     seed_user(&adapter, "u1", "u1@example.com", at(0)).await;
     seed_session(&adapter, "s1", "u1").await;
@@ -401,7 +401,7 @@ async fn h18_update_returns_record_with_new_value() {
 }
 
 #[tokio::test]
-async fn h19_delete_many_returns_deleted_count() {
+async fn delete_many_returns_deleted_count() {
     let (adapter, _url) = default_adapter("h19 delete many").await;
     seed_user(&adapter, "owner", "owner@example.com", at(0)).await;
     seed_user(&adapter, "other", "other@example.com", at(0)).await;
@@ -430,7 +430,7 @@ async fn h19_delete_many_returns_deleted_count() {
 }
 
 #[tokio::test]
-async fn h20_insensitive_in_matches_mixed_case() {
+async fn insensitive_in_matches_mixed_case() {
     let (adapter, _url) = default_adapter("h20 insensitive in").await;
     seed_user(&adapter, "ada", "Ada@Example.COM", at(0)).await;
     seed_user(&adapter, "bob", "bob@example.com", at(0)).await;
@@ -477,7 +477,7 @@ async fn h20_insensitive_in_matches_mixed_case() {
 }
 
 #[tokio::test]
-async fn h21_empty_in_matches_nothing_and_empty_not_in_matches_all() {
+async fn empty_in_matches_nothing_and_empty_not_in_matches_all() {
     let (adapter, _url) = default_adapter("h21 empty in").await;
     for name in ["a", "b", "c"] {
         seed_user(&adapter, name, &format!("{name}@example.com"), at(0)).await;
@@ -537,7 +537,7 @@ async fn h21_empty_in_matches_nothing_and_empty_not_in_matches_all() {
 }
 
 #[tokio::test]
-async fn h22_empty_update_data_changes_nothing() {
+async fn empty_update_data_changes_nothing() {
     let (adapter, _url) = default_adapter("h22 empty update").await;
     seed_user(&adapter, "u1", "u1@example.com", at(0)).await;
 
@@ -560,7 +560,7 @@ async fn h22_empty_update_data_changes_nothing() {
 }
 
 #[tokio::test]
-async fn h23_delete_with_two_matches_removes_exactly_one() {
+async fn delete_with_two_matches_removes_exactly_one() {
     let (adapter, _url) = default_adapter("h23 delete one").await;
     seed_user(&adapter, "u1", "u1@example.com", at(0)).await;
     for id in ["s1", "s2", "s3"] {
@@ -605,7 +605,7 @@ async fn h23_delete_with_two_matches_removes_exactly_one() {
 }
 
 #[tokio::test]
-async fn h24_null_predicates_in_and_or_groups() {
+async fn null_predicates_in_and_or_groups() {
     let (adapter, _url) = default_adapter("h24 null predicates").await;
     user_with(&adapter, "u1", "u1@example.com", DbValue::Null, true).await;
     user_with(&adapter, "u2", "u2@example.com", s("img2"), true).await;
@@ -660,7 +660,7 @@ async fn h24_null_predicates_in_and_or_groups() {
         ["u1", "u2"],
         "verified AND (image IS NULL OR email = u2)"
     );
-    // A lone OR clause after an AND clause is ANDed (CONTRACT b.4).
+    // A lone OR clause after an AND clause is ANDed (behaviour.md §3).
     assert_eq!(
         ids_where(
             &adapter,
@@ -687,7 +687,7 @@ async fn h24_null_predicates_in_and_or_groups() {
 }
 
 #[tokio::test]
-async fn h25_like_wildcards_and_escape_are_literal() {
+async fn like_wildcards_and_escape_are_literal() {
     let (adapter, _url) = default_adapter("h25 like literal").await;
     for (id, email) in [
         ("pct", "100%@example.com"),
@@ -747,7 +747,7 @@ async fn h25_like_wildcards_and_escape_are_literal() {
 }
 
 #[tokio::test]
-async fn h26_update_many_without_where_updates_all() {
+async fn update_many_without_where_updates_all() {
     let (adapter, _url) = default_adapter("h26 update all").await;
     for name in ["a", "b", "c"] {
         seed_user(&adapter, name, &format!("{name}@example.com"), at(0)).await;
@@ -777,7 +777,7 @@ async fn h26_update_many_without_where_updates_all() {
 }
 
 #[tokio::test]
-async fn h27_update_changing_where_field_returns_new_value() {
+async fn update_changing_where_field_returns_new_value() {
     let (adapter, _url) = default_adapter("h27 update where field").await;
     seed_user(&adapter, "u1", "u1@example.com", at(0)).await;
     seed_session(&adapter, "s1", "u1").await;
@@ -837,7 +837,7 @@ async fn h27_update_changing_where_field_returns_new_value() {
 // b.4: every where operator on strings, numbers and timestamps; b.5 sorting and paging.
 
 #[tokio::test]
-async fn b4_every_operator_on_strings() {
+async fn every_operator_on_strings() {
     let (adapter, _url) = default_adapter("b4 string operators").await;
     for (id, name) in [("a", "alpha"), ("b", "bravo"), ("c", "charlie")] {
         adapter
@@ -905,7 +905,7 @@ async fn b4_every_operator_on_strings() {
 }
 
 #[tokio::test]
-async fn b4_every_operator_on_numbers_and_timestamps() {
+async fn every_operator_on_numbers_and_timestamps() {
     let (adapter, _url) = adapter_with("b4 number operators", &extended_schema()).await;
     seed_gadget(&adapter, "g1", 10, at(10)).await;
     seed_gadget(&adapter, "g2", 20, at(20)).await;
@@ -1005,7 +1005,7 @@ async fn b4_every_operator_on_numbers_and_timestamps() {
 }
 
 #[tokio::test]
-async fn b5_sort_asc_desc_with_limit_offset_paging() {
+async fn sort_asc_desc_with_limit_offset_paging() {
     let (adapter, _url) = adapter_with("b5 sort paging", &extended_schema()).await;
     // Inserted out of order so that heap order differs from every sort order.
     for (id, number) in [("g3", 30), ("g1", 10), ("g5", 50), ("g2", 20), ("g4", 40)] {
@@ -1097,7 +1097,7 @@ fn renamed_schema() -> DbSchema {
 }
 
 #[tokio::test]
-async fn b3_renamed_tables_and_columns_logical_in_logical_out() {
+async fn renamed_tables_and_columns_logical_in_logical_out() {
     let schema = renamed_schema();
     let (adapter, url) = adapter_with("b3 renamed", &schema).await;
     seed_user(&adapter, "ada", "ada@example.com", at(1)).await;
@@ -1217,7 +1217,7 @@ async fn b3_renamed_tables_and_columns_logical_in_logical_out() {
 }
 
 #[tokio::test]
-async fn h14_schema_qualified_tables_crud_and_join() {
+async fn schema_qualified_tables_crud_and_join() {
     let url = support::fresh_database("h14 qualified").await;
     let client = support::connect(&url).await;
     client
@@ -1578,7 +1578,7 @@ async fn race_two_connections(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn g_two_connections_refreshing_one_session_lose_no_refresh() {
+async fn two_connections_refreshing_one_session_lose_no_refresh() {
     const ROUNDS: usize = 200;
     let (adapter, refreshed, lost) =
         race_two_connections("g concurrent refresh", ROUNDS, 100_000, |seconds| {
@@ -1619,7 +1619,7 @@ async fn g_two_connections_refreshing_one_session_lose_no_refresh() {
 /// plan loses the second of two concurrent updates (its re-check finds the old row version
 /// gone and reports no row), although the row matched before and after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn q9_two_connections_updating_one_row_by_non_unique_where_lose_no_update() {
+async fn two_connections_updating_one_row_by_non_unique_where_lose_no_update() {
     const ROUNDS: usize = 100;
     let (_adapter, refreshed, lost) =
         race_two_connections("q9 concurrent update", ROUNDS, 200_000, |seconds| {
@@ -1642,9 +1642,9 @@ async fn q9_two_connections_updating_one_row_by_non_unique_where_lose_no_update(
 
 /// Single-row `update`/`delete` whose where-clause is not a case-sensitive equality on a
 /// unique column (no where, OR groups, insensitive equality, IS NOT NULL): exactly one row is
-/// touched, and `update` returns that row as stored (CONTRACT b.6, quirk Q9).
+/// touched, and `update` returns that row as stored (behaviour.md §3, quirk Q9).
 #[tokio::test]
-async fn q9_single_row_update_and_delete_touch_exactly_one_row() {
+async fn single_row_update_and_delete_touch_exactly_one_row() {
     let (adapter, _url) = default_adapter("q9 single row").await;
     user_with(&adapter, "u1", "u1@example.com", DbValue::Null, false).await;
     user_with(&adapter, "u2", "u2@example.com", DbValue::Null, false).await;
@@ -1755,11 +1755,11 @@ async fn q9_single_row_update_and_delete_touch_exactly_one_row() {
     );
 }
 
-/// The exact call shapes core's hot paths send (CONTRACT g), on the default schema, with the
+/// The exact call shapes core's hot paths send (behaviour.md §9), on the default schema, with the
 /// exact records they must produce: whatever path serves them (planned or precompiled), keys,
 /// key order and values are those of the contract.
 #[tokio::test]
-async fn g_core_hot_path_shapes_return_exact_records() {
+async fn core_hot_path_shapes_return_exact_records() {
     const USER_FIELDS: [&str; 7] = [
         "id",
         "name",

@@ -1,4 +1,4 @@
-//! Injection (issue 6, item 3): hostile strings as values and as table/column names.
+//! Injection: hostile strings as values and as table/column names.
 //!
 //! Values: a value is always a bound parameter, so it can never change statement text. That
 //! is checked without server-side statement logging: with typed statements off, every call
@@ -459,14 +459,14 @@ fn hostile_name() -> BoxedStrategy<String> {
         1 => select(NAMED).prop_map(str::to_owned),
         2 => prop::collection::vec(select(HOSTILE), 1..5).prop_map(|pieces| pieces.concat()),
     ]
-    // PostgreSQL truncates identifiers to 63 bytes (CONTRACT Q7); keep names exact.
+    // PostgreSQL truncates identifiers to 63 bytes (quirk Q7 in UPSTREAM.md); keep names exact.
     .prop_filter("at most 63 bytes per part", |name| {
         name.split('.').all(|part| part.len() <= 63)
     })
     .boxed()
 }
 
-/// Core's identifier rule (CONTRACT b.3): ASCII letter or `_`, then ASCII alphanumerics or `_`.
+/// Core's identifier rule (behaviour.md §2): ASCII letter or `_`, then ASCII alphanumerics or `_`.
 fn valid_part(part: &str) -> bool {
     let mut chars = part.chars();
     chars

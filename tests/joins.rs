@@ -1,4 +1,4 @@
-//! Native joins (CONTRACT b.7; checklist h28–h35) and their determinism (quirk Q8, fixed):
+//! Native joins (behaviour.md §3; behaviour.md §10) and their determinism (quirk Q8, fixed):
 //! base records follow the requested sort then the base id, joined arrays follow the joined id,
 //! and the same query always gives the same output.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -51,7 +51,7 @@ fn user_where(id: &str) -> FindOne {
 }
 
 #[tokio::test]
-async fn h28_find_one_user_join_account_limit_1_gives_array_of_one() {
+async fn find_one_user_join_account_limit_1_gives_array_of_one() {
     let adapter = seeded("h28 join limit").await;
     let user = adapter
         .find_one(user_where("u1").join("account", JoinOption::enabled().limit(1)))
@@ -87,7 +87,7 @@ async fn h28_find_one_user_join_account_limit_1_gives_array_of_one() {
 }
 
 #[tokio::test]
-async fn h29_find_many_users_join_limited_account_and_sessions() {
+async fn find_many_users_join_limited_account_and_sessions() {
     let adapter = seeded("h29 two joins").await;
     let users = adapter
         .find_many(
@@ -113,7 +113,7 @@ async fn h29_find_many_users_join_limited_account_and_sessions() {
 }
 
 #[tokio::test]
-async fn h30_account_join_user_is_a_record() {
+async fn account_join_user_is_a_record() {
     let adapter = seeded("h30 account user").await;
     let account = adapter
         .find_one(
@@ -131,7 +131,7 @@ async fn h30_account_join_user_is_a_record() {
 }
 
 #[tokio::test]
-async fn h31_user_without_sessions_gets_an_empty_array() {
+async fn user_without_sessions_gets_an_empty_array() {
     let adapter = seeded("h31 empty join").await;
     let users = adapter
         .find_many(
@@ -149,7 +149,7 @@ async fn h31_user_without_sessions_gets_an_empty_array() {
 }
 
 #[tokio::test]
-async fn h32_session_join_user_is_a_record() {
+async fn session_join_user_is_a_record() {
     let adapter = seeded("h32 session user").await;
     let session = adapter
         .find_one(
@@ -181,7 +181,7 @@ async fn h32_session_join_user_is_a_record() {
 }
 
 #[tokio::test]
-async fn h33_select_email_with_join_has_no_id_key() {
+async fn select_email_with_join_has_no_id_key() {
     let adapter = seeded("h33 select join").await;
     let user = adapter
         .find_one(
@@ -247,13 +247,10 @@ async fn joins_inside_transaction(
 }
 
 #[tokio::test]
-async fn h34_h35_joins_inside_a_transaction() {
+async fn joins_inside_a_transaction() {
     let adapter = seeded("h34 tx joins").await;
     let (wrapped, direct) = joins_inside_transaction(&adapter).await;
-    for (label, users) in [
-        ("JoinAdapter (h34)", &wrapped),
-        ("tx.find_many (h35)", &direct),
-    ] {
+    for (label, users) in [("JoinAdapter", &wrapped), ("tx.find_many", &direct)] {
         assert_eq!(ids(users), ["tx_user"], "{label}");
         assert_eq!(ids(array(&users[0], "account")), ["tx_account"], "{label}");
         assert_eq!(ids(array(&users[0], "session")), ["tx_session"], "{label}");
@@ -269,7 +266,7 @@ async fn h34_h35_joins_inside_a_transaction() {
 }
 
 #[tokio::test]
-async fn q8_joined_find_many_follows_sort_and_repeats_identically() {
+async fn joined_find_many_follows_sort_and_repeats_identically() {
     let adapter = seeded("q8 determinism").await;
     let query = |direction: SortDirection| {
         FindMany::new("user")
@@ -326,7 +323,7 @@ async fn q8_joined_find_many_follows_sort_and_repeats_identically() {
 }
 
 #[tokio::test]
-async fn q8_ties_and_unsorted_joins_fall_back_to_base_id_order() {
+async fn ties_and_unsorted_joins_fall_back_to_base_id_order() {
     let adapter = seeded("q8 ties").await;
     // Every user has email_verified = false: the sort ties, the base id decides.
     let tied = adapter
@@ -357,7 +354,7 @@ async fn q8_ties_and_unsorted_joins_fall_back_to_base_id_order() {
 }
 
 #[tokio::test]
-async fn b7_disabled_joins_are_ignored_and_bad_joins_are_errors() {
+async fn disabled_joins_are_ignored_and_bad_joins_are_errors() {
     let adapter = seeded("b7 join edges").await;
     let plain = adapter
         .find_many(FindMany::new("user").sort_by(Sort::new("id", SortDirection::Asc)))

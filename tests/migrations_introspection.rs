@@ -1,6 +1,6 @@
 //! Migration planning on a real server: catalog introspection, re-planning after core's own DDL
 //! for every id policy, schema-qualified and over-long names, refusals, atomic apply, and plugin
-//! SQL migrations (CONTRACT b.12, d, h9–h14; quirks Q1, Q4, Q5, Q6, Q7, Q24).
+//! SQL migrations (behaviour.md §6, d, behaviour.md §10; quirks Q1, Q4, Q5, Q6, Q7, Q24).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;

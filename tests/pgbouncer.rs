@@ -1,4 +1,4 @@
-//! The adapter behind PgBouncer in transaction mode (CONTRACT issue 5, item 2).
+//! The adapter behind PgBouncer in transaction mode.
 //!
 //! Every test starts its own PgBouncer (`support::pgbouncer`): transaction pooling, trust
 //! auth, a `*` entry forwarding any database to the test server, and a small pool (2 server

@@ -1,4 +1,4 @@
-//! The generated statements on pooled connections (issue 3, item 7): deadpool-postgres.
+//! The generated statements on pooled connections: deadpool-postgres.
 //!
 //! The generated code implements its `GenericClient` for `tokio_postgres::Client` and
 //! `tokio_postgres::Transaction` only, and that is enough for a pool:

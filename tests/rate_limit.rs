@@ -1,6 +1,6 @@
 //! The SQL rate-limit store on a real server: rule validation, core's decision rules (checked
 //! against core's own arithmetic), atomicity under concurrency, and how it meets the adapter's
-//! transaction gate (CONTRACT e, h42–h48, Q13, Q15).
+//! transaction gate (behaviour.md §7, behaviour.md §10, Q13, Q15).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -111,7 +111,7 @@ fn denied(limit: u64, retry_after: u64) -> RateLimitDecision {
 // Rules
 
 #[tokio::test]
-async fn h42_invalid_rules_fail_with_exact_messages_even_without_a_table() {
+async fn invalid_rules_fail_with_exact_messages_even_without_a_table() {
     let url = support::fresh_database("rl_h42").await;
     let connection = TokioPostgresConnection::connect(&url)
         .await
@@ -167,7 +167,7 @@ async fn h42_invalid_rules_fail_with_exact_messages_even_without_a_table() {
 }
 
 #[tokio::test]
-async fn e1_invalid_rule_fails_without_waiting_for_an_open_transaction() {
+async fn invalid_rule_fails_without_waiting_for_an_open_transaction() {
     let (_url, adapter) = setup("rl_e1_gate").await;
     let store = adapter.rate_limit_store();
     let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
@@ -197,7 +197,7 @@ async fn e1_invalid_rule_fails_without_waiting_for_an_open_transaction() {
 // Decisions
 
 #[tokio::test]
-async fn e5_worked_example_window_10s_max_2() {
+async fn worked_example_window_10s_max_2() {
     let (url, adapter) = setup("rl_e5").await;
     let raw = support::connect(&url).await;
     let store = adapter.rate_limit_store();
@@ -223,7 +223,7 @@ async fn e5_worked_example_window_10s_max_2() {
 }
 
 #[tokio::test]
-async fn h44_denied_consume_does_not_increment() {
+async fn denied_consume_does_not_increment() {
     let (url, adapter) = setup("rl_h44").await;
     let raw = support::connect(&url).await;
     let store = TokioPostgresRateLimitStore::from(&adapter);
@@ -254,7 +254,7 @@ async fn h44_denied_consume_does_not_increment() {
 }
 
 #[tokio::test]
-async fn h45_negative_stored_count_is_an_adapter_error() {
+async fn negative_stored_count_is_an_adapter_error() {
     let (url, adapter) = setup("rl_h45").await;
     let raw = support::connect(&url).await;
     let key = "ip|/corrupt";
@@ -380,7 +380,7 @@ fn random_case(rng: &mut Rng) -> Case {
 }
 
 #[tokio::test]
-async fn e5a_consume_matches_core_decisions_and_rows_on_random_and_extreme_cases() {
+async fn consume_matches_core_decisions_and_rows_on_random_and_extreme_cases() {
     let (url, adapter) = setup("rl_diff").await;
     let raw = support::connect(&url).await;
     let store = adapter.rate_limit_store();
@@ -524,7 +524,7 @@ async fn e5a_consume_matches_core_decisions_and_rows_on_random_and_extreme_cases
 // Atomicity
 
 #[tokio::test]
-async fn h43_two_concurrent_consumes_max_one_exactly_one_permitted() {
+async fn two_concurrent_consumes_max_one_exactly_one_permitted() {
     // Renamed table and column: the store built from the adapter uses physical names.
     let schema = auth_schema(AuthSchemaOptions {
         rate_limit_storage: DbRateLimitStorage::Database,
@@ -559,7 +559,7 @@ async fn h43_two_concurrent_consumes_max_one_exactly_one_permitted() {
 }
 
 #[tokio::test]
-async fn h43_two_concurrent_consumes_on_two_connections_max_one() {
+async fn two_concurrent_consumes_on_two_connections_max_one() {
     let (url, _adapter) = setup("rl_h43_two").await;
     let raw = support::connect(&url).await;
     let a = TokioPostgresRateLimitStore::connect(&url, "rate_limits")
@@ -624,13 +624,13 @@ async fn sixty_four_consumes(url: &str, stores: Vec<TokioPostgresRateLimitStore>
 }
 
 #[tokio::test]
-async fn e6_sixty_four_concurrent_consumes_on_one_shared_connection_permit_exactly_ten() {
+async fn sixty_four_concurrent_consumes_on_one_shared_connection_permit_exactly_ten() {
     let (url, adapter) = setup("rl_64_one").await;
     sixty_four_consumes(&url, vec![adapter.rate_limit_store()]).await;
 }
 
 #[tokio::test]
-async fn e6_sixty_four_concurrent_consumes_on_four_connections_permit_exactly_ten() {
+async fn sixty_four_concurrent_consumes_on_four_connections_permit_exactly_ten() {
     let (url, _adapter) = setup("rl_64_four").await;
     let mut stores = Vec::new();
     for _ in 0..4 {
@@ -731,14 +731,14 @@ async fn assert_consume_waits_for_transaction(
 }
 
 #[tokio::test]
-async fn h46_adapter_store_waits_for_an_open_adapter_transaction() {
+async fn adapter_store_waits_for_an_open_adapter_transaction() {
     let (_url, adapter) = setup("rl_h46").await;
     let store = adapter.rate_limit_store();
     assert_consume_waits_for_transaction(&adapter, store).await;
 }
 
 #[tokio::test]
-async fn h47_store_on_shared_connection_waits_for_an_open_adapter_transaction() {
+async fn store_on_shared_connection_waits_for_an_open_adapter_transaction() {
     let url = support::fresh_database("rl_h47").await;
     let schema = schema();
     let connection = TokioPostgresConnection::from_client(support::connect(&url).await);
@@ -755,7 +755,7 @@ async fn h47_store_on_shared_connection_waits_for_an_open_adapter_transaction() 
 }
 
 #[tokio::test]
-async fn e7_stores_rate_limit_waits_for_an_open_stores_adapter_transaction() {
+async fn stores_rate_limit_waits_for_an_open_stores_adapter_transaction() {
     let url = support::fresh_database("rl_e7_stores").await;
     let stores = TokioPostgresStores::connect_with_schema(&url, schema())
         .await
@@ -790,7 +790,7 @@ async fn unshared_setup(
 }
 
 #[tokio::test]
-async fn h48_store_on_unshared_gate_does_not_wait_and_transaction_still_commits() {
+async fn store_on_unshared_gate_does_not_wait_and_transaction_still_commits() {
     let (url, adapter, store) = unshared_setup("rl_h48").await;
     let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let transaction = hold_transaction_open(&adapter, &started, &release, Some("committed"));
@@ -823,7 +823,7 @@ async fn h48_store_on_unshared_gate_does_not_wait_and_transaction_still_commits(
 }
 
 #[tokio::test]
-async fn q15_consume_on_unshared_gate_does_not_commit_a_failing_transaction() {
+async fn consume_on_unshared_gate_does_not_commit_a_failing_transaction() {
     let (url, adapter, store) = unshared_setup("rl_q15").await;
     let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let failure = || RustAuthError::Api("fail after consuming".to_owned());
@@ -877,7 +877,7 @@ async fn q15_consume_on_unshared_gate_does_not_commit_a_failing_transaction() {
 // Options
 
 #[tokio::test]
-async fn q13_apply_to_options_keeps_configured_rate_limit_settings() {
+async fn apply_to_options_keeps_configured_rate_limit_settings() {
     let url = support::fresh_database("rl_q13").await;
     let schema = schema();
     let stores = TokioPostgresStores::connect_with_schema(&url, schema.clone())

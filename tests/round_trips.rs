@@ -1,4 +1,4 @@
-//! Round trips, counted on the wire (issue 3, item 6).
+//! Round trips, counted on the wire.
 //!
 //! A counting proxy (`tests/support_proxy/`) sits between the adapter and the test server and
 //! counts the frontend protocol messages each call sends. tokio-postgres' `prepare` sends
@@ -9,7 +9,7 @@
 //! What these tests pin down, on the default schema:
 //! * the first typed call of a connection prepares every typed statement the schema can use
 //!   in one pipelined batch (all Parses in flight at once), then runs;
-//! * once warm, each hot call of CONTRACT section g is exactly one round trip (1 Bind,
+//! * once warm, each hot call of behaviour.md §9 is exactly one round trip (1 Bind,
 //!   1 Execute, 1 Sync, no Parse, no Query), served by a typed statement, and so is a
 //!   rate-limit consume through `adapter.rate_limit_store()`, permitted or denied;
 //! * a generic-path call is one round trip once its statement is cached;
@@ -33,7 +33,7 @@ use rustauth_tokio_postgres::TokioPostgresAdapter;
 use support_proxy::{CountingProxy, Messages};
 use time::OffsetDateTime;
 
-/// Field lists core selects on its hot paths (CONTRACT g).
+/// Field lists core selects on its hot paths (behaviour.md §9).
 const USER_FIELDS: [&str; 7] = [
     "id",
     "name",
@@ -122,7 +122,7 @@ fn eq(field: &str, value: impl Into<String>) -> Where {
     Where::new(field, text(value))
 }
 
-/// Sign-up's user insert (CONTRACT g, sign-up 3a).
+/// Sign-up's user insert (behaviour.md §9, sign-up 3a).
 fn create_user(id: &str, email: &str) -> Create {
     Create::new("user")
         .data("id", text(id))

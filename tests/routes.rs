@@ -1,5 +1,5 @@
 //! RustAuth's own HTTP routes running on this adapter, with the SQL rate-limit store wired in
-//! through `TokioPostgresStores::apply_to_options` (CONTRACT h49, h50, section g).
+//! through `TokioPostgresStores::apply_to_options` (`docs/behaviour.md` §9).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -143,7 +143,7 @@ fn string_field<'a>(record: &'a DbRecord, field: &str) -> &'a str {
 }
 
 #[tokio::test]
-async fn h49_sign_up_get_session_sign_in_and_sign_out() {
+async fn sign_up_get_session_sign_in_and_sign_out() {
     let app = App::new("routes_h49").await;
 
     let sign_up = app.post("/sign-up/email", SIGN_UP, None).await;
@@ -218,7 +218,7 @@ async fn h49_sign_up_get_session_sign_in_and_sign_out() {
 }
 
 #[tokio::test]
-async fn h50_password_reset_through_verifications() {
+async fn password_reset_through_verifications() {
     let app = App::new("routes_h50").await;
     let sign_up = app.post("/sign-up/email", SIGN_UP, None).await;
     assert_eq!(sign_up.status(), StatusCode::OK);

@@ -1,4 +1,4 @@
-//! Soaks (issue 6, items 4 and 5): cancellation on one shared connection, and contention
+//! Soaks: cancellation on one shared connection, and contention
 //! across four connections.
 //!
 //! Sizes: CI runs 500 cancellation transactions and 4,000 contention operations;

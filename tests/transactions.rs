@@ -1,5 +1,5 @@
 //! Transactions on a real server: commit, rollback, cancellation, panics, nesting, re-entry and
-//! the gate that keeps ordinary calls out of an open transaction (CONTRACT b.11, h36–h41, Q16).
+//! the gate that keeps ordinary calls out of an open transaction (behaviour.md §5, behaviour.md §10, Q16).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -96,7 +96,7 @@ fn message(error: &RustAuthError) -> String {
 }
 
 #[tokio::test]
-async fn h36_callback_error_is_returned_and_nothing_is_written() {
+async fn callback_error_is_returned_and_nothing_is_written() {
     let adapter = adapter("tx_h36").await;
     let result = adapter
         .transaction(Box::new(|tx| {
@@ -116,7 +116,7 @@ async fn h36_callback_error_is_returned_and_nothing_is_written() {
 }
 
 #[tokio::test]
-async fn h37_successful_callback_commits() {
+async fn successful_callback_commits() {
     let (url, adapter) = setup("tx_h37").await;
     adapter
         .transaction(Box::new(|tx| {
@@ -138,7 +138,7 @@ async fn h37_successful_callback_commits() {
 }
 
 #[tokio::test]
-async fn h38_duplicate_primary_key_inside_reports_23505_and_writes_nothing() {
+async fn duplicate_primary_key_inside_reports_23505_and_writes_nothing() {
     let adapter = adapter("tx_h38").await;
     let result = adapter
         .transaction(Box::new(|tx| {
@@ -208,7 +208,7 @@ async fn sql_error_inside_rolls_back_and_connection_stays_usable() {
 }
 
 #[tokio::test]
-async fn h39_transaction_dropped_by_timeout_after_insert_leaves_nothing() {
+async fn transaction_dropped_by_timeout_after_insert_leaves_nothing() {
     let adapter = adapter("tx_h39").await;
     let inserted = Arc::new(AtomicBool::new(false));
     let inserted_in_tx = Arc::clone(&inserted);
@@ -233,7 +233,7 @@ async fn h39_transaction_dropped_by_timeout_after_insert_leaves_nothing() {
 }
 
 #[tokio::test]
-async fn h40_after_a_cancelled_transaction_a_new_one_commits_only_its_row() {
+async fn after_a_cancelled_transaction_a_new_one_commits_only_its_row() {
     let adapter = adapter("tx_h40").await;
     let outcome = tokio::time::timeout(
         Duration::from_millis(100),
@@ -303,7 +303,7 @@ async fn panic_inside_callback_rolls_back_and_releases_the_gate() {
 }
 
 #[tokio::test]
-async fn h41_nested_transaction_is_rejected() {
+async fn nested_transaction_is_rejected() {
     let adapter = adapter("tx_h41").await;
     let inner_ran = Arc::new(AtomicBool::new(false));
     let inner_ran_in_tx = Arc::clone(&inner_ran);
@@ -348,7 +348,7 @@ async fn h41_nested_transaction_is_rejected() {
 }
 
 #[tokio::test]
-async fn q16_outer_adapter_inside_its_own_transaction_errors_instead_of_deadlocking() {
+async fn outer_adapter_inside_its_own_transaction_errors_instead_of_deadlocking() {
     let adapter = adapter("tx_q16_adapter").await;
     let outer = adapter.clone();
     let outcome = tokio::time::timeout(
@@ -387,7 +387,7 @@ async fn q16_outer_adapter_inside_its_own_transaction_errors_instead_of_deadlock
 }
 
 #[tokio::test]
-async fn q16_rate_limit_store_inside_its_adapters_transaction_errors_and_can_roll_back() {
+async fn rate_limit_store_inside_its_adapters_transaction_errors_and_can_roll_back() {
     let adapter = adapter("tx_q16_store").await;
     let store = adapter.rate_limit_store();
     let outcome = tokio::time::timeout(
@@ -490,7 +490,7 @@ async fn gate_plain_call_waits_for_open_transaction_then_sees_committed_data() {
 }
 
 #[tokio::test]
-async fn h39_cancellation_while_a_statement_is_in_flight_still_rolls_back() {
+async fn cancellation_while_a_statement_is_in_flight_still_rolls_back() {
     let (url, adapter) = setup("tx_inflight").await;
     // Another session locks `users`, so the transaction's insert blocks on the server.
     let locker = support::connect(&url).await;
@@ -541,7 +541,7 @@ async fn h39_cancellation_while_a_statement_is_in_flight_still_rolls_back() {
 }
 
 #[tokio::test]
-async fn q16_a_different_connection_inside_a_callback_is_not_refused() {
+async fn a_different_connection_inside_a_callback_is_not_refused() {
     let (url, adapter) = setup("tx_q16_other").await;
     let other = TokioPostgresAdapter::connect_with_schema(&url, schema())
         .await
@@ -566,7 +566,7 @@ async fn q16_a_different_connection_inside_a_callback_is_not_refused() {
 }
 
 #[tokio::test]
-async fn q16_outer_adapter_inside_a_transaction_of_another_connection_inside_its_own_errors() {
+async fn outer_adapter_inside_a_transaction_of_another_connection_inside_its_own_errors() {
     let (url, adapter) = setup("tx_q16_stacked").await;
     let other = TokioPostgresAdapter::connect_with_schema(&url, schema())
         .await

@@ -1,4 +1,4 @@
-//! RustAuth's hot routes (CONTRACT section g) on this adapter: every adapter call they make is
+//! RustAuth's hot routes (behaviour.md §9) on this adapter: every adapter call they make is
 //! served by a typed statement.
 //!
 //! The router runs on a small counting `DbAdapter` that delegates every method to the real

@@ -1,4 +1,4 @@
-//! DbValue ⇄ PostgreSQL round trips (CONTRACT b.5, b.6, b.8, b.9; checklist h15, h16): select
+//! DbValue ⇄ PostgreSQL round trips (behaviour.md §3, b.6, b.8, b.9; behaviour.md §10): select
 //! order and keys, every `DbFieldType` in required and nullable columns, JSON null versus SQL
 //! NULL, arrays (empty ones too), microsecond timestamps, numeric extremes, Unicode and long
 //! strings, and values Postgres refuses (as errors, never panics).
@@ -98,10 +98,10 @@ const GADGET_KEYS: [&str; 15] = [
 ];
 
 // ---------------------------------------------------------------------------------------------
-// h15: selection order and keys.
+// Selection order and keys.
 
 #[tokio::test]
-async fn h15_create_select_returns_exactly_the_selected_keys_in_order() {
+async fn create_select_returns_exactly_the_selected_keys_in_order() {
     let (adapter, _url) = adapter_with("h15 select", &extended_schema()).await;
     let profile = DbValue::Json(json!({ "theme": "dark" }));
 
@@ -179,10 +179,10 @@ async fn h15_create_select_returns_exactly_the_selected_keys_in_order() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// h16: JSON, arrays.
+// JSON, arrays.
 
 #[tokio::test]
-async fn h16_json_values_round_trip() {
+async fn json_values_round_trip() {
     let (adapter, _url) = adapter_with("h16 json", &extended_schema()).await;
     let cases = [
         (
@@ -234,7 +234,7 @@ async fn h16_json_values_round_trip() {
 }
 
 #[tokio::test]
-async fn h16_json_null_is_not_sql_null() {
+async fn json_null_is_not_sql_null() {
     let (adapter, _url) = adapter_with("h16 json null", &extended_schema()).await;
     adapter
         .create(user("json_null", DbValue::Json(serde_json::Value::Null)))
@@ -299,7 +299,7 @@ async fn h16_json_null_is_not_sql_null() {
 }
 
 #[tokio::test]
-async fn h16_string_and_number_arrays_round_trip_including_empty() {
+async fn string_and_number_arrays_round_trip_including_empty() {
     let (adapter, _url) = adapter_with("h16 arrays", &extended_schema()).await;
     adapter.create(full_gadget("full")).await.expect("create");
     adapter
@@ -364,7 +364,7 @@ async fn h16_string_and_number_arrays_round_trip_including_empty() {
 }
 
 #[tokio::test]
-async fn h16_every_field_type_round_trips_required_and_nullable() {
+async fn every_field_type_round_trips_required_and_nullable() {
     let (adapter, _url) = adapter_with("h16 every type", &extended_schema()).await;
     let create = full_gadget("full");
     let expected = create.data.clone();
@@ -450,7 +450,7 @@ fn utc(
 }
 
 #[tokio::test]
-async fn b8_timestamps_round_trip_at_microsecond_precision() {
+async fn timestamps_round_trip_at_microsecond_precision() {
     let (adapter, _url) = adapter_with("b8 timestamps", &extended_schema()).await;
     let micro = at(0) + time::Duration::microseconds(123_456);
     let nano = at(0) + time::Duration::nanoseconds(987_654_321);
@@ -520,7 +520,7 @@ async fn b8_timestamps_round_trip_at_microsecond_precision() {
 }
 
 #[tokio::test]
-async fn b8_unicode_and_long_strings_round_trip() {
+async fn unicode_and_long_strings_round_trip() {
     let (adapter, _url) = adapter_with("b8 strings", &extended_schema()).await;
     let unicode = "Zoë — 🦀 日本語 \u{202e}rtl\u{202c} e\u{301} 'quote' \"double\" \\ back";
     let long = "xyz🦀".repeat(250_000);
@@ -587,7 +587,7 @@ async fn b8_unicode_and_long_strings_round_trip() {
 }
 
 #[tokio::test]
-async fn b8_values_postgres_refuses_are_adapter_errors() {
+async fn values_postgres_refuses_are_adapter_errors() {
     let (adapter, _url) = adapter_with("b8 refused values", &extended_schema()).await;
     // Postgres text cannot hold NUL.
     assert_adapter_error(
