@@ -75,7 +75,7 @@ impl TokioPostgresAdapter {
 
     /// An adapter on a (possibly shared) connection with `schema`. No I/O.
     pub fn with_connection(connection: TokioPostgresConnection, schema: DbSchema) -> Self {
-        let router = Arc::new(Router::new(&schema));
+        let router = Arc::new(Router::new(&schema, true));
         Self {
             connection,
             schema: Arc::new(schema),
@@ -83,12 +83,17 @@ impl TokioPostgresAdapter {
         }
     }
 
-    /// Turns the typed statements for RustAuth's hot calls on (the default) or off, for this
-    /// adapter and its clones. Off, every call takes the generic path; the differential
-    /// tests compare the two.
+    /// The same adapter (same connection and schema) with the typed statements for RustAuth's
+    /// hot calls on (the default) or off: off, every call takes the generic path. Decided
+    /// here, once, not on every call; the differential tests compare the two.
     #[doc(hidden)]
-    pub fn set_typed_statements(&self, enabled: bool) {
-        self.router.set_enabled(enabled);
+    #[must_use]
+    pub fn with_typed_statements(&self, enabled: bool) -> Self {
+        Self {
+            connection: self.connection.clone(),
+            schema: Arc::clone(&self.schema),
+            router: Arc::new(Router::new(&self.schema, enabled)),
+        }
     }
 
     /// How many calls of this adapter (and its clones) typed statements served.

@@ -55,13 +55,14 @@ pub(crate) struct Router {
     session: Fit,
     account: Fit,
     verification: Fit,
-    enabled: AtomicBool,
+    /// Whether typed statements may serve calls at all (fixed when the adapter is built).
+    enabled: bool,
     served: AtomicU64,
 }
 
 impl Router {
     /// Compares `schema` with the canonical layout.
-    pub(crate) fn new(schema: &DbSchema) -> Self {
+    pub(crate) fn new(schema: &DbSchema, enabled: bool) -> Self {
         let canonical = auth_schema(AuthSchemaOptions {
             rate_limit_storage: RateLimitStorage::Database,
             ..AuthSchemaOptions::default()
@@ -71,14 +72,9 @@ impl Router {
             session: fit(schema, &canonical, CoreTable::Session),
             account: fit(schema, &canonical, CoreTable::Account),
             verification: fit(schema, &canonical, CoreTable::Verification),
-            enabled: AtomicBool::new(true),
+            enabled,
             served: AtomicU64::new(0),
         }
-    }
-
-    /// Turns the typed path on or off (the differential tests compare both).
-    pub(crate) fn set_enabled(&self, enabled: bool) {
-        self.enabled.store(enabled, Ordering::SeqCst);
     }
 
     /// How many calls typed statements have served.
@@ -118,7 +114,7 @@ impl Router {
 
     /// The statements of `db`'s connection, when this call may use them.
     async fn statements<'a>(&'a self, db: Db<'a>) -> Option<Typed<'a>> {
-        if !self.enabled.load(Ordering::Relaxed) {
+        if !self.enabled {
             return None;
         }
         let Db::Cached {

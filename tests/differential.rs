@@ -365,8 +365,8 @@ async fn side_without_tables(label: &str, schema: &DbSchema, typed: bool) -> Sid
     let url = support::fresh_database(label).await;
     let adapter = TokioPostgresAdapter::connect_with_schema(&url, schema.clone())
         .await
-        .expect("connect");
-    adapter.set_typed_statements(typed);
+        .expect("connect")
+        .with_typed_statements(typed);
     let raw = support::connect(&url).await;
     Side { adapter, raw }
 }

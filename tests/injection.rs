@@ -319,7 +319,7 @@ async fn values_setup() -> Values {
         .expect("connect");
     adapter.create_schema(&schema, None).await.expect("schema");
     // Every call on the generic path, so every statement text lands in the cache.
-    adapter.set_typed_statements(false);
+    let adapter = adapter.with_typed_statements(false);
     let typed = TokioPostgresAdapter::connect_with_schema(&url, schema)
         .await
         .expect("connect");

@@ -155,7 +155,7 @@ async fn a_session_lookup_by_token_and_user_honours_both_clauses() {
     seed_user(&adapter, "u2", "two@example.com", at(0)).await;
     seed_session(&adapter, "s1", "u1").await;
     for (typed, expected) in [(true, None), (false, None)] {
-        adapter.set_typed_statements(typed);
+        let adapter = adapter.with_typed_statements(typed);
         let found = adapter
             .find_one(
                 FindOne::new("session")

@@ -522,8 +522,8 @@ async fn routes(setup: &Setup) {
 async fn same_records_everywhere(setup: &Setup, layout: Layout) {
     let generic = TokioPostgresAdapter::connect_with_schema(&setup.url, setup.schema.clone())
         .await
-        .expect("second adapter");
-    generic.set_typed_statements(false);
+        .expect("second adapter")
+        .with_typed_statements(false);
     let user = setup
         .adapter()
         .find_one(FindOne::new("user").where_clause(Where::new("email", text("ada@example.com"))))

@@ -15,7 +15,7 @@ async fn migrated(label: &str) -> (TokioPostgresAdapter, DbSchema, String) {
         .expect("connect");
     adapter.run_migrations(&schema).await.expect("migrate");
     // These tests are about the generic path's statement cache.
-    adapter.set_typed_statements(false);
+    let adapter = adapter.with_typed_statements(false);
     (adapter, schema, url)
 }
 
@@ -119,7 +119,7 @@ async fn a_changed_result_type_is_prepared_again_and_retried_once() {
 #[tokio::test]
 async fn hot_calls_take_the_typed_statements_and_leave_the_generic_cache_alone() {
     let (adapter, _, _) = migrated("cache_typed").await;
-    adapter.set_typed_statements(true);
+    let adapter = adapter.with_typed_statements(true);
     adapter.create(user("t")).await.expect("create");
     let found = adapter
         .find_one(FindOne::new("user").where_clause(Where::new(
