@@ -164,6 +164,18 @@ impl TypedStatements {
             return current.groups;
         }
         let live = LiveFit::check(catalog, wanted);
+        for table in CoreTable::ALL {
+            // The catalog explained the other refusals already; this one it did not (the
+            // table changed between the two, or a type differs in a way it cannot show).
+            if refused.has(table) && live.fits.has(table) {
+                tracing::warn!(
+                    target: crate::trace::TARGET,
+                    table = table.table(),
+                    "typed statements not used for this table: their prepared types differ \
+                     from the generated code's"
+                );
+            }
+        }
         let mut settled = self.lock();
         merge(&mut settled.groups, prepared, &live);
         settled.settled = live.decided(wanted, &settled.groups, refused);
@@ -346,12 +358,6 @@ async fn prepare_missing(client: &Client, current: &Groups, wanted: Wanted) -> (
             .iter()
             .all(|statement| statement_fits(*statement, tables));
         if !fits {
-            tracing::warn!(
-                target: crate::trace::TARGET,
-                table = table.table(),
-                "typed statements not used for this table: their prepared types differ from \
-                 the generated code's"
-            );
             set(
                 &mut refused.lock().unwrap_or_else(PoisonError::into_inner),
                 table,
@@ -392,12 +398,9 @@ async fn prepare_missing(client: &Client, current: &Groups, wanted: Wanted) -> (
             .prepare(client)
             .await
             .ok()?;
-        keep(
-            CoreTable::Account,
-            &[CoreTable::User, CoreTable::Account],
-            &[by_email.statement()],
-        )
-        .then_some(())?;
+        // Its refusal needs no record of its own: it is only used where both tables fit.
+        statement_fits(by_email.statement(), &[CoreTable::User, CoreTable::Account])
+            .then_some(())?;
         Some(Arc::new(UserWithAccountsStatements { by_email }))
     };
     let session = async {

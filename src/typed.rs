@@ -878,3 +878,46 @@ fn verification_values(row: verification::Verification) -> [(&'static str, DbVal
         ("updated_at", DbValue::Timestamp(row.updated_at)),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn projections_follow_the_selection_order_and_refuse_unknown_fields() {
+        let select = ["email".to_owned(), "id".to_owned()];
+        let pick = projection(&select, CoreTable::User, Fit::Extended).map(Cow::into_owned);
+        assert_eq!(pick, Some(vec![2, 0]));
+        let unknown = ["nickname".to_owned()];
+        assert_eq!(projection(&unknown, CoreTable::User, Fit::Core), None);
+        // Every column only when the table has no plugin columns to return as well.
+        let every = projection(&[], CoreTable::Session, Fit::Core).map(Cow::into_owned);
+        assert_eq!(every, Some((0..8).collect::<Vec<_>>()));
+        assert_eq!(projection(&[], CoreTable::Session, Fit::Extended), None);
+    }
+
+    #[test]
+    fn project_moves_picked_values_and_repeats_a_field_picked_twice() {
+        let values = [
+            ("id", DbValue::String("u1".to_owned())),
+            ("name", DbValue::String("Ada".to_owned())),
+        ];
+        let record = project(values, &[1, 0, 1]);
+        let keys = record.keys().map(String::as_str).collect::<Vec<_>>();
+        assert_eq!(keys, ["name", "id"]);
+        assert_eq!(record.get("name"), Some(&DbValue::String("Ada".to_owned())));
+    }
+
+    #[test]
+    fn only_case_sensitive_string_equalities_are_typed_lookups() {
+        let plain = Where::new("token", DbValue::String("t".to_owned()));
+        assert_eq!(eq_text(&plain, "token").map(String::as_str), Some("t"));
+        assert_eq!(eq_text(&plain, "id"), None);
+        assert_eq!(eq_text(&plain.clone().insensitive(), "token"), None);
+        assert_eq!(
+            eq_text(&plain.clone().operator(WhereOperator::Ne), "token"),
+            None
+        );
+        assert_eq!(eq_text(&Where::new("token", DbValue::Null), "token"), None);
+    }
+}

@@ -58,6 +58,15 @@ where
         self.0.lock().unwrap().push((id.into_u64(), captured));
     }
 
+    fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
+        let mut captured = Captured {
+            name: format!("event:{}", event.metadata().level()),
+            ..Captured::default()
+        };
+        event.record(&mut Fields(&mut captured.fields));
+        self.0.lock().unwrap().push((0, captured));
+    }
+
     fn on_record(&self, id: &Id, values: &Record<'_>, _ctx: Context<'_, S>) {
         let mut spans = self.0.lock().unwrap();
         if let Some((_, captured)) = spans
@@ -182,4 +191,63 @@ async fn calls_and_statements_are_traced_without_values() {
             assert!(!value.contains("Secret Name"), "{span:?}");
         }
     }
+}
+
+/// A core table that differs from migrations/ is left to the generic path with one warning
+/// per table and connection naming the column, however many calls follow.
+#[tokio::test(flavor = "current_thread")]
+async fn a_differing_core_table_is_named_in_one_warning_per_connection() {
+    let url = support::fresh_database("tracing_live").await;
+    let schema = auth_schema(AuthSchemaOptions::default());
+    TokioPostgresAdapter::connect_with_schema(&url, schema.clone())
+        .await
+        .expect("connect")
+        .run_migrations(&schema)
+        .await
+        .expect("migrate");
+    support::connect(&url)
+        .await
+        .batch_execute("ALTER TABLE users ALTER COLUMN created_at TYPE timestamp(3)")
+        .await
+        .expect("alter");
+
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::registry().with(capture.clone());
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let adapter = TokioPostgresAdapter::connect_with_schema(&url, schema)
+        .await
+        .expect("connect");
+    for index in 0..3 {
+        adapter
+            .create(user(&format!("u-{index}"), &format!("{index}@example.com")))
+            .await
+            .expect("create on the generic path");
+        adapter
+            .find_one(
+                FindOne::new("user")
+                    .where_clause(Where::new("id", DbValue::String(format!("u-{index}")))),
+            )
+            .await
+            .expect("find")
+            .expect("the user");
+    }
+    assert_eq!(adapter.typed_call_count(), 0, "users is served generically");
+    let spans = capture.0.lock().unwrap().clone();
+    let warnings = spans
+        .iter()
+        .map(|(_, span)| span)
+        .filter(|span| span.name == "event:WARN")
+        .collect::<Vec<_>>();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    let warning = &warnings[0].fields;
+    assert_eq!(warning.get("table").map(String::as_str), Some("users"));
+    assert_eq!(
+        warning.get("column").map(String::as_str),
+        Some("created_at")
+    );
+    assert_eq!(warning.get("found").map(String::as_str), Some("timestamp"));
+    assert_eq!(
+        warning.get("expected").map(String::as_str),
+        Some("timestamptz")
+    );
 }
