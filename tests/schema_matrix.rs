@@ -554,9 +554,12 @@ async fn same_records_everywhere(setup: &Setup, layout: Layout) {
             Err(error) => published_failures.push(format!("{}: {error}", call.model)),
         }
     }
-    // 0.3.2 reads only `text`/`timestamptz`/`bigint` columns; on the other layouts it fails
-    // (which is why this crate exists); on these two it must agree with us.
-    if matches!(layout, Layout::Migrations | Layout::Varchar) {
+    // 0.3.2 cannot read `timestamp` columns (Prisma, Better Auth layouts: "error deserializing
+    // column"); where it reads the tables at all it must agree with us.
+    if matches!(
+        layout,
+        Layout::Migrations | Layout::Varchar | Layout::CitextEmail
+    ) {
         assert!(published_failures.is_empty(), "{published_failures:?}");
     } else {
         eprintln!("{layout:?}: 0.3.2 failed on {published_failures:?}");
