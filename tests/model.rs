@@ -1152,6 +1152,8 @@ enum Mode {
     Prepared,
     /// `statement_mode=unprepared`: unnamed statements with declared parameter types.
     Unprepared,
+    /// Prepared, with the generic path's shape cache off: every call is planned afresh.
+    PreparedWithoutShapeCache,
 }
 
 /// A fresh database with the model table, its string columns in the "C" collation.
@@ -1159,7 +1161,7 @@ async fn model(label: &str, mode: Mode) -> Model {
     let url = support::fresh_database(label).await;
     let schema = schema();
     let adapter_url = match mode {
-        Mode::Prepared => url.clone(),
+        Mode::Prepared | Mode::PreparedWithoutShapeCache => url.clone(),
         Mode::Unprepared => {
             let separator = if url.contains('?') { '&' } else { '?' };
             format!("{url}{separator}statement_mode=unprepared")
@@ -1167,7 +1169,8 @@ async fn model(label: &str, mode: Mode) -> Model {
     };
     let adapter = TokioPostgresAdapter::connect_with_schema(&adapter_url, schema.clone())
         .await
-        .expect("connect");
+        .expect("connect")
+        .with_shape_cache(mode != Mode::PreparedWithoutShapeCache);
     adapter
         .create_schema(&schema, None)
         .await
@@ -1217,6 +1220,17 @@ fn unprepared_statements_agree_with_memory_adapter_oracle() {
     check_against_oracle("model_unprepared", Mode::Unprepared, cases().div_ceil(2));
 }
 
+/// The same model with the generic path planning every call afresh (no shape cache): both
+/// settings agree with the oracle, so they agree with each other.
+#[test]
+fn shape_cache_off_agrees_with_memory_adapter_oracle() {
+    check_against_oracle(
+        "model_no_shapes",
+        Mode::PreparedWithoutShapeCache,
+        cases().div_ceil(2),
+    );
+}
+
 fn check_against_oracle(label: &str, mode: Mode, cases: u32) {
     let runtime = runtime();
     let model = runtime.block_on(model(label, mode));
@@ -1237,6 +1251,12 @@ fn check_against_oracle(label: &str, mode: Mode, cases: u32) {
     });
     if let Err(error) = result {
         panic!("adapter and oracle disagree: {error}");
+    }
+    let shapes = model.adapter.cached_shape_count();
+    if mode == Mode::PreparedWithoutShapeCache {
+        assert_eq!(shapes, 0, "the shape cache is off");
+    } else {
+        assert!(shapes > 0, "the generic path kept no plan");
     }
     let stats = &model.stats;
     let read = |counter: &AtomicU64| counter.load(AtomicOrdering::Relaxed);
