@@ -10,7 +10,8 @@
 //! Environment: `BENCH_SECONDS` (per measurement, default 0.5; quick 0.2), `BENCH_WARMUP`
 //! (seconds before each measurement, default 0.1; quick 0.05), `BENCH_ROUNDS` (default 5;
 //! quick 1), `BENCH_USERS` (default 10000), `BENCH_TASKS` (pipelined tasks, default 16),
-//! `BENCH_WORKERS` (tokio worker threads, default: one per core), `DATABASE_URL` (server; see
+//! `BENCH_WORKERS` (tokio worker threads, default: one per core), `BENCH_SHAPE_CACHE=0` (the
+//! generic and Better Auth adapters plan every call), `DATABASE_URL` (server; see
 //! `tests/support/server.rs` for how one is found otherwise).
 //!
 //! Without `--bench` in its arguments (`cargo test --benches` / `--all-targets` runs bench
@@ -34,7 +35,8 @@ use rustauth_core::db::{
     auth_schema, create_statement, delete_one_statement, find_many_statement,
     find_many_with_joins_statement, find_one_statement, update_one_plan, AuthSchemaOptions, Create,
     DbAdapter, DbRecord, DbSchema, DbValue, Delete, FindMany, FindOne, JoinOption,
-    RateLimitStorage, Sort, SortDirection, SqlDialect, SqlUpdateOnePlan, Update, Where,
+    RateLimitStorage, Sort, SortDirection, SqlDialect, SqlUpdateOnePlan, TableOptions, Update,
+    Where,
 };
 use rustauth_core::options::{RateLimitConsumeInput, RateLimitRule, RateLimitStore};
 use time::OffsetDateTime;
@@ -292,12 +294,12 @@ FROM \"consumed\" UNION ALL SELECT FALSE, \"count\", \"last_request\" FROM \"rat
 WHERE \"key\" = $1 AND NOT EXISTS (SELECT 1 FROM \"consumed\")";
 
 /// Fails loudly if the floor's SQL is not the text core 0.3.2 plans for the same queries.
-fn check_floor_sql(schema: &DbSchema) {
+fn check_floor_sql(schema: &DbSchema, sql: &FloorSql) {
     let pg = SqlDialect::Postgres;
     let now = OffsetDateTime::now_utc();
-    let check = |what: &str, floor: &str, core: String| {
+    let check = |what: &str, floor: &String, core: String| {
         assert_eq!(
-            floor, core,
+            *floor, core,
             "the floor's SQL for {what} differs from what rustauth-core 0.3.2 plans"
         );
     };
@@ -309,23 +311,23 @@ fn check_floor_sql(schema: &DbSchema) {
     };
     check(
         "session by token",
-        SQL_SESSION_BY_TOKEN,
+        &sql.session_by_token,
         read(q_session_by_token("x", true)),
     );
     check(
         "session by token, all fields",
-        SQL_SESSION_BY_TOKEN_ALL,
+        &sql.session_by_token_all,
         read(q_session_by_token("x", false)),
     );
-    check("user by id", SQL_USER_BY_ID, read(q_user_by_id("x", true)));
+    check("user by id", &sql.user_by_id, read(q_user_by_id("x", true)));
     check(
         "user by id, all fields",
-        SQL_USER_BY_ID,
+        &sql.user_by_id,
         read(q_user_by_id("x", false)),
     );
     check(
         "user by email",
-        SQL_USER_BY_EMAIL,
+        &sql.user_by_email,
         read(q_user_by_email("x")),
     );
     // A find_one with joins runs as a find_many with limit 1 and the same joins.
@@ -336,7 +338,7 @@ fn check_floor_sql(schema: &DbSchema) {
     as_many.joins = joined.joins;
     check(
         "user by email with accounts",
-        SQL_USER_WITH_ACCOUNTS,
+        &sql.user_with_accounts,
         find_many_with_joins_statement(pg, schema, &as_many)
             .expect("core plans the join")
             .statement
@@ -349,7 +351,7 @@ fn check_floor_sql(schema: &DbSchema) {
     };
     check(
         "session insert",
-        SQL_INSERT_SESSION,
+        &sql.insert_session,
         create(q_create_session(
             "i".into(),
             "u".into(),
@@ -360,17 +362,17 @@ fn check_floor_sql(schema: &DbSchema) {
     );
     check(
         "user insert",
-        SQL_INSERT_USER,
+        &sql.insert_user,
         create(q_create_user("i".into(), "e".into(), now)),
     );
     check(
         "account insert",
-        SQL_INSERT_ACCOUNT,
+        &sql.insert_account,
         create(q_create_account("i".into(), "u".into(), now)),
     );
     check(
         "session delete",
-        SQL_DELETE_SESSION,
+        &sql.delete_session,
         delete_one_statement(pg, schema, &q_delete_session("x"))
             .expect("core plans the delete")
             .statement
@@ -382,10 +384,10 @@ fn check_floor_sql(schema: &DbSchema) {
         SqlUpdateOnePlan::Returning(statement) => statement.statement.sql,
         other => panic!("unexpected update plan for postgres: {other:?}"),
     };
-    check("session expiry update", SQL_REFRESH_SESSION, refresh);
+    check("session expiry update", &sql.refresh_session, refresh);
     check(
         "sessions of a user",
-        SQL_SESSIONS_OF_USER,
+        &sql.sessions_of_user,
         find_many_statement(pg, schema, &q_sessions_of_user("x"))
             .expect("core plans the query")
             .statement
@@ -408,6 +410,135 @@ fn consume_sql_matches_crate() -> bool {
                 .replace(":max", "$4")
         })
         .is_some_and(|crate_sql| crate_sql == SQL_CONSUME)
+}
+
+/// The floor's SQL texts for one physical layout.
+struct FloorSql {
+    session_by_token: String,
+    session_by_token_all: String,
+    user_by_id: String,
+    user_by_email: String,
+    user_with_accounts: String,
+    insert_session: String,
+    delete_session: String,
+    refresh_session: String,
+    sessions_of_user: String,
+    insert_user: String,
+    insert_account: String,
+    consume: String,
+}
+
+impl FloorSql {
+    /// The default layout's texts (the constants above).
+    fn default_layout() -> Self {
+        Self {
+            session_by_token: SQL_SESSION_BY_TOKEN.to_owned(),
+            session_by_token_all: SQL_SESSION_BY_TOKEN_ALL.to_owned(),
+            user_by_id: SQL_USER_BY_ID.to_owned(),
+            user_by_email: SQL_USER_BY_EMAIL.to_owned(),
+            user_with_accounts: SQL_USER_WITH_ACCOUNTS.to_owned(),
+            insert_session: SQL_INSERT_SESSION.to_owned(),
+            delete_session: SQL_DELETE_SESSION.to_owned(),
+            refresh_session: SQL_REFRESH_SESSION.to_owned(),
+            sessions_of_user: SQL_SESSIONS_OF_USER.to_owned(),
+            insert_user: SQL_INSERT_USER.to_owned(),
+            insert_account: SQL_INSERT_ACCOUNT.to_owned(),
+            consume: SQL_CONSUME.to_owned(),
+        }
+    }
+
+    /// The same texts with every quoted identifier renamed by `names` (table and column
+    /// names; aliases are not in the map and stay).
+    fn renamed(&self, names: &BTreeMap<String, String>) -> Self {
+        let rename = |sql: &str| {
+            let mut out = String::with_capacity(sql.len());
+            let mut parts = sql.split('"');
+            out.push_str(parts.next().unwrap_or_default());
+            for (index, part) in parts.enumerate() {
+                out.push('"');
+                if index % 2 == 0 {
+                    out.push_str(names.get(part).map_or(part, String::as_str));
+                } else {
+                    out.push_str(part);
+                }
+            }
+            out
+        };
+        Self {
+            session_by_token: rename(&self.session_by_token),
+            session_by_token_all: rename(&self.session_by_token_all),
+            user_by_id: rename(&self.user_by_id),
+            user_by_email: rename(&self.user_by_email),
+            user_with_accounts: rename(&self.user_with_accounts),
+            insert_session: rename(&self.insert_session),
+            delete_session: rename(&self.delete_session),
+            refresh_session: rename(&self.refresh_session),
+            sessions_of_user: rename(&self.sessions_of_user),
+            insert_user: rename(&self.insert_user),
+            insert_account: rename(&self.insert_account),
+            consume: rename(&self.consume),
+        }
+    }
+}
+
+/// Physical name in `from` → physical name in `to`, for every table and column of the two
+/// schemas (which have the same logical tables and fields).
+fn physical_renames(from: &DbSchema, to: &DbSchema) -> BTreeMap<String, String> {
+    let mut names = BTreeMap::new();
+    for (logical, table) in from.tables() {
+        let other = to.table(logical).expect("the same logical table");
+        names.insert(table.name.clone(), other.name.clone());
+        for (field, column) in &table.fields {
+            let renamed = other.field(field).expect("the same logical field");
+            names.insert(column.name.clone(), renamed.name.clone());
+        }
+    }
+    names
+}
+
+fn camel(snake: &str) -> String {
+    let mut out = String::new();
+    let mut upper = false;
+    for character in snake.chars() {
+        if character == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(character.to_uppercase());
+            upper = false;
+        } else {
+            out.push(character);
+        }
+    }
+    out
+}
+
+/// The Better Auth layout: singular table names (`"user"`, `"session"`, `"account"`,
+/// `"verification"`, `"rateLimit"`) and camelCase columns (`"emailVerified"`, `"createdAt"`),
+/// as tests/schema_matrix.rs builds it; column types stay those of `migrations/`.
+fn better_auth_schema() -> DbSchema {
+    let mut options = AuthSchemaOptions {
+        rate_limit_storage: RateLimitStorage::Database,
+        ..AuthSchemaOptions::default()
+    };
+    let defaults = auth_schema(options.clone());
+    let renamed = |logical: &str, name: &str| {
+        let table = defaults.table(logical).expect("core table");
+        TableOptions {
+            name: Some(name.to_owned()),
+            field_names: table
+                .fields
+                .keys()
+                .map(|field| (field.clone(), camel(field)))
+                .collect(),
+            ..TableOptions::default()
+        }
+    };
+    options.user = renamed("user", "user");
+    options.session = renamed("session", "session");
+    options.account = renamed("account", "account");
+    options.verification = renamed("verification", "verification");
+    options.rate_limit = renamed("rate_limit", "rateLimit");
+    auth_schema(options)
 }
 
 struct FloorStatements {
@@ -434,29 +565,30 @@ struct Floor {
 }
 
 impl Floor {
-    async fn prepare(client: Client) -> Self {
-        let prepare = |sql: &'static str| {
+    async fn prepare(client: Client, sql: &FloorSql) -> Self {
+        let prepare = |text: &String| {
             let client = &client;
+            let text = text.clone();
             async move {
                 client
-                    .prepare(sql)
+                    .prepare(&text)
                     .await
                     .expect("prepare a floor statement")
             }
         };
         let statements = FloorStatements {
-            session_by_token: prepare(SQL_SESSION_BY_TOKEN).await,
-            session_by_token_all: prepare(SQL_SESSION_BY_TOKEN_ALL).await,
-            user_by_id: prepare(SQL_USER_BY_ID).await,
-            user_by_email: prepare(SQL_USER_BY_EMAIL).await,
-            user_with_accounts: prepare(SQL_USER_WITH_ACCOUNTS).await,
-            insert_session: prepare(SQL_INSERT_SESSION).await,
-            delete_session: prepare(SQL_DELETE_SESSION).await,
-            refresh_session: prepare(SQL_REFRESH_SESSION).await,
-            sessions_of_user: prepare(SQL_SESSIONS_OF_USER).await,
-            insert_user: prepare(SQL_INSERT_USER).await,
-            insert_account: prepare(SQL_INSERT_ACCOUNT).await,
-            consume: prepare(SQL_CONSUME).await,
+            session_by_token: prepare(&sql.session_by_token).await,
+            session_by_token_all: prepare(&sql.session_by_token_all).await,
+            user_by_id: prepare(&sql.user_by_id).await,
+            user_by_email: prepare(&sql.user_by_email).await,
+            user_with_accounts: prepare(&sql.user_with_accounts).await,
+            insert_session: prepare(&sql.insert_session).await,
+            delete_session: prepare(&sql.delete_session).await,
+            refresh_session: prepare(&sql.refresh_session).await,
+            sessions_of_user: prepare(&sql.sessions_of_user).await,
+            insert_user: prepare(&sql.insert_user).await,
+            insert_account: prepare(&sql.insert_account).await,
+            consume: prepare(&sql.consume).await,
         };
         Self {
             client,
@@ -673,6 +805,13 @@ const OURS: usize = 0;
 const PUBLISHED: usize = 1;
 const FLOOR: usize = 2;
 const PUBLISHED_TWIN: usize = 3;
+/// Ours with typed statements off: every call on the generic path.
+const GENERIC: usize = 4;
+/// Ours on the Better Auth layout (renamed tables and columns: the generic path).
+const OURS_BA: usize = 5;
+/// The floor on the Better Auth layout.
+const FLOOR_BA: usize = 6;
+const IMPLEMENTATIONS: usize = 7;
 
 struct Rng(u64);
 
@@ -1167,6 +1306,8 @@ struct Config {
     tasks: usize,
     workers: Option<usize>,
     filters: Vec<String>,
+    /// Whether "generic" and the Better Auth adapter keep plans per query shape.
+    shape_cache: bool,
 }
 
 fn env_number<T: std::str::FromStr>(name: &str) -> Option<T> {
@@ -1202,6 +1343,7 @@ impl Config {
                 tasks: 16,
                 workers: None,
                 filters,
+                shape_cache: true,
             };
         }
         let quick = env_flag("BENCH_QUICK");
@@ -1218,6 +1360,7 @@ impl Config {
             tasks: env_number("BENCH_TASKS").unwrap_or(16usize).max(1),
             workers: env_number("BENCH_WORKERS"),
             filters,
+            shape_cache: std::env::var("BENCH_SHAPE_CACHE").map_or(true, |v| v.trim() != "0"),
         }
     }
 
@@ -1249,6 +1392,9 @@ impl Config {
         env.push(format!("BENCH_TASKS={}", self.tasks));
         if let Some(workers) = self.workers {
             env.push(format!("BENCH_WORKERS={workers}"));
+        }
+        if !self.shape_cache {
+            env.push("BENCH_SHAPE_CACHE=0".to_owned());
         }
         let filters = if self.filters.is_empty() {
             String::new()
@@ -1321,11 +1467,50 @@ async fn seed(client: &Client, config: &Config, tags: &[&str]) {
 }
 
 /// Sign-up rows are removed after each sign-up measurement so every round starts alike.
-async fn remove_sign_ups(client: &Client) {
+async fn remove_sign_ups(client: &Client, schema: &DbSchema) {
+    let users = schema.table("user").expect("user table");
+    let email = users.field("email").expect("email field");
     client
-        .batch_execute("DELETE FROM \"users\" WHERE \"email\" LIKE 'signup%'")
+        .batch_execute(&format!(
+            "DELETE FROM \"{}\" WHERE \"{}\" LIKE 'signup%'",
+            users.name, email.name
+        ))
         .await
         .expect("remove signed-up users");
+}
+
+/// Copies the seeded rows of every table of `from` into the same table of `to` (another
+/// physical layout in the same database), column by column in field order.
+async fn copy_rows(client: &Client, from: &DbSchema, to: &DbSchema) {
+    let quoted = |name: &str| format!("\"{name}\"");
+    let mut sql = String::new();
+    for logical in ["user", "session", "account", "rate_limit"] {
+        let source = from.table(logical).expect("source table");
+        let target = to.table(logical).expect("target table");
+        let columns = |table: &rustauth_core::db::DbTable| {
+            table
+                .fields
+                .values()
+                .map(|field| quoted(&field.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        sql.push_str(&format!(
+            "INSERT INTO {} ({}) SELECT {} FROM {};",
+            quoted(&target.name),
+            columns(target),
+            columns(source),
+            quoted(&source.name)
+        ));
+    }
+    client
+        .batch_execute(&sql)
+        .await
+        .expect("copy the seeded rows into the Better Auth layout");
+    client
+        .batch_execute("VACUUM ANALYZE")
+        .await
+        .expect("VACUUM ANALYZE");
 }
 
 fn load_average() -> String {
@@ -1368,7 +1553,11 @@ async fn run(config: Config) {
         rate_limit_storage: RateLimitStorage::Database,
         ..AuthSchemaOptions::default()
     });
-    check_floor_sql(&schema);
+    let floor_sql = FloorSql::default_layout();
+    check_floor_sql(&schema, &floor_sql);
+    let ba_schema = better_auth_schema();
+    let ba_floor_sql = floor_sql.renamed(&physical_renames(&schema, &ba_schema));
+    check_floor_sql(&ba_schema, &ba_floor_sql);
 
     // Every implementation gets its own connection; `setup` seeds and cleans up.
     let setup = server::connect(&url).await;
@@ -1379,7 +1568,27 @@ async fn run(config: Config) {
     ours.create_schema(&schema, None)
         .await
         .expect("create the schema");
-    let tags = ["ours", "v032", "floor", "v032b"];
+    let generic = rustauth_tokio_postgres::TokioPostgresAdapter::with_schema(
+        server::connect(&url).await,
+        schema.clone(),
+    )
+    .with_typed_statements(false);
+    // BENCH_SHAPE_CACHE=0: the generic path plans every call (the state before plans were kept
+    // per query shape), for comparison.
+    let shape_cache = config.shape_cache;
+    let generic = generic.with_shape_cache(shape_cache);
+    let ours_ba = rustauth_tokio_postgres::TokioPostgresAdapter::with_schema(
+        server::connect(&url).await,
+        ba_schema.clone(),
+    )
+    .with_shape_cache(shape_cache);
+    ours_ba
+        .create_schema(&ba_schema, None)
+        .await
+        .expect("create the Better Auth layout");
+    let tags = [
+        "ours", "v032", "floor", "v032b", "generic", "oursba", "floorba",
+    ];
     eprintln!(
         "hot_paths: seeding {} users, {} sessions, {} accounts, {} rate-limit keys …",
         config.users,
@@ -1388,6 +1597,7 @@ async fn run(config: Config) {
         config.rate_limit_keys * tags.len()
     );
     seed(&setup, &config, &tags).await;
+    copy_rows(&setup, &schema, &ba_schema).await;
 
     let published = |client: Client| {
         let adapter =
@@ -1399,6 +1609,13 @@ async fn run(config: Config) {
         }
     };
     let ours_limiter = ours.rate_limit_store();
+    let adapter_engine = |adapter: rustauth_tokio_postgres::TokioPostgresAdapter| {
+        let limiter = adapter.rate_limit_store();
+        Engine::Adapter {
+            db: Arc::new(adapter),
+            limiter: Arc::new(limiter),
+        }
+    };
     let implementations = [
         Implementation {
             label: "ours",
@@ -1416,12 +1633,31 @@ async fn run(config: Config) {
         Implementation {
             label: "floor",
             tag: tags[FLOOR],
-            engine: Engine::Floor(Arc::new(Floor::prepare(server::connect(&url).await).await)),
+            engine: Engine::Floor(Arc::new(
+                Floor::prepare(server::connect(&url).await, &floor_sql).await,
+            )),
         },
         Implementation {
             label: "0.3.2′",
             tag: tags[PUBLISHED_TWIN],
             engine: published(server::connect(&url).await),
+        },
+        Implementation {
+            label: "generic",
+            tag: tags[GENERIC],
+            engine: adapter_engine(generic),
+        },
+        Implementation {
+            label: "ours (Better Auth layout)",
+            tag: tags[OURS_BA],
+            engine: adapter_engine(ours_ba),
+        },
+        Implementation {
+            label: "floor (Better Auth layout)",
+            tag: tags[FLOOR_BA],
+            engine: Engine::Floor(Arc::new(
+                Floor::prepare(server::connect(&url).await, &ba_floor_sql).await,
+            )),
         },
     ];
 
@@ -1443,16 +1679,25 @@ async fn run(config: Config) {
         .flat_map(|call| modes.iter().map(move |mode| (*call, *mode)))
         .collect();
     // samples[group][implementation] = one per round; ratios[group] = (ours/0.3.2, ours/floor, A/A).
-    let mut samples: Vec<[Vec<Sample>; 4]> = groups.iter().map(|_| Default::default()).collect();
-    let mut ratios: Vec<[Vec<f64>; 3]> = groups.iter().map(|_| Default::default()).collect();
+    let mut samples: Vec<[Vec<Sample>; IMPLEMENTATIONS]> =
+        groups.iter().map(|_| Default::default()).collect();
+    // … then generic/floor and Better Auth ours/floor.
+    let mut ratios: Vec<[Vec<f64>; 5]> = groups.iter().map(|_| Default::default()).collect();
     let measurement = Duration::from_secs_f64(config.seconds);
     let warmup = Duration::from_secs_f64(config.warmup);
     for round in 0..config.rounds {
-        let order: [usize; 4] = if round % 2 == 0 {
-            [OURS, PUBLISHED, FLOOR, PUBLISHED_TWIN]
-        } else {
-            [PUBLISHED_TWIN, FLOOR, PUBLISHED, OURS]
-        };
+        let mut order = [
+            OURS,
+            PUBLISHED,
+            FLOOR,
+            PUBLISHED_TWIN,
+            GENERIC,
+            OURS_BA,
+            FLOOR_BA,
+        ];
+        if round % 2 == 1 {
+            order.reverse();
+        }
         for (group, (call, mode)) in groups.iter().enumerate() {
             let tasks = match mode {
                 Mode::Sequential => 1,
@@ -1481,7 +1726,8 @@ async fn run(config: Config) {
                 )
                 .await;
                 if *call == Call::SignUp {
-                    remove_sign_ups(&setup).await;
+                    remove_sign_ups(&setup, &schema).await;
+                    remove_sign_ups(&setup, &ba_schema).await;
                 }
                 samples[group][index].push(sample);
             }
@@ -1489,6 +1735,8 @@ async fn run(config: Config) {
             ratios[group][0].push(rate(OURS) / rate(PUBLISHED));
             ratios[group][1].push(rate(OURS) / rate(FLOOR));
             ratios[group][2].push(rate(PUBLISHED) / rate(PUBLISHED_TWIN));
+            ratios[group][3].push(rate(GENERIC) / rate(FLOOR));
+            ratios[group][4].push(rate(OURS_BA) / rate(FLOOR_BA));
         }
         eprintln!(
             "hot_paths: round {}/{} done after {:.0} s",
@@ -1554,8 +1802,8 @@ async fn run(config: Config) {
         &mut out,
         &format!(
             "- Method: {} round(s); per round, each (call, mode) runs every implementation for \
-             {} s after {} s of warm-up, in the order ours, 0.3.2, floor, 0.3.2′ (reversed on odd \
-             rounds); each implementation has its own connection; sequential = 1 task, \
+             {} s after {} s of warm-up, in the order ours, 0.3.2, floor, 0.3.2′, generic, BA \
+             ours, BA floor (reversed on odd rounds); each implementation has its own connection; sequential = 1 task, \
              pipelined = {} tasks sharing one adapter (one connection); one op = one whole call \
              below; ops/s and latencies are medians over rounds; ratios are ops/s ratios taken \
              per round, then the median; A/A = 0.3.2 against a second 0.3.2 instance (noise floor)",
@@ -1610,6 +1858,59 @@ async fn run(config: Config) {
                 latency(OURS),
                 latency(PUBLISHED),
                 latency(FLOOR),
+            ),
+        );
+    }
+    line(&mut out, "");
+    line(
+        &mut out,
+        "The generic path: \"generic\" is ours with typed statements off on the same tables; \
+         \"BA\" is the Better Auth layout (tables `user`, `session`, `account`, `rateLimit`, \
+         camelCase columns, the same column types) in the same database, ours (every call on \
+         the generic path, the layout does not match `migrations/`) against its own floor (the \
+         same SQL text with the renamed identifiers).",
+    );
+    line(&mut out, "");
+    line(
+        &mut out,
+        "| call | mode | generic ops/s | floor ops/s | generic/floor | BA ours ops/s | \
+         BA floor ops/s | BA ours/floor | generic p50 / p99 µs | BA ours p50 / p99 µs | \
+         BA floor p50 / p99 µs |",
+    );
+    line(
+        &mut out,
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    );
+    for (group, (call, mode)) in groups.iter().enumerate() {
+        let rate = |index: usize| {
+            median(
+                &samples[group][index]
+                    .iter()
+                    .map(|sample| sample.ops_per_second)
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let latency = |index: usize| {
+            let of = |pick: fn(&Sample) -> f64| {
+                median(&samples[group][index].iter().map(pick).collect::<Vec<_>>())
+            };
+            fmt_micros(of(|s| s.p50_micros), of(|s| s.p99_micros))
+        };
+        line(
+            &mut out,
+            &format!(
+                "| {} | {} | {} | {} | {:.2} | {} | {} | {:.2} | {} | {} | {} |",
+                call.name(),
+                mode.name(),
+                fmt_rate(rate(GENERIC)),
+                fmt_rate(rate(FLOOR)),
+                median(&ratios[group][3]),
+                fmt_rate(rate(OURS_BA)),
+                fmt_rate(rate(FLOOR_BA)),
+                median(&ratios[group][4]),
+                latency(GENERIC),
+                latency(OURS_BA),
+                latency(FLOOR_BA),
             ),
         );
     }

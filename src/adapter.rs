@@ -92,8 +92,27 @@ impl TokioPostgresAdapter {
         Self {
             connection: self.connection.clone(),
             schema: Arc::clone(&self.schema),
-            router: Arc::new(Router::new(&self.schema, enabled)),
+            router: Arc::new(
+                Router::new(&self.schema, enabled).with_shapes(self.router.shapes().is_some()),
+            ),
         }
+    }
+
+    /// This adapter with the generic path's shape cache on (the default) or off. Off, every
+    /// generic call is planned afresh by rustauth-core; the differential and model tests run
+    /// both ways and compare. Call it when building the adapter: clones made before keep the
+    /// previous setting.
+    #[doc(hidden)]
+    pub fn with_shape_cache(mut self, enabled: bool) -> Self {
+        let router = Router::new(&self.schema, self.router.enabled()).with_shapes(enabled);
+        self.router = Arc::new(router);
+        self
+    }
+
+    /// How many query shapes the generic path keeps planned for this adapter (and its clones).
+    #[doc(hidden)]
+    pub fn cached_shape_count(&self) -> usize {
+        self.router.shapes().map_or(0, |shapes| shapes.len())
     }
 
     /// How many calls of this adapter (and its clones) typed statements served.

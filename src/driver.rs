@@ -43,42 +43,42 @@ impl<'a> PostgresSqlState<'a> {
 
     /// `DbAdapter::create`.
     pub async fn create(self, query: Create) -> Result<DbRecord, RustAuthError> {
-        Ok(generic::create(self.db(), self.schema, query).await?)
+        Ok(generic::create(self.db(), self.schema, None, query).await?)
     }
 
     /// `DbAdapter::find_one`.
     pub async fn find_one(self, query: FindOne) -> Result<Option<DbRecord>, RustAuthError> {
-        Ok(generic::find_one(self.db(), self.schema, query).await?)
+        Ok(generic::find_one(self.db(), self.schema, None, query).await?)
     }
 
     /// `DbAdapter::find_many`.
     pub async fn find_many(self, query: FindMany) -> Result<Vec<DbRecord>, RustAuthError> {
-        Ok(generic::find_many(self.db(), self.schema, query).await?)
+        Ok(generic::find_many(self.db(), self.schema, None, query).await?)
     }
 
     /// `DbAdapter::count`.
     pub async fn count(self, query: Count) -> Result<u64, RustAuthError> {
-        Ok(generic::count(self.db(), self.schema, query).await?)
+        Ok(generic::count(self.db(), self.schema, None, query).await?)
     }
 
     /// `DbAdapter::update`.
     pub async fn update(self, query: Update) -> Result<Option<DbRecord>, RustAuthError> {
-        Ok(generic::update(self.db(), self.schema, query).await?)
+        Ok(generic::update(self.db(), self.schema, None, query).await?)
     }
 
     /// `DbAdapter::update_many`.
     pub async fn update_many(self, query: UpdateMany) -> Result<u64, RustAuthError> {
-        Ok(generic::update_many(self.db(), self.schema, query).await?)
+        Ok(generic::update_many(self.db(), self.schema, None, query).await?)
     }
 
     /// `DbAdapter::delete`.
     pub async fn delete(self, query: Delete) -> Result<(), RustAuthError> {
-        Ok(generic::delete(self.db(), self.schema, query).await?)
+        Ok(generic::delete(self.db(), self.schema, None, query).await?)
     }
 
     /// `DbAdapter::delete_many`.
     pub async fn delete_many(self, query: DeleteMany) -> Result<u64, RustAuthError> {
-        Ok(generic::delete_many(self.db(), self.schema, query).await?)
+        Ok(generic::delete_many(self.db(), self.schema, None, query).await?)
     }
 }
 

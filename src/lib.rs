@@ -19,6 +19,7 @@ pub(crate) mod migrate;
 mod prepared;
 mod rate_limit;
 mod runner;
+mod shapes;
 mod statements;
 mod stores;
 mod tls;

@@ -25,6 +25,7 @@ use crate::layout::CoreTable;
 use crate::live::ClientHandle;
 use crate::prepared::{Groups, Wanted};
 use crate::runner::{run_typed, Db};
+use crate::shapes::Shapes;
 
 /// Column indexes `0..n`, sliced to a table's width: the projection of "every column".
 const EVERY_COLUMN: [usize; 13] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
@@ -58,6 +59,8 @@ pub(crate) struct Router {
     /// Whether typed statements may serve calls at all (fixed when the adapter is built).
     enabled: bool,
     served: AtomicU64,
+    /// The generic path's plans by query shape (`None`: every generic call is planned).
+    shapes: Option<Shapes>,
 }
 
 impl Router {
@@ -74,7 +77,27 @@ impl Router {
             verification: fit(schema, &canonical, CoreTable::Verification),
             enabled,
             served: AtomicU64::new(0),
+            shapes: Some(Shapes::default()),
         }
+    }
+
+    /// The same decision with the generic path's shape cache on or off (the typed switch is
+    /// carried over).
+    pub(crate) fn with_shapes(self, enabled: bool) -> Self {
+        Self {
+            shapes: enabled.then(Shapes::default),
+            ..self
+        }
+    }
+
+    /// The generic path's shape cache, when it is on.
+    pub(crate) fn shapes(&self) -> Option<&Shapes> {
+        self.shapes.as_ref()
+    }
+
+    /// Whether typed statements are on.
+    pub(crate) fn enabled(&self) -> bool {
+        self.enabled
     }
 
     /// How many calls typed statements have served.

@@ -1,4 +1,4 @@
-//! Differential tests: the typed statements (src/typed.rs, CONTRACT section g) against the
+//! Differential tests: the typed statements (src/typed.rs, behaviour.md §9) against the
 //! generic path (core's SQL planner), call by call.
 //!
 //! Two fresh databases get the same schema. Adapter A has typed statements on, adapter B has
@@ -352,7 +352,13 @@ struct Pair {
 }
 
 async fn side(label: &str, schema: &DbSchema, typed: bool) -> Side {
-    let side = side_without_tables(label, schema, typed).await;
+    side_with_shapes(label, schema, typed, true).await
+}
+
+/// A side whose generic path keeps plans by query shape (`shapes`) or plans every call.
+async fn side_with_shapes(label: &str, schema: &DbSchema, typed: bool, shapes: bool) -> Side {
+    let mut side = side_without_tables(label, schema, typed).await;
+    side.adapter = side.adapter.with_shape_cache(shapes);
     side.adapter
         .create_schema(schema, None)
         .await
@@ -1110,6 +1116,173 @@ async fn random_calls_give_the_same_records_errors_and_rows_on_both_paths() {
     let schema = default_schema();
     let pair = Pair::new("differential_random", &schema, &DEFAULT_TABLES).await;
     random_run(pair, 0x5EED_0003_0005).await;
+}
+
+/// The same random calls against a generic side that plans every call afresh (shape cache
+/// off): the typed side's generic fallbacks keep plans by shape, the other side does not.
+#[tokio::test]
+async fn random_calls_match_with_the_shape_cache_off() {
+    let schema = default_schema();
+    let typed = side("differential_shapes_typed", &schema, true).await;
+    let generic = side_with_shapes("differential_shapes_off", &schema, false, false).await;
+    let mut pair = Pair::from_sides(typed, generic, &DEFAULT_TABLES);
+    pair.labels = ("typed", "generic without shape cache");
+    random_run(pair, 0x5EED_0003_0005).await;
+}
+
+/// Calls whose SQL depends on their values (NULL vs a value, empty and longer IN lists,
+/// insensitive comparisons of strings and of other values, LIKE patterns with wildcards),
+/// each shape repeated with other values, on the generic path with the shape cache on (A)
+/// and off (B): results, errors and tables agree, and A keeps plans.
+#[tokio::test]
+async fn value_dependent_shapes_agree_with_and_without_the_shape_cache() {
+    let schema = default_schema();
+    let on = side_with_shapes("differential_shapes_on_values", &schema, false, true).await;
+    let off = side_with_shapes("differential_shapes_off_values", &schema, false, false).await;
+    let mut pair = Pair::from_sides(on, off, &DEFAULT_TABLES);
+    pair.labels = ("shape cache on", "shape cache off");
+    let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+    for (index, (email, image)) in [
+        ("ada@example.com", Some("a.png")),
+        ("GRACE@example.com", None),
+        ("100%_sure@example.com", Some(r"c:\\x")),
+        ("o'hara@example.com", None),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut user = Create::new("user");
+        user.data = [
+            ("id", s(format!("u{index}"))),
+            ("name", s(format!("User {index}"))),
+            ("email", s(email)),
+            ("email_verified", DbValue::Boolean(index % 2 == 0)),
+            ("image", image.map_or(DbValue::Null, s)),
+            ("created_at", ts(at)),
+            ("updated_at", ts(at)),
+        ]
+        .into_iter()
+        .map(|(field, value)| (field.to_owned(), value))
+        .collect();
+        pair.step("create", Call::Create(user), false)
+            .await
+            .expect("create a user");
+    }
+    let many = |clauses: Vec<Where>| {
+        let mut query = FindMany::new("user").sort_by(Sort::new("id", SortDirection::Asc));
+        query.where_clauses = clauses;
+        Call::FindMany(query)
+    };
+    let texts =
+        |values: &[&str]| DbValue::StringArray(values.iter().map(|v| (*v).to_owned()).collect());
+    let image =
+        |value: DbValue, operator: WhereOperator| Where::new("image", value).operator(operator);
+    // Each list runs twice: the second pass meets the plans the first one kept.
+    let calls = vec![
+        many(vec![image(DbValue::Null, WhereOperator::Eq)]),
+        many(vec![image(s("a.png"), WhereOperator::Eq)]),
+        many(vec![image(DbValue::Null, WhereOperator::Ne)]),
+        many(vec![image(s("a.png"), WhereOperator::Ne)]),
+        many(vec![
+            Where::new("id", texts(&[])).operator(WhereOperator::In)
+        ]),
+        many(vec![
+            Where::new("id", texts(&["u1"])).operator(WhereOperator::In)
+        ]),
+        many(vec![
+            Where::new("id", texts(&["u1", "u3"])).operator(WhereOperator::In)
+        ]),
+        many(vec![
+            Where::new("id", texts(&[])).operator(WhereOperator::NotIn)
+        ]),
+        many(vec![
+            Where::new("id", texts(&["u0", "u2"])).operator(WhereOperator::NotIn)
+        ]),
+        many(vec![Where::new(
+            "email",
+            texts(&["ADA@EXAMPLE.COM", "grace@example.com"]),
+        )
+        .operator(WhereOperator::In)
+        .insensitive()]),
+        many(vec![
+            Where::new("email", s("grace@EXAMPLE.com")).insensitive()
+        ]),
+        many(vec![Where::new("email", DbValue::Number(7)).insensitive()]),
+        many(vec![
+            Where::new("email", s("100%_")).operator(WhereOperator::StartsWith)
+        ]),
+        many(vec![
+            Where::new("email", s("%")).operator(WhereOperator::Contains)
+        ]),
+        many(vec![
+            Where::new("email", s("_")).operator(WhereOperator::Contains)
+        ]),
+        many(vec![Where::new("email", s("EXAMPLE.COM"))
+            .operator(WhereOperator::EndsWith)
+            .insensitive()]),
+        many(vec![image(s(r"\\x"), WhereOperator::EndsWith)]),
+        many(vec![image(DbValue::Null, WhereOperator::Lt)]),
+        many(vec![
+            Where::new("email_verified", DbValue::Boolean(true)),
+            Where::new("id", s("u1")).or(),
+            image(DbValue::Null, WhereOperator::Eq).or(),
+        ]),
+        Call::Count(Count::new("user").where_clause(image(DbValue::Null, WhereOperator::Eq))),
+        Call::Count(Count::new("user").where_clause(image(s("a.png"), WhereOperator::Eq))),
+        Call::FindOne(
+            FindOne::new("user").where_clause(Where::new("email", s("o'hara@example.com"))),
+        ),
+        Call::FindOne(FindOne::new("user").where_clause(Where::new("email", s("ada@example.com")))),
+    ];
+    for pass in ["first pass", "second pass"] {
+        for (index, call) in calls.iter().enumerate() {
+            let _ = pair
+                .step(&format!("{pass}, call {index}"), call.clone(), false)
+                .await;
+        }
+    }
+    // Writes of one shape, with values of other classes.
+    for (index, value) in [s("b.png"), DbValue::Null, s("c.png")]
+        .into_iter()
+        .enumerate()
+    {
+        let mut update = Update::new("user").where_clause(Where::new("id", s(format!("u{index}"))));
+        update.data = [("image".to_owned(), value.clone())].into_iter().collect();
+        pair.step(&format!("update {index}"), Call::Update(update), false)
+            .await
+            .expect("update by id");
+        let mut update = Update::new("user")
+            .where_clause(Where::new("image", value).operator(WhereOperator::Ne));
+        update.data = [("name".to_owned(), s(format!("Renamed {index}")))]
+            .into_iter()
+            .collect();
+        let _ = pair
+            .step(
+                &format!("update by image {index}"),
+                Call::Update(update),
+                false,
+            )
+            .await;
+    }
+    for (index, value) in [DbValue::Null, s("zzz"), s("c.png")]
+        .into_iter()
+        .enumerate()
+    {
+        let delete = Delete::new("user").where_clause(Where::new("image", value));
+        let _ = pair
+            .step(&format!("delete {index}"), Call::Delete(delete), false)
+            .await;
+    }
+    let kept = pair.typed.adapter.cached_shape_count();
+    assert!(
+        kept >= 20,
+        "the shape cache keeps the shapes it planned ({kept})"
+    );
+    assert_eq!(
+        pair.generic.adapter.cached_shape_count(),
+        0,
+        "the cache is off on B"
+    );
 }
 
 /// The same random calls, the generic side sending unprepared statements (`query_typed`, the
@@ -2450,7 +2623,7 @@ async fn a_column_type_change_under_prepared_statements_matches() {
         .expect("find");
 }
 
-/// A value whose variant does not fit its column (CONTRACT b.8): prepared statements fail with
+/// A value whose variant does not fit its column (behaviour.md §4): prepared statements fail with
 /// tokio-postgres' "error serializing parameter N" and write nothing; unprepared statements
 /// (`statement_mode=unprepared`) must do the same, not let the server cast or complain about
 /// operators instead.

@@ -1,4 +1,4 @@
-//! Model-based test (issue 6, item 1): random sequences of `DbAdapter` calls run against our
+//! Model-based test: random sequences of `DbAdapter` calls run against our
 //! adapter and against rustauth-core's `MemoryAdapter`, the oracle. Both must agree.
 //!
 //! The table is a plugin-style table (`gadget` → `model_gadgets`) with every field type, each
@@ -13,20 +13,20 @@
 //! on a duplicate primary key.
 //!
 //! Where the oracle cannot be compared directly, and why (each is either an unspecified
-//! result of the contract or a place where `MemoryAdapter` disagrees with CONTRACT b):
+//! result of the contract or a place where `MemoryAdapter` disagrees with behaviour.md §3):
 //!
-//! - Connectors. CONTRACT b.4: all `And` clauses are ANDed and all `Or` clauses form one OR
+//! - Connectors. behaviour.md §3: all `And` clauses are ANDed and all `Or` clauses form one OR
 //!   group ANDed onto them. `MemoryAdapter` folds left to right instead (`[A, B.or()]` is
 //!   `A OR B` there, `A AND B` in SQL). The two agree when the `Or` clauses come first, so the
 //!   oracle receives the same clauses reordered that way (a stable partition), which is an
 //!   exact encoding of the contract's meaning.
-//! - `Ne`/`NotIn` with a value on a NULL column. CONTRACT b.4 (three-valued logic, Q9): a NULL
+//! - `Ne`/`NotIn` with a value on a NULL column. behaviour.md §3 (three-valued logic, Q9): a NULL
 //!   column never matches; `MemoryAdapter` matches it. For `And` clauses on nullable fields the
 //!   oracle gets an extra `field IS NOT NULL` (`Ne Null`) clause, which is exactly the SQL
 //!   meaning. An `Or` clause cannot be rewritten that way, so `Or`-connected `Ne`/`NotIn` with a
 //!   value on a nullable field is generated as `Eq`/`In` instead. (`NotIn []` is always true in
 //!   both, even on NULL, and needs nothing.)
-//! - Insensitive ordering (`Lt`..`Gte`). CONTRACT b.4 ignores the mode there; `MemoryAdapter`
+//! - Insensitive ordering (`Lt`..`Gte`). behaviour.md §3 ignores the mode there; `MemoryAdapter`
 //!   lowercases. Only case-sensitive ordering comparisons are generated.
 //! - Ordering operators on JSON and array columns, `In`/`NotIn` and pattern operators on
 //!   non-string columns: SQL orders or rejects them (jsonb/array ordering, type errors), the
@@ -45,7 +45,7 @@
 //!   every record one of the rows that match the where clauses. Without a sort, results are
 //!   compared as multisets, and with a limit/offset as "same length, drawn from the matching
 //!   rows".
-//! - `find_one` picks an unspecified row (CONTRACT b.6): compared as "both none, or ours is one
+//! - `find_one` picks an unspecified row (behaviour.md §3): compared as "both none, or ours is one
 //!   of the matching rows".
 //! - Single-row `update`/`delete` pick an unspecified row when several match (Q9), so their
 //!   where list always pins one row through its id: sensitive `Eq` (the direct path), and
@@ -612,7 +612,7 @@ fn excludes_null(clause: &Clause) -> bool {
         }
 }
 
-/// The same condition in the form `MemoryAdapter` evaluates the way CONTRACT b.4 specifies.
+/// The same condition in the form `MemoryAdapter` evaluates the way behaviour.md §3 specifies.
 fn oracle_where(clauses: &[Where], specs: &[Clause]) -> Vec<Where> {
     let mut ors = Vec::new();
     let mut ands = Vec::new();
@@ -1152,6 +1152,8 @@ enum Mode {
     Prepared,
     /// `statement_mode=unprepared`: unnamed statements with declared parameter types.
     Unprepared,
+    /// Prepared, with the generic path's shape cache off: every call is planned afresh.
+    PreparedWithoutShapeCache,
 }
 
 /// A fresh database with the model table, its string columns in the "C" collation.
@@ -1159,7 +1161,7 @@ async fn model(label: &str, mode: Mode) -> Model {
     let url = support::fresh_database(label).await;
     let schema = schema();
     let adapter_url = match mode {
-        Mode::Prepared => url.clone(),
+        Mode::Prepared | Mode::PreparedWithoutShapeCache => url.clone(),
         Mode::Unprepared => {
             let separator = if url.contains('?') { '&' } else { '?' };
             format!("{url}{separator}statement_mode=unprepared")
@@ -1167,7 +1169,8 @@ async fn model(label: &str, mode: Mode) -> Model {
     };
     let adapter = TokioPostgresAdapter::connect_with_schema(&adapter_url, schema.clone())
         .await
-        .expect("connect");
+        .expect("connect")
+        .with_shape_cache(mode != Mode::PreparedWithoutShapeCache);
     adapter
         .create_schema(&schema, None)
         .await
@@ -1217,6 +1220,17 @@ fn unprepared_statements_agree_with_memory_adapter_oracle() {
     check_against_oracle("model_unprepared", Mode::Unprepared, cases().div_ceil(2));
 }
 
+/// The same model with the generic path planning every call afresh (no shape cache): both
+/// settings agree with the oracle, so they agree with each other.
+#[test]
+fn shape_cache_off_agrees_with_memory_adapter_oracle() {
+    check_against_oracle(
+        "model_no_shapes",
+        Mode::PreparedWithoutShapeCache,
+        cases().div_ceil(2),
+    );
+}
+
 fn check_against_oracle(label: &str, mode: Mode, cases: u32) {
     let runtime = runtime();
     let model = runtime.block_on(model(label, mode));
@@ -1237,6 +1251,12 @@ fn check_against_oracle(label: &str, mode: Mode, cases: u32) {
     });
     if let Err(error) = result {
         panic!("adapter and oracle disagree: {error}");
+    }
+    let shapes = model.adapter.cached_shape_count();
+    if mode == Mode::PreparedWithoutShapeCache {
+        assert_eq!(shapes, 0, "the shape cache is off");
+    } else {
+        assert!(shapes > 0, "the generic path kept no plan");
     }
     let stats = &model.stats;
     let read = |counter: &AtomicU64| counter.load(AtomicOrdering::Relaxed);
@@ -1333,7 +1353,7 @@ fn count(clauses: Vec<Clause>) -> Step {
     Step::Count { clauses }
 }
 
-/// `[A, B.or()]` means `A AND B` (CONTRACT b.4); NULLs never match `Ne`/`NotIn` with a value.
+/// `[A, B.or()]` means `A AND B` (behaviour.md §3); NULLs never match `Ne`/`NotIn` with a value.
 #[test]
 fn connectors_and_null_semantics_follow_the_contract() {
     let text = |value: &str| DbValue::String(value.to_owned());

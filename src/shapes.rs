@@ -1,0 +1,512 @@
+//! The generic path's plans, kept per query shape.
+//!
+//! Planning a statement with rustauth-core (resolving the table and fields, quoting, formatting
+//! the SQL text, the select list and the join aliases) costs more client CPU than binding and
+//! decoding it. So the first call of a shape is planned exactly as before (core's planner, or
+//! our own single-row update/delete and join SQL in `generic.rs`), and what was derived is kept
+//! as a [`Plan`]: the SQL text, the physical table and the column each parameter meets (for
+//! the runner), the type of each parameter, and how rows are decoded. A later call with the
+//! same shape builds its parameter values ([`where_values`], [`data_values`]) and runs.
+//!
+//! A shape is everything that changes the SQL text or the parameter layout ([`Key`]): the
+//! operation, the model, per where-clause its field, operator, connector and mode and the
+//! *class* of its value (NULL or not, string or not, an IN list's length), the data keys in
+//! order, the select list, the sort, the limit and offset values (core writes them into the
+//! text) and the join options. Values that differ within a class (two tokens, two dates) share
+//! a plan.
+//!
+//! Plans stay valid across catalog changes: the SQL text depends only on the adapter's
+//! `DbSchema`, which is fixed for its lifetime, and the runner re-prepares a statement (and
+//! re-reads the catalog) when the live table changed. The cache is still emptied whenever a
+//! statement cache is cleared (migrations), so nothing planned before a migration outlives it;
+//! it is bounded and evicts the least recently used shape.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use rustauth_core::db::sql::SqlParam;
+use rustauth_core::db::{
+    Connector, DbField, DbFieldType, DbRecord, DbValue, IdGeneration, JoinOption, Sort,
+    SortDirection, Where, WhereMode, WhereOperator,
+};
+use tokio_postgres::Row;
+
+use crate::error::{adapter, Result};
+use crate::statements::{clears, StatementCache};
+use crate::values::{decode, decode_record};
+
+/// How many shapes one adapter keeps planned.
+const CAPACITY: usize = 512;
+
+/// The plans of one adapter (shared by its clones and transaction adapters), by shape.
+#[derive(Debug)]
+pub(crate) struct Shapes {
+    plans: StatementCache<Arc<Plan>>,
+    /// The statement caches' clear counter when this cache was last emptied.
+    epoch: AtomicU64,
+}
+
+impl Default for Shapes {
+    fn default() -> Self {
+        Self {
+            plans: StatementCache::new(CAPACITY),
+            epoch: AtomicU64::new(clears()),
+        }
+    }
+}
+
+impl Shapes {
+    /// The plan for `key`, if one is kept.
+    pub(crate) fn get(&self, key: &Key) -> Option<Arc<Plan>> {
+        let now = clears();
+        if self.epoch.load(Ordering::Acquire) != now {
+            // A migration ran somewhere since: start afresh.
+            self.plans.forget_all();
+            self.epoch.store(now, Ordering::Release);
+            return None;
+        }
+        self.plans.get(&key.0)
+    }
+
+    /// Keeps `plan` for `key`.
+    pub(crate) fn insert(&self, key: &Key, plan: Arc<Plan>) {
+        self.plans.insert(&key.0, plan);
+    }
+
+    /// How many shapes are planned.
+    pub(crate) fn len(&self) -> usize {
+        if self.epoch.load(Ordering::Acquire) != clears() {
+            return 0;
+        }
+        self.plans.len()
+    }
+}
+
+/// What the generic path derived for one query shape.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    /// The SQL text.
+    pub(crate) text: String,
+    /// The physical table (for the runner's catalog lookups).
+    pub(crate) table: String,
+    /// Per parameter, the column it meets (`None` for an expression).
+    pub(crate) targets: Vec<Option<String>>,
+    /// The columns a write returns.
+    pub(crate) returning: Vec<String>,
+    /// Per parameter, the field type and id generation it is bound with.
+    pub(crate) kinds: Vec<(DbFieldType, Option<IdGeneration>)>,
+    /// How the result is read.
+    pub(crate) read: Read,
+}
+
+impl Plan {
+    /// A plan from what a planner produced; `params` are the planned parameters, whose
+    /// types (not values) the plan keeps.
+    pub(crate) fn new(
+        text: String,
+        table: &str,
+        targets: &[Option<&str>],
+        returning: &[&str],
+        params: &[SqlParam],
+        read: Read,
+    ) -> Self {
+        Self {
+            text,
+            table: table.to_owned(),
+            targets: targets
+                .iter()
+                .map(|target| target.map(str::to_owned))
+                .collect(),
+            returning: returning
+                .iter()
+                .map(|column| (*column).to_owned())
+                .collect(),
+            kinds: params
+                .iter()
+                .map(|param| (param.field_type.clone(), param.generated_id))
+                .collect(),
+            read,
+        }
+    }
+
+    /// The parameters of one call: `values` (in placeholder order) with the plan's types.
+    pub(crate) fn params(&self, values: Vec<DbValue>) -> Result<Vec<SqlParam>> {
+        if values.len() != self.kinds.len() {
+            return Err(adapter(format!(
+                "planned statement takes {} parameters but the call has {}",
+                self.kinds.len(),
+                values.len()
+            ))
+            .into());
+        }
+        Ok(self
+            .kinds
+            .iter()
+            .zip(values)
+            .map(|((field_type, generated_id), value)| SqlParam {
+                field_type: field_type.clone(),
+                generated_id: *generated_id,
+                value,
+            })
+            .collect())
+    }
+
+    /// The targets as the runner takes them.
+    pub(crate) fn targets(&self) -> Vec<Option<&str>> {
+        self.targets.iter().map(Option::as_deref).collect()
+    }
+
+    /// The returned columns as the runner takes them.
+    pub(crate) fn returning(&self) -> Vec<&str> {
+        self.returning.iter().map(String::as_str).collect()
+    }
+}
+
+/// How a planned statement's result becomes records.
+#[derive(Debug)]
+pub(crate) enum Read {
+    /// Nothing is read (a write whose affected-row count is the result).
+    Nothing,
+    /// `SELECT COUNT(*)`.
+    Count,
+    /// Column `i` of each row is field `i` (logical name, field).
+    Fields(Vec<(String, DbField)>),
+    /// A create that returns nothing: the caller's data is the record.
+    Echo,
+    /// A native join (see [`Joined`]).
+    Joined(Joined),
+}
+
+impl Read {
+    /// The selected fields, for `Read::Fields`.
+    pub(crate) fn fields(&self) -> &[(String, DbField)] {
+        match self {
+            Self::Fields(fields) => fields,
+            _ => &[],
+        }
+    }
+}
+
+/// Reads a row whose column `i` is `fields[i]`.
+pub(crate) fn decode_fields(row: &Row, fields: &[(String, DbField)]) -> Result<DbRecord> {
+    decode_record(
+        row,
+        fields
+            .iter()
+            .map(|(logical, field)| (logical.as_str(), field)),
+    )
+}
+
+/// The decoding of a native join: column 0 is the base id, columns `1..=base.len()` the base
+/// selection, then each join's fields in order (the layout `generic::find_many_joined`
+/// writes). The grouping is core's `joined_rows`, by column position instead of by alias.
+#[derive(Debug)]
+pub(crate) struct Joined {
+    /// The base record's `id` field (read from column 0).
+    pub(crate) id: DbField,
+    /// The internal base selection; the flag says whether the field is in the output.
+    pub(crate) base: Vec<(String, DbField, bool)>,
+    /// The joined models.
+    pub(crate) joins: Vec<JoinedModel>,
+}
+
+/// One joined model of a [`Joined`] read.
+#[derive(Debug)]
+pub(crate) struct JoinedModel {
+    /// The key of the joined value in the base record (the joined model's logical name).
+    pub(crate) model: String,
+    /// One-to-one (a record or NULL) rather than one-to-many (an array).
+    pub(crate) one: bool,
+    /// The most joined records kept per base record.
+    pub(crate) limit: usize,
+    /// The joined table's fields.
+    pub(crate) fields: Vec<(String, DbField)>,
+}
+
+impl Joined {
+    /// Groups joined rows into records. Rows of one base record are adjacent: the statement
+    /// orders by the base sort, then the base id.
+    pub(crate) fn records(&self, rows: &[Row]) -> Result<Vec<DbRecord>> {
+        let mut records = Vec::<DbRecord>::new();
+        let mut last: Option<DbValue> = None;
+        for row in rows {
+            let base_id = decode(row, 0, &self.id)?;
+            if !matches!(base_id, DbValue::String(_) | DbValue::Number(_)) {
+                return Err(adapter("joined query base row is missing an id").into());
+            }
+            let same = last.as_ref() == Some(&base_id) && !records.is_empty();
+            if !same {
+                let mut record = DbRecord::with_capacity(self.base.len() + self.joins.len());
+                for (index, (logical, field, output)) in self.base.iter().enumerate() {
+                    if *output {
+                        record.insert(logical.clone(), decode(row, index + 1, field)?);
+                    }
+                }
+                for join in &self.joins {
+                    let empty = if join.one {
+                        DbValue::Null
+                    } else {
+                        DbValue::RecordArray(Vec::new())
+                    };
+                    record.insert(join.model.clone(), empty);
+                }
+                records.push(record);
+                last = Some(base_id);
+            }
+            let Some(record) = records.last_mut() else {
+                continue;
+            };
+            let mut column = 1 + self.base.len();
+            for join in &self.joins {
+                let first = column;
+                column += join.fields.len();
+                let mut joined = DbRecord::with_capacity(join.fields.len());
+                for (offset, (logical, field)) in join.fields.iter().enumerate() {
+                    joined.insert(logical.clone(), decode(row, first + offset, field)?);
+                }
+                if joined.values().all(|value| *value == DbValue::Null) {
+                    continue;
+                }
+                if join.one {
+                    record.insert(join.model.clone(), DbValue::Record(joined));
+                } else if let Some(DbValue::RecordArray(values)) = record.get_mut(&join.model) {
+                    if values.len() < join.limit && !contains_record(values, &joined) {
+                        values.push(joined);
+                    }
+                }
+            }
+        }
+        Ok(records)
+    }
+}
+
+/// Core's `contains_record`: the same id, or (without ids) the same record.
+fn contains_record(records: &[DbRecord], candidate: &DbRecord) -> bool {
+    let key = |record: &DbRecord| match record.get("id") {
+        Some(DbValue::String(value)) => Some(value.clone()),
+        Some(DbValue::Number(value)) => Some(value.to_string()),
+        _ => None,
+    };
+    let candidate_id = key(candidate);
+    records.iter().any(|record| match &candidate_id {
+        Some(id) => key(record).as_ref() == Some(id),
+        None => record == candidate,
+    })
+}
+
+/// The values of a where-clause's parameters, in the order core's planner binds them (AND
+/// clauses, then OR clauses; nothing for NULL; one per IN element; LIKE patterns escaped).
+pub(crate) fn where_values(clauses: &[Where], out: &mut Vec<DbValue>) -> Result<()> {
+    let ands = clauses.iter().filter(|c| c.connector == Connector::And);
+    let ors = clauses.iter().filter(|c| c.connector == Connector::Or);
+    for clause in ands.chain(ors) {
+        if clause.value == DbValue::Null {
+            continue;
+        }
+        match clause.operator {
+            WhereOperator::Eq
+            | WhereOperator::Ne
+            | WhereOperator::Lt
+            | WhereOperator::Lte
+            | WhereOperator::Gt
+            | WhereOperator::Gte => out.push(clause.value.clone()),
+            WhereOperator::In | WhereOperator::NotIn => match &clause.value {
+                DbValue::StringArray(values) => {
+                    out.extend(values.iter().cloned().map(DbValue::String));
+                }
+                DbValue::NumberArray(values) => {
+                    out.extend(values.iter().copied().map(DbValue::Number));
+                }
+                _ => return Err(adapter("IN and NOT IN require array values").into()),
+            },
+            WhereOperator::Contains | WhereOperator::StartsWith | WhereOperator::EndsWith => {
+                let DbValue::String(value) = &clause.value else {
+                    return Err(adapter("string pattern operators require string values").into());
+                };
+                let mut pattern = String::with_capacity(value.len() + 2);
+                if clause.operator != WhereOperator::StartsWith {
+                    pattern.push('%');
+                }
+                for character in value.chars() {
+                    if matches!(character, '%' | '_' | '\\') {
+                        pattern.push('\\');
+                    }
+                    pattern.push(character);
+                }
+                if clause.operator != WhereOperator::EndsWith {
+                    pattern.push('%');
+                }
+                out.push(DbValue::String(pattern));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The values of assigned or inserted data, in data order.
+pub(crate) fn data_values(data: &DbRecord, out: &mut Vec<DbValue>) {
+    out.extend(data.values().cloned());
+}
+
+/// A query shape, encoded as text: every string is length-prefixed, so two different shapes
+/// never share a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Key(String);
+
+impl Key {
+    /// The shape of operation `operation` (one letter per `DbAdapter` method) on `model`.
+    pub(crate) fn new(operation: char, model: &str) -> Self {
+        let mut key = Self(String::with_capacity(64 + model.len()));
+        key.0.push(operation);
+        key.text(model);
+        key
+    }
+
+    fn text(&mut self, text: &str) {
+        self.number(text.len());
+        self.0.push(':');
+        self.0.push_str(text);
+    }
+
+    fn number(&mut self, mut number: usize) {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            // `number % 10` is below 10.
+            digits[at] = b'0' + (number % 10) as u8;
+            number /= 10;
+            if number == 0 {
+                break;
+            }
+        }
+        for digit in &digits[at..] {
+            self.0.push(char::from(*digit));
+        }
+        self.0.push(';');
+    }
+
+    /// The where-clause: per clause its field, operator, connector, mode and value class.
+    pub(crate) fn clauses(mut self, clauses: &[Where]) -> Self {
+        self.0.push('W');
+        self.number(clauses.len());
+        for clause in clauses {
+            self.text(&clause.field);
+            self.0.push(match clause.operator {
+                WhereOperator::Eq => '=',
+                WhereOperator::Ne => '!',
+                WhereOperator::Lt => '<',
+                WhereOperator::Lte => 'l',
+                WhereOperator::Gt => '>',
+                WhereOperator::Gte => 'g',
+                WhereOperator::In => 'i',
+                WhereOperator::NotIn => 'n',
+                WhereOperator::Contains => 'c',
+                WhereOperator::StartsWith => 's',
+                WhereOperator::EndsWith => 'e',
+            });
+            self.0.push(match clause.connector {
+                Connector::And => '&',
+                Connector::Or => '|',
+            });
+            self.0.push(match clause.mode {
+                WhereMode::Sensitive => 'S',
+                WhereMode::Insensitive => 'I',
+            });
+            self.value_class(&clause.value);
+        }
+        self
+    }
+
+    /// What of a value changes the SQL: NULL-ness, its kind, an array's length.
+    fn value_class(&mut self, value: &DbValue) {
+        match value {
+            DbValue::Null => self.0.push('0'),
+            DbValue::String(_) => self.0.push('s'),
+            DbValue::Number(_) => self.0.push('n'),
+            DbValue::Boolean(_) => self.0.push('b'),
+            DbValue::Timestamp(_) => self.0.push('t'),
+            DbValue::Json(_) => self.0.push('j'),
+            DbValue::StringArray(values) => {
+                self.0.push('S');
+                self.number(values.len());
+            }
+            DbValue::NumberArray(values) => {
+                self.0.push('N');
+                self.number(values.len());
+            }
+            DbValue::Record(_) => self.0.push('r'),
+            DbValue::RecordArray(_) => self.0.push('R'),
+        }
+    }
+
+    /// The data keys, in order (their values are parameters whatever they are).
+    pub(crate) fn data(mut self, data: &DbRecord) -> Self {
+        self.0.push('D');
+        self.number(data.len());
+        for field in data.keys() {
+            self.text(field);
+        }
+        self
+    }
+
+    /// The select list.
+    pub(crate) fn select(mut self, select: &[String]) -> Self {
+        self.0.push('F');
+        self.number(select.len());
+        for field in select {
+            self.text(field);
+        }
+        self
+    }
+
+    /// The sort, limit and offset (core writes limit and offset into the text).
+    pub(crate) fn window(
+        mut self,
+        sort: Option<&Sort>,
+        limit: Option<usize>,
+        offset: Option<usize>,
+    ) -> Self {
+        match sort {
+            Some(sort) => {
+                self.0.push(match sort.direction {
+                    SortDirection::Asc => 'A',
+                    SortDirection::Desc => 'Z',
+                });
+                self.text(&sort.field);
+            }
+            None => self.0.push('-'),
+        }
+        for bound in [limit, offset] {
+            match bound {
+                Some(value) => {
+                    self.0.push('L');
+                    self.number(value);
+                }
+                None => self.0.push('-'),
+            }
+        }
+        self
+    }
+
+    /// The join options, in order.
+    pub(crate) fn joins<'a>(
+        mut self,
+        joins: impl ExactSizeIterator<Item = (&'a String, &'a JoinOption)>,
+    ) -> Self {
+        self.0.push('J');
+        self.number(joins.len());
+        for (model, option) in joins {
+            self.text(model);
+            self.0.push(if option.enabled { 'y' } else { 'n' });
+            match option.limit {
+                Some(limit) => {
+                    self.0.push('L');
+                    self.number(limit);
+                }
+                None => self.0.push('-'),
+            }
+        }
+        self
+    }
+}
