@@ -134,12 +134,16 @@ impl ReplicaPair {
         let (primary, standby) = (self.primary(), self.standby());
         standby.rebuild_from(primary, STANDBY_SETTINGS).await;
         let admin = primary.admin().await;
-        admin
-            .batch_execute(
-                "ALTER SYSTEM SET synchronous_standby_names = '*'; SELECT pg_reload_conf()",
-            )
-            .await
-            .expect("make the new standby synchronous");
+        // Two statements: ALTER SYSTEM cannot run in the implicit transaction of a batch.
+        for statement in [
+            "ALTER SYSTEM SET synchronous_standby_names = '*'",
+            "SELECT pg_reload_conf()",
+        ] {
+            admin
+                .batch_execute(statement)
+                .await
+                .expect("make the new standby synchronous");
+        }
         self.wait_until_synchronous().await;
     }
 
