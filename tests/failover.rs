@@ -1029,10 +1029,9 @@ async fn a_failover_loses_no_acknowledged_write() {
                 .flat_map(|t| t.consumes.values())
                 .map(|tally| tally[0])
                 .sum();
-            assert!(
-                sign_ups > 0 && refreshes > 0 && permitted > 0,
-                "{label}: the traffic got nothing acknowledged"
-            );
+            if sign_ups == 0 || refreshes == 0 || permitted == 0 {
+                problems.push(format!("{label}: the traffic got nothing acknowledged"));
+            }
             eprintln!(
                 "[{label}] acknowledged: {sign_ups} sign-ups, {refreshes} session refreshes, \
                  {permitted} permitted consumes; typed calls after the promotion: {}",
@@ -1044,17 +1043,18 @@ async fn a_failover_loses_no_acknowledged_write() {
                 .next_back()
             {
                 let before = app.adapter().typed_call_count();
-                let found =
-                    tokio::time::timeout(CALL_BOUND, app.adapter().find_one(by_email(email)))
-                        .await
-                        .expect("find_one after the failover hung")
-                        .expect("find_one after the failover");
-                assert!(found.is_some(), "{label}: {email} is found");
-                assert_eq!(
-                    app.adapter().typed_call_count(),
-                    before + 1,
-                    "{label}: find_one by email takes the typed statement on the new primary"
-                );
+                match tokio::time::timeout(CALL_BOUND, app.adapter().find_one(by_email(email)))
+                    .await
+                {
+                    Ok(Ok(Some(_))) if app.adapter().typed_call_count() == before + 1 => {}
+                    Ok(Ok(Some(_))) => problems.push(format!(
+                        "{label}: find_one by email did not take the typed statement on the \
+                         new primary"
+                    )),
+                    other => problems.push(format!(
+                        "{label}: find_one({email}) after the failover: {other:?}"
+                    )),
+                }
             }
         }
         let backends: i64 = client
@@ -1070,7 +1070,11 @@ async fn a_failover_loses_no_acknowledged_write() {
             "[round {round}] the new primary serves {backends} connections of the two apps \
              (at most 1 + 4)"
         );
-        assert!(backends <= 5, "round {round}: {backends} connections");
+        if backends > 5 {
+            problems.push(format!(
+                "round {round}: {backends} connections on the new primary (at most 5)"
+            ));
+        }
         acknowledged.extend(per_app.into_iter().flatten());
         // Everything acknowledged in every round so far is on the current primary.
         for traffic in &acknowledged {
