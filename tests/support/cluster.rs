@@ -195,6 +195,155 @@ impl Cluster {
         self.wait_until_ready().await;
     }
 
+    /// A new cluster copied from the running `source` with `pg_basebackup -R` (so it starts as
+    /// a streaming standby of `source`; `source` must allow replication connections from
+    /// 127.0.0.1), with `extra` appended to its `postgresql.auto.conf` (after what `-R` wrote
+    /// there, so it wins), started on a free port. Its Unix socket is its own.
+    pub async fn from_base_backup(label: &str, source: &Cluster, extra: &str) -> Cluster {
+        let label: String = label
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .take(24)
+            .collect();
+        let base = std::env::temp_dir().join(format!(
+            "{DIR_PREFIX}{label}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&base);
+        let socket_dir = base.join("socket");
+        fs::create_dir_all(&socket_dir)
+            .unwrap_or_else(|error| panic!("cannot create {}: {error}", socket_dir.display()));
+        if source.as_root {
+            chown_postgres(&base);
+        }
+        let mut cluster = Cluster {
+            port: 0,
+            data_dir: base.join("data"),
+            socket_dir,
+            base,
+            bin: source.bin.clone(),
+            as_root: source.as_root,
+            running: AtomicBool::new(false),
+        };
+        cluster.base_backup(source, extra).await;
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            // Most likely someone took the port between our probe and the server's bind.
+            cluster.port = server::free_port().expect("a free port");
+            match cluster.start_on_port().await {
+                Ok(()) => return cluster,
+                Err(error) => last_error = error,
+            }
+        }
+        panic!(
+            "test support: could not start the standby in {}: {last_error}",
+            cluster.base.display()
+        );
+    }
+
+    /// Stops this (standby's) server if it runs, deletes its data directory, copies `source`
+    /// again with `pg_basebackup -R` (plus `extra`, as in
+    /// [`from_base_backup`](Self::from_base_backup)) and starts it on the same port: it is
+    /// then a standby of `source`.
+    pub async fn rebuild_from(&self, source: &Cluster, extra: &str) {
+        self.stop_immediate().await;
+        let data_dir = self.data_dir.clone();
+        tokio::task::spawn_blocking(move || fs::remove_dir_all(data_dir))
+            .await
+            .expect("remove thread")
+            .unwrap_or_else(|error| panic!("cannot delete the old data directory: {error}"));
+        self.base_backup(source, extra).await;
+        self.start_on_port()
+            .await
+            .unwrap_or_else(|error| panic!("test support: the rebuilt standby: {error}"));
+    }
+
+    /// `pg_ctl stop -m immediate`: the server exits at once without a checkpoint (as in a
+    /// crash; its clients see their connections drop). No-op when it is not running.
+    pub async fn stop_immediate(&self) {
+        if self.running.swap(false, Ordering::SeqCst) {
+            self.pg_ctl(&["-m", "immediate", "stop"])
+                .await
+                .unwrap_or_else(|error| panic!("test support: pg_ctl stop -m immediate: {error}"));
+        }
+    }
+
+    /// `pg_ctl promote -w`: a standby becomes a primary; returns once it accepts writes.
+    pub async fn promote(&self) {
+        self.pg_ctl(&["promote"])
+            .await
+            .unwrap_or_else(|error| panic!("test support: pg_ctl promote failed: {error}"));
+    }
+
+    /// Whether the server is running (as far as this handle started and stopped it).
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    /// `pg_basebackup -R` of `source` into this cluster's (absent) data directory, then
+    /// `extra` and the socket directory appended to its `postgresql.auto.conf`.
+    async fn base_backup(&self, source: &Cluster, extra: &str) {
+        let port = source.port.to_string();
+        let mut args = vec!["-D".as_ref(), self.data_dir.as_os_str()];
+        args.extend(
+            [
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+                "--no-sync",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+            ]
+            .map(OsStr::new),
+        );
+        let command = server::pg_command(self.as_root, &self.tool("pg_basebackup"), &args);
+        let base = self.base.clone();
+        tokio::task::spawn_blocking(move || server::run(command, &base, "pg_basebackup"))
+            .await
+            .expect("pg_basebackup thread")
+            .unwrap_or_else(|error| panic!("test support: pg_basebackup failed: {error}"));
+        let socket = self.socket_dir.to_string_lossy().replace('\'', "''");
+        let settings = format!(
+            "\n# rustauth-tokio-postgres test standby\nunix_socket_directories = '{socket}'\n{extra}\n"
+        );
+        OpenOptions::new()
+            .append(true)
+            .open(self.data_dir.join("postgresql.auto.conf"))
+            .and_then(|mut file| file.write_all(settings.as_bytes()))
+            .expect("append to postgresql.auto.conf");
+    }
+
+    /// A PostgreSQL program next to `pg_ctl` (following a symbolic link such as
+    /// `/usr/local/bin/pg_ctl -> /usr/lib/postgresql/15/bin/pg_ctl`, whose directory holds
+    /// the programs not linked into PATH).
+    fn tool(&self, name: &str) -> PathBuf {
+        let beside = self.bin.join(name);
+        if beside.is_file() {
+            return beside;
+        }
+        fs::canonicalize(self.bin.join("pg_ctl"))
+            .ok()
+            .and_then(|pg_ctl| pg_ctl.parent().map(|dir| dir.join(name)))
+            .filter(|path| path.is_file())
+            .unwrap_or(beside)
+    }
+
+    /// `pg_ctl start` on `self.port`, then waits until it answers.
+    async fn start_on_port(&self) -> Result<(), String> {
+        let port_option = format!("-p {}", self.port);
+        self.pg_ctl(&["-o", &port_option, "start"]).await?;
+        self.running.store(true, Ordering::SeqCst);
+        self.wait_until_ready().await;
+        Ok(())
+    }
+
     /// Terminates every backend connected to `db` (except the caller's) and waits until
     /// they are gone; returns how many there were.
     pub async fn terminate_backends(&self, db: &str) -> usize {

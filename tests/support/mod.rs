@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod pgbouncer;
+pub mod replication;
 pub mod server;
 
 pub use server::{connect, database_url_with, fresh_database, server_url, url_from_env};
