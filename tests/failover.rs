@@ -164,6 +164,30 @@ async fn database_with_schema(pair: &ReplicaPair, label: &str) -> String {
         .create_schema(&schema(), None)
         .await
         .expect("create_schema");
+    // A synchronous commit is flushed on the standby, not necessarily replayed: wait until the
+    // standby shows the database and its tables, so that a connection listed to it lands there.
+    let standby = pair.standby().url(&db);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = match tokio_postgres::connect(&standby, tokio_postgres::NoTls).await {
+            Ok((client, connection)) => {
+                tokio::spawn(connection);
+                client
+                    .simple_query("SELECT 1 FROM users LIMIT 1")
+                    .await
+                    .is_ok()
+            }
+            Err(_) => false,
+        };
+        if ready {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the standby never replayed the new database"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     db
 }
 
