@@ -39,47 +39,13 @@ use rustauth_core::db::{
     Where,
 };
 use rustauth_core::options::{RateLimitConsumeInput, RateLimitRule, RateLimitStore};
+use rustauth_tokio_postgres::layout::{ACCOUNT_FIELDS, SESSION_FIELDS, USER_FIELDS};
 use time::OffsetDateTime;
 use tokio::sync::RwLock;
 use tokio_postgres::{Client, Row, Statement};
 
 // ---------------------------------------------------------------------------------------------
 // What rustauth-core 0.3.2 asks for (core, modules `user::record` and `session`).
-
-const USER_FIELDS: [&str; 7] = [
-    "id",
-    "name",
-    "email",
-    "email_verified",
-    "image",
-    "created_at",
-    "updated_at",
-];
-const SESSION_FIELDS: [&str; 8] = [
-    "id",
-    "user_id",
-    "expires_at",
-    "token",
-    "ip_address",
-    "user_agent",
-    "created_at",
-    "updated_at",
-];
-const ACCOUNT_FIELDS: [&str; 13] = [
-    "id",
-    "provider_id",
-    "account_id",
-    "user_id",
-    "access_token",
-    "refresh_token",
-    "id_token",
-    "access_token_expires_at",
-    "refresh_token_expires_at",
-    "scope",
-    "password",
-    "created_at",
-    "updated_at",
-];
 
 const SESSIONS_PER_USER: usize = 2;
 const RATE_LIMIT_WINDOW_SECONDS: i64 = 10;

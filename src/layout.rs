@@ -82,9 +82,8 @@ static RATE_LIMIT: [Column; 3] = [
     column("last_request", Type::INT8),
 ];
 
-/// The fields rustauth-core 0.3.2 selects on its hot paths, in its order (its
-/// `USER_FIELDS`, `SESSION_FIELDS`, `ACCOUNT_FIELDS` and `VERIFICATION_FIELDS`).
-const CORE_USER_FIELDS: [&str; 7] = [
+/// The user fields rustauth-core 0.3.2 selects on its hot paths, in its order.
+pub const USER_FIELDS: [&str; 7] = [
     "id",
     "name",
     "email",
@@ -93,7 +92,8 @@ const CORE_USER_FIELDS: [&str; 7] = [
     "created_at",
     "updated_at",
 ];
-const CORE_SESSION_FIELDS: [&str; 8] = [
+/// The session fields rustauth-core 0.3.2 selects on its hot paths, in its order.
+pub const SESSION_FIELDS: [&str; 8] = [
     "id",
     "user_id",
     "expires_at",
@@ -103,7 +103,8 @@ const CORE_SESSION_FIELDS: [&str; 8] = [
     "created_at",
     "updated_at",
 ];
-const CORE_ACCOUNT_FIELDS: [&str; 13] = [
+/// The account fields rustauth-core 0.3.2 selects on its hot paths, in its order.
+pub const ACCOUNT_FIELDS: [&str; 13] = [
     "id",
     "provider_id",
     "account_id",
@@ -118,7 +119,8 @@ const CORE_ACCOUNT_FIELDS: [&str; 13] = [
     "created_at",
     "updated_at",
 ];
-const CORE_VERIFICATION_FIELDS: [&str; 6] = [
+/// The verification fields rustauth-core 0.3.2 selects on its hot paths, in its order.
+pub const VERIFICATION_FIELDS: [&str; 6] = [
     "id",
     "identifier",
     "value",
@@ -191,10 +193,10 @@ impl CoreTable {
     /// (empty for the rate-limit table, which core never reads through the adapter).
     pub fn core_selection(self) -> &'static [&'static str] {
         match self {
-            Self::User => &CORE_USER_FIELDS,
-            Self::Session => &CORE_SESSION_FIELDS,
-            Self::Account => &CORE_ACCOUNT_FIELDS,
-            Self::Verification => &CORE_VERIFICATION_FIELDS,
+            Self::User => &USER_FIELDS,
+            Self::Session => &SESSION_FIELDS,
+            Self::Account => &ACCOUNT_FIELDS,
+            Self::Verification => &VERIFICATION_FIELDS,
             Self::RateLimit => &[],
         }
     }

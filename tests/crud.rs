@@ -20,6 +20,9 @@ use rustauth_core::db::{
     Sort, SortDirection, TableOptions, Update, UpdateMany, Where, WhereOperator,
 };
 use rustauth_core::error::RustAuthError;
+use rustauth_tokio_postgres::layout::{
+    ACCOUNT_FIELDS, SESSION_FIELDS, USER_FIELDS, VERIFICATION_FIELDS,
+};
 use rustauth_tokio_postgres::TokioPostgresAdapter;
 
 // ---------------------------------------------------------------------------------------------
@@ -1760,48 +1763,6 @@ async fn single_row_update_and_delete_touch_exactly_one_row() {
 /// key order and values are those of the contract.
 #[tokio::test]
 async fn core_hot_path_shapes_return_exact_records() {
-    const USER_FIELDS: [&str; 7] = [
-        "id",
-        "name",
-        "email",
-        "email_verified",
-        "image",
-        "created_at",
-        "updated_at",
-    ];
-    const SESSION_FIELDS: [&str; 8] = [
-        "id",
-        "user_id",
-        "expires_at",
-        "token",
-        "ip_address",
-        "user_agent",
-        "created_at",
-        "updated_at",
-    ];
-    const ACCOUNT_FIELDS: [&str; 13] = [
-        "id",
-        "provider_id",
-        "account_id",
-        "user_id",
-        "access_token",
-        "refresh_token",
-        "id_token",
-        "access_token_expires_at",
-        "refresh_token_expires_at",
-        "scope",
-        "password",
-        "created_at",
-        "updated_at",
-    ];
-    const VERIFICATION_FIELDS: [&str; 6] = [
-        "id",
-        "identifier",
-        "value",
-        "expires_at",
-        "created_at",
-        "updated_at",
-    ];
     let (adapter, _url) = default_adapter("g hot paths").await;
     // Nanoseconds: echoed by create (Q10), stored and read back at microseconds.
     let now = at(1_000) + time::Duration::nanoseconds(123_456_789);

@@ -18,55 +18,15 @@ use rustauth_core::db::{
     RateLimitStorage, Sort, SortDirection, TableOptions, Update, Where, WhereMode, WhereOperator,
 };
 use rustauth_core::options::{RateLimitConsumeInput, RateLimitRule, RateLimitStore};
+use rustauth_tokio_postgres::layout::{
+    ACCOUNT_FIELDS, SESSION_FIELDS, USER_FIELDS, VERIFICATION_FIELDS,
+};
 use rustauth_tokio_postgres::{TokioPostgresAdapter, TokioPostgresConnection};
 use time::{Duration, OffsetDateTime, UtcOffset};
 use tokio_postgres::Client;
 
 // ---------------------------------------------------------------------------------------------
 // Field lists exactly as core sends them (core: user/record.rs, session.rs, verification.rs).
-
-const USER_FIELDS: [&str; 7] = [
-    "id",
-    "name",
-    "email",
-    "email_verified",
-    "image",
-    "created_at",
-    "updated_at",
-];
-const SESSION_FIELDS: [&str; 8] = [
-    "id",
-    "user_id",
-    "expires_at",
-    "token",
-    "ip_address",
-    "user_agent",
-    "created_at",
-    "updated_at",
-];
-const ACCOUNT_FIELDS: [&str; 13] = [
-    "id",
-    "provider_id",
-    "account_id",
-    "user_id",
-    "access_token",
-    "refresh_token",
-    "id_token",
-    "access_token_expires_at",
-    "refresh_token_expires_at",
-    "scope",
-    "password",
-    "created_at",
-    "updated_at",
-];
-const VERIFICATION_FIELDS: [&str; 6] = [
-    "id",
-    "identifier",
-    "value",
-    "expires_at",
-    "created_at",
-    "updated_at",
-];
 
 /// The default tables (with database rate limits) and the column their dumps sort by.
 const DEFAULT_TABLES: [(&str, &str); 5] = [

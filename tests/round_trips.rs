@@ -29,53 +29,12 @@ use rustauth_core::db::{
     Where, WhereOperator,
 };
 use rustauth_core::options::{RateLimitConsumeInput, RateLimitRule, RateLimitStore};
+use rustauth_tokio_postgres::layout::{
+    ACCOUNT_FIELDS, SESSION_FIELDS, USER_FIELDS, VERIFICATION_FIELDS,
+};
 use rustauth_tokio_postgres::TokioPostgresAdapter;
 use support_proxy::{CountingProxy, Messages};
 use time::OffsetDateTime;
-
-/// Field lists core selects on its hot paths (behaviour.md §9).
-const USER_FIELDS: [&str; 7] = [
-    "id",
-    "name",
-    "email",
-    "email_verified",
-    "image",
-    "created_at",
-    "updated_at",
-];
-const SESSION_FIELDS: [&str; 8] = [
-    "id",
-    "user_id",
-    "expires_at",
-    "token",
-    "ip_address",
-    "user_agent",
-    "created_at",
-    "updated_at",
-];
-const ACCOUNT_FIELDS: [&str; 13] = [
-    "id",
-    "account_id",
-    "provider_id",
-    "user_id",
-    "access_token",
-    "refresh_token",
-    "id_token",
-    "access_token_expires_at",
-    "refresh_token_expires_at",
-    "scope",
-    "password",
-    "created_at",
-    "updated_at",
-];
-const VERIFICATION_FIELDS: [&str; 6] = [
-    "id",
-    "identifier",
-    "value",
-    "expires_at",
-    "created_at",
-    "updated_at",
-];
 
 /// The typed statements the first typed call prepares for the default schema (see
 /// src/prepared.rs): users 4 (by id, by email, insert, set email_verified), the sign-in join 1,
