@@ -21,6 +21,8 @@
 
 mod support;
 
+use support::app::{self, cookies, json};
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
@@ -28,20 +30,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::{header, Method, Request, Response, StatusCode};
-use rustauth_core::api::{core_auth_async_endpoints, AuthRouter};
-use rustauth_core::context::create_auth_context_with_adapter;
+use http::{Method, Response, StatusCode};
+use rustauth_core::api::AuthRouter;
 use rustauth_core::db::{
     auth_schema, AuthSchemaOptions, Count, Create, DbAdapter, DbSchema, DbValue, FindOne,
     RateLimitStorage, Where,
 };
 use rustauth_core::error::RustAuthError;
 use rustauth_core::options::{
-    AdvancedOptions, RateLimitConsumeInput, RateLimitOptions, RateLimitRule, RateLimitStore,
-    RustAuthOptions, SessionOptions,
+    RateLimitConsumeInput, RateLimitOptions, RateLimitRule, RateLimitStore, RustAuthOptions,
+    SessionOptions,
 };
-use rustauth_core::rate_limit::RequestClientIp;
-use rustauth_core::test_utils::with_integration_test_defaults;
 use rustauth_tokio_postgres::{
     TokioPostgresAdapter, TokioPostgresConnection, TokioPostgresRateLimitStore, TokioPostgresStores,
 };
@@ -602,27 +601,16 @@ impl App {
             window: time::Duration::seconds(60),
             max: 1_000_000,
         };
-        let options = with_integration_test_defaults(RustAuthOptions {
-            secret: Some("failover-secret-0123456789abcdef0123456789".to_owned()),
-            advanced: AdvancedOptions {
-                disable_csrf_check: true,
-                disable_origin_check: true,
-                ..AdvancedOptions::default()
-            },
+        let options = RustAuthOptions {
             rate_limit: RateLimitOptions::new()
                 .enabled(true)
                 .custom_rule("/sign-up/email", roomy.clone())
                 .custom_rule("/get-session", roomy),
             // Every get-session refreshes the session's expiry (a write).
             session: SessionOptions::new().update_age(time::Duration::ZERO),
-            ..RustAuthOptions::default()
-        });
-        let options = stores.apply_to_options(options);
-        let context =
-            create_auth_context_with_adapter(options, stores.adapter()).expect("auth context");
-        let router =
-            AuthRouter::with_async_endpoints(context, Vec::new(), core_auth_async_endpoints())
-                .expect("router");
+            ..app::options()
+        };
+        let router = app::router(&stores, options);
         App {
             label,
             stores,
@@ -643,17 +631,7 @@ impl App {
         cookie: Option<&str>,
         ip: IpAddr,
     ) -> Result<Response<Vec<u8>>, Outcome> {
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(format!("http://localhost:3000/api/auth{path}"));
-        if !body.is_empty() {
-            builder = builder.header(header::CONTENT_TYPE, "application/json");
-        }
-        if let Some(cookie) = cookie {
-            builder = builder.header(header::COOKIE, cookie);
-        }
-        let mut request = builder.body(body.as_bytes().to_vec()).expect("request");
-        request.extensions_mut().insert(RequestClientIp(ip));
+        let request = app::request(method, path, body, cookie, ip);
         match self.router.handle_async(request).await {
             Ok(response) if response.status() == StatusCode::OK => Ok(response),
             Ok(response) => {
@@ -689,28 +667,6 @@ impl App {
             }
         }
     }
-}
-
-fn json(response: &Response<Vec<u8>>) -> Value {
-    serde_json::from_slice(response.body()).unwrap_or_else(|error| {
-        panic!(
-            "body is not JSON ({error}): {}",
-            String::from_utf8_lossy(response.body())
-        )
-    })
-}
-
-/// The `Cookie` header a browser would send back after `response`.
-fn cookies(response: &Response<Vec<u8>>) -> String {
-    response
-        .headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .filter_map(|value| value.split(';').next())
-        .map(str::to_owned)
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// What one traffic task saw and what the server acknowledged to it.

@@ -13,22 +13,21 @@
 
 mod support;
 
+use support::app::{self, json};
+
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use http::{header, Method, Request, Response, StatusCode};
-use rustauth_core::api::{core_auth_async_endpoints, AuthRouter};
-use rustauth_core::context::create_auth_context_with_adapter;
+use http::{Method, Response, StatusCode};
+use rustauth_core::api::AuthRouter;
 use rustauth_core::db::adapter_harness::run_adapter_contract;
 use rustauth_core::db::{
     auth_schema, AuthSchemaOptions, Count, Create, DbAdapter, DbRecord, DbSchema, DbValue, Delete,
     FindMany, FindOne, RateLimitStorage, Update, Where,
 };
 use rustauth_core::error::RustAuthError;
-use rustauth_core::options::{AdvancedOptions, RateLimitOptions, RustAuthOptions};
-use rustauth_core::rate_limit::RequestClientIp;
-use rustauth_core::test_utils::{fast_verify_password, with_integration_test_defaults};
+use rustauth_core::test_utils::fast_verify_password;
 use rustauth_tokio_postgres::{TokioPostgresAdapter, TokioPostgresStores};
 use serde_json::Value;
 use support::pgbouncer::{self, PgBouncer, Settings};
@@ -523,23 +522,7 @@ impl App {
         let stores = TokioPostgresStores::connect_with_schema(url, schema())
             .await
             .unwrap_or_else(|error| panic!("stores through pgbouncer: {error}"));
-        let options = with_integration_test_defaults(RustAuthOptions {
-            secret: Some("test-secret-0123456789abcdef0123456789".to_owned()),
-            advanced: AdvancedOptions {
-                disable_csrf_check: true,
-                disable_origin_check: true,
-                ..AdvancedOptions::default()
-            },
-            rate_limit: RateLimitOptions::new().enabled(true),
-            ..RustAuthOptions::default()
-        });
-        let options = stores.apply_to_options(options);
-        assert!(options.rate_limit.custom_store.is_some());
-        let context =
-            create_auth_context_with_adapter(options, stores.adapter()).expect("auth context");
-        let router =
-            AuthRouter::with_async_endpoints(context, Vec::new(), core_auth_async_endpoints())
-                .expect("router");
+        let router = app::router(&stores, app::options());
         Self { stores, router }
     }
 
@@ -555,21 +538,7 @@ impl App {
         cookie: Option<&str>,
         client: IpAddr,
     ) -> Response<Vec<u8>> {
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(format!("http://localhost:3000/api/auth{path}"));
-        if !body.is_empty() {
-            builder = builder.header(header::CONTENT_TYPE, "application/json");
-        }
-        if let Some(cookie) = cookie {
-            builder = builder.header(header::COOKIE, cookie);
-        }
-        let mut request = builder.body(body.as_bytes().to_vec()).expect("request");
-        request.extensions_mut().insert(RequestClientIp(client));
-        self.router
-            .handle_async(request)
-            .await
-            .unwrap_or_else(|error| panic!("{path}: {error}"))
+        app::send(&self.router, method, path, body, cookie, client).await
     }
 
     async fn post(
@@ -583,27 +552,11 @@ impl App {
     }
 }
 
-fn json(response: &Response<Vec<u8>>) -> Value {
-    serde_json::from_slice(response.body()).unwrap_or_else(|error| {
-        panic!(
-            "body is not JSON ({error}): {}",
-            String::from_utf8_lossy(response.body())
-        )
-    })
-}
-
 /// The `Cookie` header a browser would send back after `response`.
 fn cookies(response: &Response<Vec<u8>>) -> String {
-    let pairs: Vec<String> = response
-        .headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .filter_map(|value| value.split(';').next())
-        .map(str::to_owned)
-        .collect();
-    assert!(!pairs.is_empty(), "response sets no cookie");
-    pairs.join("; ")
+    let cookies = app::cookies(response);
+    assert!(!cookies.is_empty(), "response sets no cookie");
+    cookies
 }
 
 fn credentials(email: &str, password: &str) -> String {

@@ -13,19 +13,18 @@
 
 mod support;
 
+use support::app::{self, cookies, json};
+
 use std::net::{IpAddr, Ipv4Addr};
 
-use http::{header, Method, Request, Response, StatusCode};
-use rustauth_core::api::{core_auth_async_endpoints, AuthRouter};
-use rustauth_core::context::create_auth_context_with_adapter;
+use http::{Method, Response, StatusCode};
+use rustauth_core::api::AuthRouter;
 use rustauth_core::db::{
     auth_schema, AuthSchemaOptions, Count, Create, DbAdapter, DbFieldType, DbRecord, DbSchema,
     DbValue, DeleteMany, FindMany, FindOne, RateLimitStorage, TableOptions, Update, Where,
     WhereOperator,
 };
-use rustauth_core::options::{AdvancedOptions, RateLimitOptions, RustAuthOptions};
-use rustauth_core::rate_limit::RequestClientIp;
-use rustauth_core::test_utils::{fast_verify_password, with_integration_test_defaults};
+use rustauth_core::test_utils::fast_verify_password;
 use rustauth_tokio_postgres::{TokioPostgresAdapter, TokioPostgresStores};
 use serde_json::Value;
 use time::{Duration, OffsetDateTime};
@@ -201,21 +200,7 @@ async fn setup(layout: Layout, unprepared: bool) -> Setup {
             .await
             .expect("create schema");
     }
-    let options = with_integration_test_defaults(RustAuthOptions {
-        secret: Some("test-secret-0123456789abcdef0123456789".to_owned()),
-        advanced: AdvancedOptions {
-            disable_csrf_check: true,
-            disable_origin_check: true,
-            ..AdvancedOptions::default()
-        },
-        rate_limit: RateLimitOptions::new().enabled(true),
-        ..RustAuthOptions::default()
-    });
-    let options = stores.apply_to_options(options);
-    let context =
-        create_auth_context_with_adapter(options, stores.adapter()).expect("auth context");
-    let router = AuthRouter::with_async_endpoints(context, Vec::new(), core_auth_async_endpoints())
-        .expect("router");
+    let router = app::router(&stores, app::options());
     // Every session of this database runs in a zone that is not UTC.
     let raw = support::connect(&url).await;
     let zone: String = raw
@@ -245,21 +230,7 @@ impl Setup {
         body: &str,
         cookie: Option<&str>,
     ) -> Response<Vec<u8>> {
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(format!("http://localhost:3000/api/auth{path}"));
-        if !body.is_empty() {
-            builder = builder.header(header::CONTENT_TYPE, "application/json");
-        }
-        if let Some(cookie) = cookie {
-            builder = builder.header(header::COOKIE, cookie);
-        }
-        let mut request = builder.body(body.as_bytes().to_vec()).expect("request");
-        request.extensions_mut().insert(RequestClientIp(CLIENT_IP));
-        self.router
-            .handle_async(request)
-            .await
-            .unwrap_or_else(|error| panic!("{path}: {error}"))
+        app::send(&self.router, method, path, body, cookie, CLIENT_IP).await
     }
 
     async fn post(&self, path: &str, body: &str, cookie: Option<&str>) -> Response<Vec<u8>> {
@@ -291,22 +262,6 @@ impl Setup {
             .expect("stored epoch")
             .get(0)
     }
-}
-
-fn json(response: &Response<Vec<u8>>) -> Value {
-    serde_json::from_slice(response.body()).unwrap_or(Value::Null)
-}
-
-fn cookies(response: &Response<Vec<u8>>) -> String {
-    response
-        .headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .filter_map(|value| value.split(';').next())
-        .map(str::to_owned)
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 fn text(value: &str) -> DbValue {

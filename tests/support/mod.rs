@@ -4,6 +4,7 @@
 //! examples through `#[path]`, so it must stay self-contained.
 #![allow(dead_code, unused_imports)]
 
+pub mod app;
 pub mod cluster;
 pub mod pgbouncer;
 pub mod replication;
