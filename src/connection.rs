@@ -5,9 +5,10 @@
 //! catalog and reconnect) with a gate. Ordinary calls take the shared side of the gate of the
 //! member with the fewest calls in flight that is not inside a transaction, and pipeline
 //! there. A transaction takes one member's gate exclusively from `BEGIN` until
-//! `COMMIT`/`ROLLBACK` has finished; the other members keep serving. Migrations take every
-//! gate. When every member is inside a transaction, ordinary calls wait until one ends (no
-//! time limit of their own: wrap a call in a timeout to bound it; waiting is cancel-safe).
+//! `COMMIT`/`ROLLBACK` has finished; the other members keep serving. With more than one
+//! member, transactions hold at most all members but one, so ordinary calls always have a
+//! connection; further transactions wait (no time limit of their own: wrap a call in a
+//! timeout to bound it; waiting is cancel-safe). Migrations take every gate.
 
 use std::fmt;
 use std::pin::pin;
@@ -59,6 +60,16 @@ struct Set {
     members: Vec<Arc<Member>>,
     /// Signalled whenever a member leaves a transaction.
     released: Notify,
+    /// Transactions open (counted against [`Set::transaction_limit`]).
+    transactions: AtomicUsize,
+}
+
+impl Set {
+    /// How many transactions may hold members at once: all but one, so that ordinary calls
+    /// always have a connection (all of it when there is only one, as in 0.3.2).
+    fn transaction_limit(&self) -> usize {
+        self.members.len().saturating_sub(1).max(1)
+    }
 }
 
 /// A cheap-to-clone handle on one PostgreSQL connection (or a set of them) and its gates.
@@ -116,6 +127,8 @@ pub(crate) struct Exclusive {
     member: Arc<Member>,
     set: Arc<Set>,
     gate: Option<OwnedRwLockWriteGuard<()>>,
+    /// Counted against the set's transaction limit (migrations are not).
+    counted: bool,
 }
 
 impl Exclusive {
@@ -135,6 +148,9 @@ impl Drop for Exclusive {
     fn drop(&mut self) {
         self.gate = None;
         self.member.in_transaction.store(false, Ordering::SeqCst);
+        if self.counted {
+            self.set.transactions.fetch_sub(1, Ordering::SeqCst);
+        }
         self.set.released.notify_waiters();
     }
 }
@@ -165,6 +181,7 @@ impl TokioPostgresConnection {
             set: Arc::new(Set {
                 members: live.into_iter().map(Member::new).collect(),
                 released: Notify::new(),
+                transactions: AtomicUsize::new(0),
             }),
         }
     }
@@ -272,12 +289,31 @@ impl TokioPostgresConnection {
     }
 
     /// One member's gate, exclusively: the member with the fewest calls in flight that is not
-    /// inside a transaction (waits while every member is), once its calls have finished.
+    /// inside a transaction, once its calls have finished. Waits while the set's transaction
+    /// limit is reached (every member but one busy with a transaction) or no member is free.
     pub(crate) async fn exclusive(&self) -> Result<Exclusive, RustAuthError> {
         let excluded = self.excluded()?;
+        // A transaction opened from inside another one's callback cannot wait for it to end:
+        // it may go past the limit (onto the connection kept for ordinary calls).
+        let limit = if excluded.is_empty() {
+            self.set.transaction_limit()
+        } else {
+            self.set.members.len()
+        };
         loop {
             let mut released = pin!(self.set.released.notified());
             released.as_mut().enable();
+            let counted = self
+                .set
+                .transactions
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |open| {
+                    (open < limit).then_some(open + 1)
+                })
+                .is_ok();
+            if !counted {
+                released.await;
+                continue;
+            }
             let mut candidates = self
                 .set
                 .members
@@ -286,10 +322,12 @@ impl TokioPostgresConnection {
                 .collect::<Vec<_>>();
             candidates.sort_by_key(|member| member.in_flight.load(Ordering::SeqCst));
             for member in candidates {
-                if let Some(taken) = self.take(member) {
+                if let Some(mut taken) = self.take(member) {
+                    taken.counted = true;
                     return Ok(taken.lock().await);
                 }
             }
+            self.set.transactions.fetch_sub(1, Ordering::SeqCst);
             released.await;
         }
     }
@@ -322,6 +360,7 @@ impl TokioPostgresConnection {
             member: Arc::clone(member),
             set: Arc::clone(&self.set),
             gate: None,
+            counted: false,
         })
     }
 

@@ -236,3 +236,80 @@ async fn a_killed_backend_fails_only_its_own_calls() {
         assert!(after.contains(&pid), "the other connections were kept");
     }
 }
+
+/// With N connections at most N − 1 transactions are open at once, so ordinary calls always
+/// have a connection; a transaction opened from inside another's callback may still use it.
+#[tokio::test]
+async fn transactions_leave_one_connection_to_ordinary_calls() {
+    let (adapter, _) = adapter("set_tx_limit", 2).await;
+    seed_user(&adapter, "u1", "a@example.com", at(0)).await;
+    let (opened, is_open) = tokio::sync::oneshot::channel::<()>();
+    let (finish, finished) = tokio::sync::oneshot::channel::<()>();
+    let first = {
+        let adapter = adapter.clone();
+        tokio::spawn(async move {
+            adapter
+                .transaction(Box::new(move |tx| {
+                    Box::pin(async move {
+                        tx.count(Count::new("user")).await?;
+                        let _ = opened.send(());
+                        let _ = finished.await;
+                        Ok(())
+                    })
+                }))
+                .await
+        })
+    };
+    is_open.await.expect("the first transaction is open");
+    let second = {
+        let adapter = adapter.clone();
+        tokio::spawn(async move {
+            adapter
+                .transaction(Box::new(|tx| {
+                    Box::pin(async move {
+                        tx.count(Count::new("user")).await?;
+                        Ok(())
+                    })
+                }))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !second.is_finished(),
+        "the second transaction waits for the first"
+    );
+    // Ordinary calls are served meanwhile.
+    let count = tokio::time::timeout(Duration::from_secs(5), adapter.count(Count::new("user")))
+        .await
+        .expect("an ordinary call does not wait")
+        .expect("count");
+    assert_eq!(count, 1);
+    let _ = finish.send(());
+    first.await.expect("first").expect("first commits");
+    tokio::time::timeout(Duration::from_secs(5), second)
+        .await
+        .expect("the second transaction runs once the first ended")
+        .expect("second")
+        .expect("second commits");
+
+    // A transaction on the outer adapter from inside a callback does not wait for itself.
+    let outer = adapter.clone();
+    let nested = tokio::time::timeout(
+        Duration::from_secs(5),
+        adapter.transaction(Box::new(move |_tx| {
+            Box::pin(async move {
+                outer
+                    .transaction(Box::new(|tx| {
+                        Box::pin(async move {
+                            tx.count(Count::new("user")).await?;
+                            Ok(())
+                        })
+                    }))
+                    .await
+            })
+        })),
+    )
+    .await;
+    assert!(matches!(nested, Ok(Ok(()))), "{nested:?}");
+}
