@@ -32,6 +32,9 @@ use crate::runner::{Db, Sql};
 use crate::values::{decode_named, decode_record};
 
 const PG: SqlDialect = SqlDialect::Postgres;
+/// The most rows a join without its own `limit` returns per record: core's default (rustauth-core
+/// 0.3.2 passes the literal `100` to `resolve_native_joins` and `resolve_fallback_joins`).
+const JOIN_LIMIT: usize = 100;
 
 /// Inserts one row (CONTRACT b.6 `create`).
 pub(crate) async fn create(db: Db<'_>, schema: &DbSchema, query: Create) -> Result<DbRecord> {
@@ -360,7 +363,7 @@ async fn find_many_joined(
     query: &FindMany,
 ) -> Result<Vec<DbRecord>> {
     let (base_logical, table) = resolve_table_with_logical(schema, &query.model)?;
-    let joins = resolve_native_joins(schema, base_logical, table, &query.joins, 100)?;
+    let joins = resolve_native_joins(schema, base_logical, table, &query.joins, JOIN_LIMIT)?;
     let base_selection = internal_base_selection(table, &query.select, &joins)?;
     let where_sql = PG.where_clause(table, &query.where_clauses)?;
     let (_, id_field) = resolve_field(table, "id")?;
