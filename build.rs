@@ -27,7 +27,17 @@ const GENERATED_DIR: &str = "src/generated";
 /// Marks the hash on the first line of `src/generated/mod.rs`.
 const HASH_MARKER: &str = "source-hash: fnv1a64:";
 /// The directories whose `.sql` files the hash covers.
-const SOURCE_DIRS: [&str; 2] = ["migrations", "queries"];
+const SOURCE_DIRS: [&str; 2] = [MIGRATIONS_DIR, QUERIES_DIR];
+/// The schema cornucopia checks the statements against.
+const MIGRATIONS_DIR: &str = "migrations";
+/// The statements, one module of `src/generated/queries/` per file.
+const QUERIES_DIR: &str = "queries";
+/// The extension of the files of [`SOURCE_DIRS`].
+const SQL: &str = "sql";
+/// FNV-1a's 64-bit offset basis.
+const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+/// FNV-1a's 64-bit prime.
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
 fn main() {
     for path in SOURCE_DIRS.iter().chain([&GENERATED_DIR]) {
@@ -94,8 +104,8 @@ fn check_recorded_hash(root: &Path, hash: &str) -> Result<(), String> {
     }
 }
 
-/// The `.sql` files under `dir`, recursively, sorted by path.
-fn sql_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+/// The files under `dir` whose name ends in `.{extension}`, recursively, sorted by path.
+fn files_with_extension(dir: &Path, extension: &str) -> Result<Vec<PathBuf>, String> {
     let mut files = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(dir) = pending.pop() {
@@ -107,13 +117,24 @@ fn sql_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
                 .path();
             if path.is_dir() {
                 pending.push(path);
-            } else if path.extension().is_some_and(|extension| extension == "sql") {
+            } else if path.extension().is_some_and(|found| found == extension) {
                 files.push(path);
             }
         }
     }
     files.sort();
     Ok(files)
+}
+
+/// `path` relative to `dir`, `/`-separated on every platform.
+fn relative(dir: &Path, path: &Path) -> Result<String, String> {
+    Ok(path
+        .strip_prefix(dir)
+        .map_err(|_| format!("{} is outside {}", path.display(), dir.display()))?
+        .components()
+        .map(|part| part.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/"))
 }
 
 /// FNV-1a (64 bit) over every `.sql` file of `migrations/` and `queries/`, in sorted order of
@@ -123,20 +144,13 @@ fn sql_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
 fn source_hash(root: &Path) -> Result<String, String> {
     let mut files = Vec::new();
     for dir in SOURCE_DIRS {
-        files.extend(sql_files(&root.join(dir))?);
+        files.extend(files_with_extension(&root.join(dir), SQL)?);
     }
     let mut named = Vec::new();
     for file in files {
-        let relative = file
-            .strip_prefix(root)
-            .map_err(|_| format!("{} is outside the crate", file.display()))?
-            .components()
-            .map(|part| part.as_os_str().to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join("/");
         let bytes =
             fs::read(&file).map_err(|error| format!("cannot read {}: {error}", file.display()))?;
-        named.push((relative, bytes));
+        named.push((relative(root, &file)?, bytes));
     }
     named.sort();
     let mut hash = Fnv1a64::new();
@@ -166,13 +180,13 @@ struct Fnv1a64(u64);
 
 impl Fnv1a64 {
     fn new() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
+        Self(FNV_OFFSET_BASIS)
     }
 
     fn write(&mut self, bytes: &[u8]) {
         for byte in bytes {
             self.0 ^= u64::from(*byte);
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+            self.0 = self.0.wrapping_mul(FNV_PRIME);
         }
     }
 
@@ -185,7 +199,7 @@ impl Fnv1a64 {
 mod codegen {
     //! Regeneration with cornucopia (only with the `codegen` feature).
 
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, BTreeSet};
     use std::path::{Path, PathBuf};
     use std::time::{SystemTime, UNIX_EPOCH};
     use std::{env, fs, process};
@@ -193,12 +207,18 @@ mod codegen {
     use cornucopia::config::{Config, TypeMapping};
     use syn::punctuated::Punctuated;
     use syn::visit_mut::{self, VisitMut};
-    use syn::{parse_quote, Attribute, File, Item, Meta, Token};
+    use syn::{parse_quote, Attribute, File, Item, Meta, Token, UseTree};
 
-    use super::{sql_files, GENERATED_DIR, HASH_MARKER, REGENERATE, WRITE_VAR};
+    use super::{
+        files_with_extension, relative, GENERATED_DIR, HASH_MARKER, MIGRATIONS_DIR, QUERIES_DIR,
+        REGENERATE, SQL, WRITE_VAR,
+    };
 
-    /// The cornucopia version whose output layout this post-processing knows.
+    /// The cornucopia version whose output layout ([`LAYOUT`], [`RUNTIME_ITEMS`]) this
+    /// post-processing knows.
     const CORNUCOPIA: &str = "cornucopia 1.0.1";
+    /// The extension of Rust files.
+    const RUST: &str = "rs";
 
     /// Generates, post-processes, and compares with (or writes) `src/generated/`.
     pub(crate) fn regenerate(root: &Path, url: &str, hash: &str) -> Result<(), String> {
@@ -217,7 +237,7 @@ mod codegen {
                 .map_err(|error| format!("cannot clear {}: {error}", out.display()))?;
         }
         generate(root, url, &out)?;
-        let generated = postprocess(&out.join("src"), hash)?;
+        let generated = postprocess(&out.join("src"), &root.join(QUERIES_DIR), hash)?;
         let committed = read_committed(&root.join(GENERATED_DIR))?;
         if generated == committed {
             return Ok(());
@@ -250,9 +270,9 @@ mod codegen {
 
     /// Runs cornucopia against a temporary database on `url`; writes a crate into `out`.
     fn generate(root: &Path, url: &str, out: &Path) -> Result<(), String> {
-        let schema_files = sql_files(&root.join("migrations"))?;
+        let schema_files = files_with_extension(&root.join(MIGRATIONS_DIR), SQL)?;
         let config = Config::builder()
-            .queries(root.join("queries"))
+            .queries(root.join(QUERIES_DIR))
             .destination(out)
             .r#async(true)
             .sync(false)
@@ -284,43 +304,12 @@ mod codegen {
         if !dir.exists() {
             return Ok(files);
         }
-        for path in rust_files(dir)? {
+        for path in files_with_extension(dir, RUST)? {
             let text = fs::read_to_string(&path)
                 .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
             files.insert(relative(dir, &path)?, text);
         }
         Ok(files)
-    }
-
-    fn rust_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
-        let mut files = Vec::new();
-        let mut pending = vec![dir.to_path_buf()];
-        while let Some(dir) = pending.pop() {
-            let entries = fs::read_dir(&dir)
-                .map_err(|error| format!("cannot read {}: {error}", dir.display()))?;
-            for entry in entries {
-                let path = entry
-                    .map_err(|error| format!("cannot read {}: {error}", dir.display()))?
-                    .path();
-                if path.is_dir() {
-                    pending.push(path);
-                } else if path.extension().is_some_and(|extension| extension == "rs") {
-                    files.push(path);
-                }
-            }
-        }
-        files.sort();
-        Ok(files)
-    }
-
-    fn relative(dir: &Path, path: &Path) -> Result<String, String> {
-        Ok(path
-            .strip_prefix(dir)
-            .map_err(|_| format!("{} is outside {}", path.display(), dir.display()))?
-            .components()
-            .map(|part| part.as_os_str().to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join("/"))
     }
 
     /// Replaces `src/generated/` by `generated`: writes changed files, removes stale ones.
@@ -391,108 +380,564 @@ mod codegen {
         summary
     }
 
-    /// Rewrites cornucopia's crate (its `src/`) into the files of `src/generated/`.
-    fn postprocess(src: &Path, hash: &str) -> Result<BTreeMap<String, String>, String> {
+    /// What becomes of a file of cornucopia's output.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Fate {
+        /// The generated crate's `lib.rs`: becomes `mod.rs`, documented, its `mod` and `use`
+        /// items filtered like the runtime files'.
+        Root,
+        /// `queries.rs`, the index of the query modules: sorted and documented.
+        QueryIndex,
+        /// Runtime support: every named item is kept public, made crate-private or dropped as
+        /// [`RUNTIME_ITEMS`] says; the file goes when nothing but imports is left of it.
+        Runtime,
+        /// Left out.
+        Dropped,
+    }
+
+    /// cornucopia 1.0.1's output layout: every file of the `src/` it writes except the query
+    /// modules (`queries/<file>.rs`, see [`QUERY_MODULES`]), and what becomes of it.
+    const LAYOUT: [(&str, Fate); 11] = [
+        ("lib.rs", Fate::Root),
+        ("queries.rs", Fate::QueryIndex),
+        ("client.rs", Fate::Runtime),
+        ("client/async_.rs", Fate::Runtime),
+        ("client/async_/generic_client.rs", Fate::Runtime),
+        // Only the generated crate's `deadpool` feature compiles it.
+        ("client/async_/deadpool.rs", Fate::Dropped),
+        ("utils.rs", Fate::Runtime),
+        ("type_traits.rs", Fate::Runtime),
+        ("domain.rs", Fate::Runtime),
+        ("array_iterator.rs", Fate::Runtime),
+        // Custom PostgreSQL types (enums, composites); the core tables use none.
+        ("types.rs", Fate::Runtime),
+    ];
+
+    /// The directory of the query modules in cornucopia's output (and in `src/generated/`).
+    const QUERY_MODULES: &str = "queries/";
+
+    /// The file of cornucopia's output that becomes `src/generated/mod.rs`.
+    const ROOT_TARGET: &str = "mod.rs";
+
+    /// What becomes of an item of the runtime files (and of its impls and imports).
+    enum Role {
+        /// Stays public, with this documentation instead of cornucopia's.
+        Public(&'static str),
+        /// Becomes `pub(crate)`: the query modules call it, an app does not.
+        Crate,
+        /// Left out: the statements of `queries/` do not need it. A query module that names it
+        /// fails the regeneration (give it another role here).
+        Dropped,
+    }
+
+    /// Every named item of cornucopia's runtime files, by name.
+    const RUNTIME_ITEMS: [(&str, Role); 16] = [
+        ("GenericClient", Role::Public(GENERIC_CLIENT_DOC)),
+        ("StringSql", Role::Public(STRING_SQL_DOC)),
+        ("one", Role::Crate),
+        ("opt", Role::Crate),
+        ("raw", Role::Crate),
+        ("slice_iter", Role::Crate),
+        // `stmt.params(&client, &XParams { .. })`: `bind` with one struct for its arguments.
+        ("Params", Role::Dropped),
+        // Parameters of types the core tables do not use: bytea, arrays, domains.
+        ("BytesSql", Role::Dropped),
+        ("ArraySql", Role::Dropped),
+        ("IterSql", Role::Dropped),
+        ("Domain", Role::Dropped),
+        ("DomainArray", Role::Dropped),
+        ("escape_domain", Role::Dropped),
+        ("escape_domain_to_sql", Role::Dropped),
+        ("downcast", Role::Dropped),
+        // Array columns; its `unwrap`s would panic on a malformed value.
+        ("ArrayIterator", Role::Dropped),
+    ];
+
+    /// The documentation of the client trait the statements take.
+    const GENERIC_CLIENT_DOC: &str = "\
+The client a statement runs on: `tokio_postgres::Client` and `Transaction` implement it, and so
+do pooled clients through them (a `deadpool_postgres::Object` or `Transaction` dereferences to
+one: pass `&**object`).
+
+Statement handles take it in `prepare` and `bind`; the queries `bind` returns call its methods.";
+
+    /// The documentation of the bound of `bind`'s text parameters.
+    const STRING_SQL_DOC: &str = "\
+A text parameter of `bind`: `String`, `&str`, `Cow<str>`, `Box<str>`, or a reference to one.";
+
+    /// The documentation of the methods of `GenericClient`, by name.
+    const GENERIC_CLIENT_METHODS: [(&str, &str); 7] = [
+        (
+            "stmt_cache",
+            "Whether a statement handle that was not prepared runs through \
+             [`prepare`](GenericClient::prepare) (for a client that caches prepared statements) \
+             rather than with its SQL text: `false`, the default.",
+        ),
+        (
+            "prepare",
+            "Prepares `query` (as `tokio_postgres::Client::prepare`).",
+        ),
+        (
+            "execute",
+            "Runs a statement and returns the number of rows it changed (as \
+             `tokio_postgres::Client::execute`).",
+        ),
+        (
+            "query_one",
+            "Runs a statement that returns exactly one row (as \
+             `tokio_postgres::Client::query_one`).",
+        ),
+        (
+            "query_opt",
+            "Runs a statement that returns at most one row (as \
+             `tokio_postgres::Client::query_opt`).",
+        ),
+        (
+            "query",
+            "Runs a statement and collects its rows (as `tokio_postgres::Client::query`).",
+        ),
+        (
+            "query_raw",
+            "Runs a statement and streams its rows (as `tokio_postgres::Client::query_raw`).",
+        ),
+    ];
+
+    fn role(name: &str) -> Option<&'static Role> {
+        RUNTIME_ITEMS
+            .iter()
+            .find(|(item, _)| *item == name)
+            .map(|(_, role)| role)
+    }
+
+    fn is_dropped(name: &str) -> bool {
+        matches!(role(name), Some(Role::Dropped))
+    }
+
+    /// Rewrites cornucopia's crate (its `src/`) into the files of `src/generated/`; `queries`
+    /// is the directory of the `.sql` files it was generated from.
+    fn postprocess(
+        src: &Path,
+        queries: &Path,
+        hash: &str,
+    ) -> Result<BTreeMap<String, String>, String> {
         let mut crate_files = BTreeMap::new();
-        for path in rust_files(src)? {
+        for path in files_with_extension(src, RUST)? {
             let text = fs::read_to_string(&path)
                 .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
             let file = syn::parse_file(&text)
                 .map_err(|error| format!("cannot parse {}: {error}", path.display()))?;
             crate_files.insert(relative(src, &path)?, file);
         }
-        let expected = [
-            "lib.rs",
-            "queries.rs",
-            "client.rs",
-            "client/async_.rs",
-            "client/async_/generic_client.rs",
-            "utils.rs",
-            "domain.rs",
-            "array_iterator.rs",
-            "type_traits.rs",
-        ];
-        for name in expected {
+        for (name, _) in LAYOUT {
             if !crate_files.contains_key(name) {
                 return Err(format!(
-                    "{CORNUCOPIA} wrote no src/{name}: its output layout changed, update build.rs"
+                    "{CORNUCOPIA} wrote no src/{name}: its output layout changed, update LAYOUT \
+                     in build.rs"
                 ));
             }
         }
-        // Only the deadpool feature of the generated crate uses this file.
-        crate_files.remove("client/async_/deadpool.rs");
-        // Custom PostgreSQL types would live here; the core tables use none.
-        let drop_types = crate_files
-            .get("types.rs")
-            .is_some_and(|types| types.items.is_empty());
-        if drop_types {
-            crate_files.remove("types.rs");
+
+        // The query modules first: the runtime files keep what they name.
+        let mut out = BTreeMap::new();
+        let mut named_by_queries = BTreeSet::new();
+        for (name, file) in &mut crate_files {
+            let Some(module) = name.strip_prefix(QUERY_MODULES) else {
+                continue;
+            };
+            let module = module.trim_end_matches(&format!(".{RUST}"));
+            let sql_path = queries.join(format!("{module}.{SQL}"));
+            let sql = fs::read_to_string(&sql_path)
+                .map_err(|error| format!("cannot read {}: {error}", sql_path.display()))?;
+            resolve_cfgs(&mut file.items);
+            PathRewriter.visit_file_mut(file);
+            document_query_file(file, module, &source_statements(&sql))?;
+            named_by_queries.extend(idents(&file.items));
+            out.insert(name.clone(), render(file, hash, false));
         }
-        // Array columns are read through this iterator, whose `unwrap`s would panic on a
-        // malformed value; the core tables have no array column, so it goes when unused.
-        let drop_arrays = !crate_files.iter().any(|(name, file)| {
-            name != "array_iterator.rs"
-                && name != "lib.rs"
-                && prettyplease::unparse(file).contains("ArrayIterator")
-        });
-        if drop_arrays {
-            crate_files.remove("array_iterator.rs");
+        if let Some(name) = named_by_queries.iter().find(|name| is_dropped(name)) {
+            return Err(format!(
+                "queries/ now need `{name}` from {CORNUCOPIA}'s runtime, which build.rs drops: \
+                 give it a role in RUNTIME_ITEMS"
+            ));
         }
 
-        let mut out = BTreeMap::new();
+        let mut dropped_files = Vec::new();
+        let mut runtime = BTreeMap::new();
         for (name, mut file) in crate_files {
+            if name.starts_with(QUERY_MODULES) {
+                continue;
+            }
+            let fate = LAYOUT
+                .iter()
+                .find(|(file, _)| *file == name)
+                .map(|(_, fate)| *fate)
+                .ok_or_else(|| {
+                    format!(
+                        "{CORNUCOPIA} wrote src/{name}, which LAYOUT in build.rs does not list: \
+                         its output layout changed"
+                    )
+                })?;
             resolve_cfgs(&mut file.items);
             PathRewriter.visit_file_mut(&mut file);
-            let target = match name.as_str() {
-                "lib.rs" => {
-                    if drop_types {
-                        file.items.retain(|item| !is_mod_named(item, "types"));
+            match fate {
+                Fate::Dropped => dropped_files.push(name),
+                Fate::Runtime => {
+                    if filter_runtime_items(&mut file, &name)? {
+                        runtime.insert(name, file);
+                    } else {
+                        dropped_files.push(name);
                     }
-                    if drop_arrays {
-                        file.items.retain(|item| {
-                            !is_mod_named(item, "array_iterator")
-                                && !is_use_of(item, "array_iterator")
-                        });
-                    }
-                    document_root(&mut file);
-                    "mod.rs".to_owned()
                 }
-                "queries.rs" => {
+                Fate::Root => {
+                    // Its re-exports of the generated crate's dependencies (`tokio_postgres`,
+                    // `fallible_iterator`) go: only its own modules' items are re-exported.
+                    let modules = file
+                        .items
+                        .iter()
+                        .filter_map(|item| match item {
+                            Item::Mod(module) => Some(module.ident.to_string()),
+                            _ => None,
+                        })
+                        .collect::<Vec<_>>();
+                    file.items.retain(|item| match item {
+                        Item::Use(import) => {
+                            modules.iter().any(|module| is_use_of(item, module))
+                                || !matches!(import.vis, syn::Visibility::Public(_))
+                        }
+                        _ => true,
+                    });
+                    filter_uses(&mut file);
+                    document_root(&mut file);
+                    runtime.insert(name, file);
+                }
+                Fate::QueryIndex => {
                     // cornucopia collects these from a HashSet: sort them.
                     file.items.sort_by_key(|item| match item {
                         Item::Mod(module) => module.ident.to_string(),
                         _ => String::new(),
                     });
                     document_query_modules(&mut file);
-                    name
+                    runtime.insert(name, file);
                 }
-                _ if name.starts_with("queries/") => {
-                    document_query_file(&mut file, &name)?;
-                    name
-                }
-                _ => {
-                    // cornucopia's runtime support: documented upstream only in part.
-                    file.attrs.push(parse_quote!(#![allow(missing_docs)]));
-                    name
-                }
+            }
+        }
+        // A dropped file's `mod` item and imports go from its parent.
+        for dropped in &dropped_files {
+            let stem = dropped.trim_end_matches(&format!(".{RUST}"));
+            let (parent, module) = match stem.rsplit_once('/') {
+                Some((parent, module)) => (format!("{parent}.{RUST}"), module),
+                None => ("lib.rs".to_owned(), stem),
             };
-            file.attrs
-                .insert(0, parse_quote!(#![cfg_attr(rustfmt, rustfmt_skip)]));
-            let header = if target == "mod.rs" {
-                format!(
-                    "// @generated {HASH_MARKER}{hash} (migrations/, queries/) by build.rs with \
-                     {CORNUCOPIA}.\n// Do not edit: change migrations/ or queries/, then run \
-                     {REGENERATE}\n\n"
-                )
-            } else {
-                format!(
-                    "// @generated by build.rs with {CORNUCOPIA} from migrations/ and queries/.\n\
-                     // Do not edit: change migrations/ or queries/, then run {REGENERATE}\n\n"
-                )
-            };
-            out.insert(target, format!("{header}{}", prettyplease::unparse(&file)));
+            if let Some(file) = runtime.get_mut(&parent) {
+                file.items
+                    .retain(|item| !is_mod_named(item, module) && !is_use_of(item, module));
+            }
+        }
+        for (name, mut file) in runtime {
+            let root = LAYOUT.contains(&(name.as_str(), Fate::Root));
+            let target = if root { ROOT_TARGET.to_owned() } else { name };
+            out.insert(target, render(&mut file, hash, root));
         }
         Ok(out)
+    }
+
+    /// Prints a file of `src/generated/` with its header; the root's records the source hash.
+    fn render(file: &mut File, hash: &str, root: bool) -> String {
+        file.attrs
+            .insert(0, parse_quote!(#![cfg_attr(rustfmt, rustfmt_skip)]));
+        let header = if root {
+            format!(
+                "// @generated {HASH_MARKER}{hash} (migrations/, queries/) by build.rs with \
+                 {CORNUCOPIA}.\n// Do not edit: change migrations/ or queries/, then run \
+                 {REGENERATE}\n\n"
+            )
+        } else {
+            format!(
+                "// @generated by build.rs with {CORNUCOPIA} from migrations/ and queries/.\n\
+                 // Do not edit: change migrations/ or queries/, then run {REGENERATE}\n\n"
+            )
+        };
+        format!("{header}{}", prettyplease::unparse(file))
+    }
+
+    /// Applies [`RUNTIME_ITEMS`] to a runtime file: false when nothing but imports is left.
+    fn filter_runtime_items(file: &mut File, name: &str) -> Result<bool, String> {
+        let mut kept = Vec::new();
+        for mut item in std::mem::take(&mut file.items) {
+            match &mut item {
+                Item::Use(_) | Item::Mod(_) => {}
+                Item::Impl(block) => {
+                    let trait_name = block
+                        .trait_
+                        .as_ref()
+                        .and_then(|(path, _)| path.segments.last())
+                        .map(|segment| segment.ident.to_string());
+                    let self_name = type_name(&block.self_ty);
+                    if [trait_name, self_name]
+                        .iter()
+                        .flatten()
+                        .any(|n| is_dropped(n))
+                    {
+                        continue;
+                    }
+                }
+                _ => {
+                    let ident = item_ident(&item).ok_or_else(|| {
+                        format!(
+                            "{CORNUCOPIA} wrote an unnamed item into src/{name}: update \
+                             RUNTIME_ITEMS in build.rs"
+                        )
+                    })?;
+                    match role(&ident) {
+                        None => {
+                            return Err(format!(
+                                "{CORNUCOPIA} wrote `{ident}` into src/{name}, which \
+                                 RUNTIME_ITEMS in build.rs does not know"
+                            ))
+                        }
+                        Some(Role::Dropped) => continue,
+                        Some(Role::Crate) => set_crate_visibility(&mut item),
+                        Some(Role::Public(doc)) => {
+                            if let Some(attrs) = item_attrs(&mut item) {
+                                attrs.retain(|attr| !attr.path().is_ident("doc"));
+                                for line in doc.lines().rev() {
+                                    let line = format!(" {line}");
+                                    let line = line.trim_end();
+                                    attrs.insert(0, parse_quote!(#[doc = #line]));
+                                }
+                            }
+                            if let Item::Trait(definition) = &mut item {
+                                document_trait_methods(definition.items.iter_mut().filter_map(
+                                    |member| match member {
+                                        syn::TraitItem::Fn(method) => {
+                                            Some((method.sig.ident.to_string(), &mut method.attrs))
+                                        }
+                                        _ => None,
+                                    },
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+            kept.push(item);
+        }
+        file.items = kept;
+        filter_uses(file);
+        Ok(file.items.iter().any(|item| !matches!(item, Item::Use(_))))
+    }
+
+    /// Documents the methods of `GenericClient` from [`GENERIC_CLIENT_METHODS`].
+    fn document_trait_methods<'a>(methods: impl Iterator<Item = (String, &'a mut Vec<Attribute>)>) {
+        for (name, attrs) in methods {
+            if let Some((_, doc)) = GENERIC_CLIENT_METHODS
+                .iter()
+                .find(|(method, _)| *method == name)
+            {
+                add_doc(attrs, doc);
+            }
+        }
+    }
+
+    /// The name an item defines (not for `use`, `impl` and macro items).
+    fn item_ident(item: &Item) -> Option<String> {
+        Some(
+            match item {
+                Item::Const(item) => &item.ident,
+                Item::Enum(item) => &item.ident,
+                Item::Fn(item) => &item.sig.ident,
+                Item::Mod(item) => &item.ident,
+                Item::Static(item) => &item.ident,
+                Item::Struct(item) => &item.ident,
+                Item::Trait(item) => &item.ident,
+                Item::Type(item) => &item.ident,
+                _ => return None,
+            }
+            .to_string(),
+        )
+    }
+
+    /// `pub` → `pub(crate)`.
+    fn set_crate_visibility(item: &mut Item) {
+        let visibility = match item {
+            Item::Const(item) => &mut item.vis,
+            Item::Enum(item) => &mut item.vis,
+            Item::Fn(item) => &mut item.vis,
+            Item::Static(item) => &mut item.vis,
+            Item::Struct(item) => &mut item.vis,
+            Item::Trait(item) => &mut item.vis,
+            Item::Type(item) => &mut item.vis,
+            _ => return,
+        };
+        if matches!(visibility, syn::Visibility::Public(_)) {
+            *visibility = parse_quote!(pub(crate));
+        }
+    }
+
+    /// Every identifier in `items`.
+    fn idents(items: &[Item]) -> BTreeSet<String> {
+        struct Collect(BTreeSet<String>);
+        impl VisitMut for Collect {
+            fn visit_ident_mut(&mut self, ident: &mut syn::Ident) {
+                self.0.insert(ident.to_string());
+            }
+        }
+        let mut collect = Collect(BTreeSet::new());
+        for item in items {
+            collect.visit_item_mut(&mut item.clone());
+        }
+        collect.0
+    }
+
+    /// Drops the imports of [`Role::Dropped`] items, and private imports nothing in the file
+    /// uses any more; `pub use` of a [`Role::Crate`] item becomes `pub(crate) use`.
+    fn filter_uses(file: &mut File) {
+        let used = idents(
+            &file
+                .items
+                .iter()
+                .filter(|item| !matches!(item, Item::Use(_)))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+        file.items.retain_mut(|item| {
+            let Item::Use(import) = item else {
+                return true;
+            };
+            let private = matches!(import.vis, syn::Visibility::Inherited);
+            let keep = |name: &str| !is_dropped(name) && (!private || used.contains(name));
+            if !prune_use(&mut import.tree, "", &keep) {
+                return false;
+            }
+            let names = leaves(&import.tree);
+            if matches!(import.vis, syn::Visibility::Public(_))
+                && !names.is_empty()
+                && names
+                    .iter()
+                    .all(|name| matches!(role(name), Some(Role::Crate)))
+            {
+                import.vis = parse_quote!(pub(crate));
+            }
+            true
+        });
+    }
+
+    /// Removes the names of `tree` that `keep` refuses (`self` stands for `parent`); false
+    /// when nothing is left.
+    fn prune_use(tree: &mut UseTree, parent: &str, keep: &dyn Fn(&str) -> bool) -> bool {
+        match tree {
+            UseTree::Path(path) => {
+                let parent = path.ident.to_string();
+                prune_use(&mut path.tree, &parent, keep)
+            }
+            UseTree::Name(name) if name.ident == "self" => keep(parent),
+            UseTree::Name(name) => keep(&name.ident.to_string()),
+            UseTree::Rename(rename) => keep(&rename.rename.to_string()),
+            UseTree::Glob(_) => true,
+            UseTree::Group(group) => {
+                let items = std::mem::take(&mut group.items);
+                group.items = items
+                    .into_iter()
+                    .filter_map(|mut item| prune_use(&mut item, parent, keep).then_some(item))
+                    .collect();
+                let single = group.items.len() == 1
+                    && !matches!(group.items.first(), Some(UseTree::Name(name)) if name.ident == "self");
+                if single {
+                    if let Some(only) = group.items.pop() {
+                        *tree = only;
+                    }
+                    return true;
+                }
+                !group.items.is_empty()
+            }
+        }
+    }
+
+    /// The names a `use` tree brings into scope (globs excluded).
+    fn leaves(tree: &UseTree) -> Vec<String> {
+        match tree {
+            UseTree::Path(path) => leaves(&path.tree),
+            UseTree::Name(name) => vec![name.ident.to_string()],
+            UseTree::Rename(rename) => vec![rename.rename.to_string()],
+            UseTree::Glob(_) => Vec::new(),
+            UseTree::Group(group) => group.items.iter().flat_map(leaves).collect(),
+        }
+    }
+
+    /// The statements of a file of `queries/` as written there, by name, each `:name`
+    /// parameter replaced by the `$n` cornucopia gives it (numbered by first appearance).
+    fn source_statements(sql: &str) -> BTreeMap<String, String> {
+        let mut statements = BTreeMap::new();
+        let mut lines = sql.lines();
+        while let Some(line) = lines.next() {
+            let Some(annotation) = line.strip_prefix("--!") else {
+                continue;
+            };
+            let name = annotation
+                .trim_start()
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            let mut text = Vec::new();
+            for line in lines.by_ref() {
+                let line = line.trim_end();
+                if text.is_empty() && (line.is_empty() || line.starts_with("--")) {
+                    continue;
+                }
+                let last = line.ends_with(';');
+                text.push(line.trim_end_matches(';'));
+                if last {
+                    break;
+                }
+            }
+            statements.insert(name, numbered(&text.join("\n")));
+        }
+        statements
+    }
+
+    /// `:name` parameters → `$n`, numbered by first appearance; casts (`::`), string literals
+    /// and quoted identifiers stay.
+    fn numbered(text: &str) -> String {
+        let chars = text.chars().collect::<Vec<_>>();
+        let mut names: Vec<String> = Vec::new();
+        let mut out = String::new();
+        let mut quote = None;
+        let mut index = 0;
+        while let Some(&character) = chars.get(index) {
+            let previous = index.checked_sub(1).and_then(|at| chars.get(at)).copied();
+            let next = chars.get(index + 1).copied();
+            match quote {
+                Some(open) if character == open => quote = None,
+                None if character == '\'' || character == '"' => quote = Some(character),
+                _ => {}
+            }
+            let parameter = quote.is_none()
+                && character == ':'
+                && previous != Some(':')
+                && next.is_some_and(|next| next.is_ascii_lowercase() || next == '_');
+            if parameter {
+                let name = chars
+                    .get(index + 1..)
+                    .unwrap_or_default()
+                    .iter()
+                    .take_while(|c| c.is_ascii_alphanumeric() || **c == '_')
+                    .collect::<String>();
+                let number = match names.iter().position(|known| *known == name) {
+                    Some(position) => position + 1,
+                    None => {
+                        names.push(name.clone());
+                        names.len()
+                    }
+                };
+                out.push_str(&format!("${number}"));
+                index += 1 + name.chars().count();
+                continue;
+            }
+            out.push(character);
+            index += 1;
+        }
+        out
     }
 
     fn is_mod_named(item: &Item, name: &str) -> bool {
@@ -664,36 +1109,36 @@ mod codegen {
         }
     }
 
-    /// The module docs and crate-wide allowances of `src/generated/mod.rs`.
+    /// The module docs and lint allowances of `src/generated/mod.rs`, and the docs of its
+    /// modules.
     fn document_root(file: &mut File) {
         let docs = [
             " Typed statements for the core tables: cornucopia's output for `queries/`, checked",
-            " against the schema of `migrations/`, rewritten into this module by `build.rs`.",
+            " against the schema of `migrations/` and committed; `build.rs` regenerates it only",
+            " with the `codegen` feature.",
             "",
-            " Each function of [`queries`](crate::generated::queries) returns a statement",
-            " handle: `prepare` it once per connection, then `bind` its parameters and run it",
-            " with `one`, `opt`, `all` or `iter` on a `tokio_postgres::Client` or `Transaction`",
-            " (see [`GenericClient`](crate::generated::client::GenericClient)).",
+            " Each function of [`queries`] returns a statement handle: `prepare` it once per",
+            " connection, then `bind` its parameters and run it with `one`, `opt`, `all` or",
+            " `iter` on any [`GenericClient`]: a `tokio_postgres::Client` or `Transaction`.",
+            "",
+            " [`GenericClient`]: client::GenericClient",
         ];
         for line in docs.iter().rev() {
             file.attrs.insert(0, parse_quote!(#![doc = #line]));
         }
-        file.attrs.push(parse_quote!(#![allow(
-            clippy::all,
-            clippy::pedantic,
-            clippy::unwrap_used,
-            clippy::expect_used,
-            clippy::panic
-        )]));
+        file.attrs
+            .push(parse_quote!(#![allow(clippy::all, clippy::pedantic)]));
         for item in &mut file.items {
             if let Item::Mod(module) = item {
                 match module.ident.to_string().as_str() {
-                    "queries" => add_doc(&mut module.attrs, "One module per file of `queries/`."),
+                    "queries" => add_doc(
+                        &mut module.attrs,
+                        "The statements: one module per file of `queries/`.",
+                    ),
                     "client" => add_doc(
                         &mut module.attrs,
-                        "Cornucopia's client layer: [`GenericClient`](client::GenericClient) \
-                         over `tokio_postgres::Client` and `Transaction`, and the helpers the \
-                         statements run through.",
+                        "The client trait the statements take: \
+                         [`GenericClient`](client::GenericClient).",
                     ),
                     _ => {}
                 }
@@ -710,31 +1155,62 @@ mod codegen {
         }
     }
 
-    /// Documents what cornucopia leaves undocumented in a query module; the query functions
-    /// and row types must already carry the `---` and `--#` docs of the `.sql` file.
-    fn document_query_file(file: &mut File, name: &str) -> Result<(), String> {
+    /// Rewrites a query module: drops the `*Params` structs and their `Params` impls,
+    /// appends its SQL to each statement function's `---` doc (from `statements`, the
+    /// statements of the module's `.sql` file by name), and documents what cornucopia leaves
+    /// undocumented; the row types must carry their `--#` docs.
+    fn document_query_file(
+        file: &mut File,
+        module: &str,
+        statements: &BTreeMap<String, String>,
+    ) -> Result<(), String> {
+        let sql_file = format!("queries/{module}.{SQL}");
+        file.items.retain(|item| match item {
+            Item::Struct(structure) => !structure.ident.to_string().ends_with("Params"),
+            Item::Impl(block) => !block.trait_.as_ref().is_some_and(|(path, _)| {
+                path.segments
+                    .last()
+                    .is_some_and(|segment| segment.ident == "Params")
+            }),
+            _ => true,
+        });
         let rows = file
             .items
             .iter()
             .filter_map(|item| match item {
                 Item::Struct(row) if row.fields.iter().all(|field| field.ident.is_some()) => {
                     let ident = row.ident.to_string();
-                    (!ident.ends_with("Borrowed")
-                        && !ident.ends_with("Query")
-                        && !ident.ends_with("Params"))
-                    .then_some(ident)
+                    (!ident.ends_with("Borrowed") && !ident.ends_with("Query")).then_some(ident)
                 }
                 _ => None,
             })
             .collect::<Vec<_>>();
         for item in &mut file.items {
             match item {
-                Item::Fn(function) if !has_doc(&function.attrs) => {
-                    return Err(format!(
-                        "queries/{}: `{}` has no `---` doc line",
-                        name.trim_start_matches("queries/").replace(".rs", ".sql"),
-                        function.sig.ident
-                    ));
+                Item::Fn(function) => {
+                    let name = function.sig.ident.to_string();
+                    if !has_doc(&function.attrs) {
+                        return Err(format!("{sql_file}: `{name}` has no `---` doc line"));
+                    }
+                    let text = statement_text(function).ok_or_else(|| {
+                        format!(
+                            "{CORNUCOPIA} wrote `{name}` of {sql_file} in an unexpected shape: \
+                             update build.rs"
+                        )
+                    })?;
+                    // The statement as written, unless it differs from what cornucopia sends
+                    // by more than its line breaks and indentation.
+                    let shown = statements
+                        .get(&name)
+                        .filter(|source| words(source) == words(&text))
+                        .cloned()
+                        .unwrap_or(text);
+                    let mut lines = vec![String::new(), " ```sql".to_owned()];
+                    lines.extend(shown.lines().map(|line| format!(" {line}")));
+                    lines.push(" ```".to_owned());
+                    for line in lines {
+                        function.attrs.push(parse_quote!(#[doc = #line]));
+                    }
                 }
                 Item::Struct(structure) => {
                     let ident = structure.ident.to_string();
@@ -746,11 +1222,14 @@ mod codegen {
                                  `tokio_postgres::Row`; converts into [`{row}`]."
                             ),
                         );
-                    } else if ident.ends_with("Stmt") {
+                    } else if let Some(statement) = ident.strip_suffix("Stmt") {
                         add_doc(
                             &mut structure.attrs,
-                            "A statement: its SQL text and, once prepared, its \
-                             `tokio_postgres::Statement`.",
+                            &format!(
+                                "The handle [`{}`] returns: the statement's SQL text and, once \
+                                 [prepared](Self::prepare), its `tokio_postgres::Statement`.",
+                                snake_case(statement)
+                            ),
                         );
                     } else if ident.ends_with("Query") {
                         add_doc(
@@ -758,32 +1237,16 @@ mod codegen {
                             "A statement with its parameters bound; nothing runs until `one`, \
                              `opt`, `all` or `iter` is awaited.",
                         );
-                    } else if let Some(query) = ident.strip_suffix("Params") {
-                        add_doc(
-                            &mut structure.attrs,
-                            &format!(
-                                "The parameters of [`{}`] as one struct, for \
-                                 [`Params`](crate::generated::client::Params).",
-                                snake_case(query)
-                            ),
-                        );
                     } else if rows.contains(&ident) && !has_doc(&structure.attrs) {
                         return Err(format!(
-                            "queries/{}: row type `{ident}` has no `--# doc = \"...\"` line \
-                             under its `--:` declaration",
-                            name.trim_start_matches("queries/").replace(".rs", ".sql")
+                            "{sql_file}: row type `{ident}` has no `--# doc = \"...\"` line \
+                             under its `--:` declaration"
                         ));
                     }
-                    let kind = if ident.ends_with("Params") {
-                        "Parameter"
-                    } else {
-                        "Column"
-                    };
                     for field in &mut structure.fields {
                         if let (Some(name), syn::Visibility::Public(_)) = (&field.ident, &field.vis)
                         {
-                            let doc = format!("{kind} `{name}`.");
-                            add_doc(&mut field.attrs, &doc);
+                            add_doc(&mut field.attrs, &format!("Column `{name}`."));
                         }
                     }
                 }
@@ -834,5 +1297,24 @@ mod codegen {
             }
         }
         Ok(())
+    }
+
+    /// The SQL text of a statement function: `XStmt("<text>", None)`.
+    fn statement_text(function: &syn::ItemFn) -> Option<String> {
+        let Some(syn::Stmt::Expr(syn::Expr::Call(call), None)) = function.block.stmts.last() else {
+            return None;
+        };
+        match call.args.first() {
+            Some(syn::Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(text),
+                ..
+            })) => Some(text.value()),
+            _ => None,
+        }
+    }
+
+    /// `text` without its line breaks and indentation.
+    fn words(text: &str) -> String {
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
     }
 }

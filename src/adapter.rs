@@ -145,12 +145,18 @@ impl TokioPostgresAdapter {
         TokioPostgresRateLimitStore::from(self)
     }
 
-    /// Connects without TLS and uses RustAuth's default schema.
+    /// Connects to `database_url` (a URL or key/value string) and uses RustAuth's default
+    /// schema.
+    ///
+    /// Besides what tokio-postgres reads, the string may carry `sslmode` (default `prefer`:
+    /// TLS when the server offers it), `sslrootcert`, `sslcert`/`sslkey`, `statement_mode`
+    /// (`prepared` or `unprepared`, for PgBouncer in transaction mode) and `max_connections`
+    /// (default 1).
     pub async fn connect(database_url: &str) -> Result<Self, RustAuthError> {
         Self::connect_with_schema(database_url, auth_schema(AuthSchemaOptions::default())).await
     }
 
-    /// Connects without TLS and uses `schema`.
+    /// Connects to `database_url` like [`connect`](Self::connect) and uses `schema`.
     pub async fn connect_with_schema(
         database_url: &str,
         schema: DbSchema,

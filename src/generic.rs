@@ -36,6 +36,9 @@ use crate::shapes::{
 };
 
 const PG: SqlDialect = SqlDialect::Postgres;
+/// The most rows a join without its own `limit` returns per record: core's default (rustauth-core
+/// 0.3.2 passes the literal `100` to `resolve_native_joins` and `resolve_fallback_joins`).
+const JOIN_LIMIT: usize = 100;
 
 /// The plan of one call and its parameters. With `shapes`, a kept plan for the call's shape
 /// is used and only the values are built; a fresh plan is kept when the values built for it
@@ -561,7 +564,7 @@ fn owned_selection(selection: &[SqlSelectedField]) -> Vec<(String, DbField)> {
 /// order of records and of joined arrays is deterministic.
 fn plan_joined(schema: &DbSchema, query: &FindMany) -> Result<(Plan, Vec<SqlParam>)> {
     let (base_logical, table) = resolve_table_with_logical(schema, &query.model)?;
-    let joins = resolve_native_joins(schema, base_logical, table, &query.joins, 100)?;
+    let joins = resolve_native_joins(schema, base_logical, table, &query.joins, JOIN_LIMIT)?;
     let base_selection = internal_base_selection(table, &query.select, &joins)?;
     let where_sql = PG.where_clause(table, &query.where_clauses)?;
     let (_, id_field) = resolve_field(table, "id")?;

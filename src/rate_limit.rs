@@ -114,6 +114,11 @@ impl RateLimitStore for TokioPostgresRateLimitStore {
     }
 }
 
+/// How often a consume runs its statement before giving up: a denial whose row another session
+/// inserted after the statement's snapshot shows no row, and the next attempt sees it, so
+/// three attempts are far more than that race ever needs.
+const CONSUME_ATTEMPTS: usize = 3;
+
 /// The one-statement consume for a table's physical names.
 ///
 /// Parameters: `$1` key, `$2` now (epoch ms), `$3` window (ms), `$4` max; the same text as
@@ -129,9 +134,11 @@ pub(crate) fn consume_statement(names: &SqlRateLimitNames) -> Result<String, Rus
     let key = pg.quote_identifier(&names.key)?;
     let count = pg.quote_identifier(&names.count)?;
     let last = pg.quote_identifier(&names.last_request)?;
+    // `now - last_request` saturated to the `bigint` range, as core's arithmetic saturates.
+    let (bigint_min, bigint_max) = (i64::MIN, i64::MAX);
     let inside = format!(
-        "LEAST(GREATEST($2::numeric - \"r\".{last}::numeric, -9223372036854775808), \
-         9223372036854775807) <= $3::bigint"
+        "LEAST(GREATEST($2::numeric - \"r\".{last}::numeric, {bigint_min}), {bigint_max}) \
+         <= $3::bigint"
     );
     Ok(format!(
         "WITH \"consumed\" AS (\
@@ -169,8 +176,8 @@ pub(crate) async fn consume_with(
         SqlParam::new(&number_field, DbValue::Number(max)),
     ];
     // A denial whose row was inserted after this statement's snapshot shows no row; the
-    // next attempt sees it. Three attempts are far more than that race ever needs.
-    for _ in 0..3 {
+    // next attempt sees it.
+    for _ in 0..CONSUME_ATTEMPTS {
         let routed = if typed {
             crate::typed::consume_rate_limit(db, &input.key, input.now_ms, window_ms, max).await
         } else {

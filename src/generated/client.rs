@@ -2,6 +2,5 @@
 // Do not edit: change migrations/ or queries/, then run RUSTAUTH_PG_CODEGEN_URL=postgres://postgres@127.0.0.1:5432 RUSTAUTH_PG_CODEGEN_WRITE=1 cargo build --features codegen
 
 #![cfg_attr(rustfmt, rustfmt_skip)]
-#![allow(missing_docs)]
 pub(crate) mod async_;
 pub use async_::*;

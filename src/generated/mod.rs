@@ -3,32 +3,24 @@
 
 #![cfg_attr(rustfmt, rustfmt_skip)]
 //! Typed statements for the core tables: cornucopia's output for `queries/`, checked
-//! against the schema of `migrations/`, rewritten into this module by `build.rs`.
+//! against the schema of `migrations/` and committed; `build.rs` regenerates it only
+//! with the `codegen` feature.
 //!
-//! Each function of [`queries`](crate::generated::queries) returns a statement
-//! handle: `prepare` it once per connection, then `bind` its parameters and run it
-//! with `one`, `opt`, `all` or `iter` on a `tokio_postgres::Client` or `Transaction`
-//! (see [`GenericClient`](crate::generated::client::GenericClient)).
-#![allow(
-    clippy::all,
-    clippy::pedantic,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
-/// One module per file of `queries/`.
+//! Each function of [`queries`] returns a statement handle: `prepare` it once per
+//! connection, then `bind` its parameters and run it with `one`, `opt`, `all` or
+//! `iter` on any [`GenericClient`]: a `tokio_postgres::Client` or `Transaction`.
+//!
+//! [`GenericClient`]: client::GenericClient
+#![allow(clippy::all, clippy::pedantic)]
+/// The statements: one module per file of `queries/`.
 #[allow(clippy::all, clippy::pedantic)]
 #[allow(unused_variables)]
 #[allow(unused_imports)]
 #[allow(dead_code)]
 pub mod queries;
-/// Cornucopia's client layer: [`GenericClient`](client::GenericClient) over `tokio_postgres::Client` and `Transaction`, and the helpers the statements run through.
+/// The client trait the statements take: [`GenericClient`](client::GenericClient).
 pub mod client;
-mod domain;
 mod type_traits;
 mod utils;
 pub(crate) use utils::slice_iter;
-pub use domain::{Domain, DomainArray};
-pub use type_traits::{ArraySql, BytesSql, IterSql, StringSql};
-pub use tokio_postgres;
-pub use tokio_postgres::fallible_iterator;
+pub use type_traits::StringSql;

@@ -2,15 +2,8 @@
 // Do not edit: change migrations/ or queries/, then run RUSTAUTH_PG_CODEGEN_URL=postgres://postgres@127.0.0.1:5432 RUSTAUTH_PG_CODEGEN_WRITE=1 cargo build --features codegen
 
 #![cfg_attr(rustfmt, rustfmt_skip)]
-#![allow(missing_docs)]
-use postgres_types::{Kind, ToSql, Type};
-pub fn escape_domain(ty: &Type) -> &Type {
-    match ty.kind() {
-        Kind::Domain(ty) => ty,
-        _ => ty,
-    }
-}
-pub fn slice_iter<'a>(
+use postgres_types::ToSql;
+pub(crate) fn slice_iter<'a>(
     s: &'a [&'a (dyn ToSql + Sync)],
 ) -> impl ExactSizeIterator<Item = &'a dyn ToSql> + 'a {
     s.iter().map(|s| *s as _)

@@ -2,19 +2,13 @@
 // Do not edit: change migrations/ or queries/, then run RUSTAUTH_PG_CODEGEN_URL=postgres://postgres@127.0.0.1:5432 RUSTAUTH_PG_CODEGEN_WRITE=1 cargo build --features codegen
 
 #![cfg_attr(rustfmt, rustfmt_skip)]
-#![allow(missing_docs)]
 pub use generic_client::GenericClient;
 mod generic_client;
 use tokio_postgres::{
     types::{BorrowToSql, ToSql},
     Error, Row, RowStream, Statement,
 };
-/// This trait allows you to bind parameters to a query using a single
-/// struct, rather than passing each bind parameter as a function parameter.
-pub trait Params<'c, 'a, 's, P, O, C> {
-    fn params(&'s self, client: &'c C, params: &'a P) -> O;
-}
-pub async fn one<C: GenericClient>(
+pub(crate) async fn one<C: GenericClient>(
     client: &C,
     query: &str,
     params: &[&(dyn ToSql + Sync)],
@@ -29,7 +23,7 @@ pub async fn one<C: GenericClient>(
         client.query_one(query, params).await
     }
 }
-pub async fn opt<C: GenericClient>(
+pub(crate) async fn opt<C: GenericClient>(
     client: &C,
     query: &str,
     params: &[&(dyn ToSql + Sync)],
@@ -44,7 +38,7 @@ pub async fn opt<C: GenericClient>(
         client.query_opt(query, params).await
     }
 }
-pub async fn raw<C: GenericClient, P, I>(
+pub(crate) async fn raw<C: GenericClient, P, I>(
     client: &C,
     query: &str,
     params: I,

@@ -2,62 +2,6 @@
 // Do not edit: change migrations/ or queries/, then run RUSTAUTH_PG_CODEGEN_URL=postgres://postgres@127.0.0.1:5432 RUSTAUTH_PG_CODEGEN_WRITE=1 cargo build --features codegen
 
 #![cfg_attr(rustfmt, rustfmt_skip)]
-/// The parameters of [`insert_account`] as one struct, for [`Params`](crate::generated::client::Params).
-#[derive(Debug)]
-pub struct InsertAccountParams<
-    T1: crate::generated::StringSql,
-    T2: crate::generated::StringSql,
-    T3: crate::generated::StringSql,
-    T4: crate::generated::StringSql,
-    T5: crate::generated::StringSql,
-    T6: crate::generated::StringSql,
-    T7: crate::generated::StringSql,
-    T8: crate::generated::StringSql,
-    T9: crate::generated::StringSql,
-> {
-    /// Parameter `id`.
-    pub id: T1,
-    /// Parameter `account_id`.
-    pub account_id: T2,
-    /// Parameter `provider_id`.
-    pub provider_id: T3,
-    /// Parameter `user_id`.
-    pub user_id: T4,
-    /// Parameter `access_token`.
-    pub access_token: Option<T5>,
-    /// Parameter `refresh_token`.
-    pub refresh_token: Option<T6>,
-    /// Parameter `id_token`.
-    pub id_token: Option<T7>,
-    /// Parameter `access_token_expires_at`.
-    pub access_token_expires_at: Option<time::OffsetDateTime>,
-    /// Parameter `refresh_token_expires_at`.
-    pub refresh_token_expires_at: Option<time::OffsetDateTime>,
-    /// Parameter `scope`.
-    pub scope: Option<T8>,
-    /// Parameter `password`.
-    pub password: Option<T9>,
-    /// Parameter `created_at`.
-    pub created_at: time::OffsetDateTime,
-    /// Parameter `updated_at`.
-    pub updated_at: time::OffsetDateTime,
-}
-/// The parameters of [`update_account_password`] as one struct, for [`Params`](crate::generated::client::Params).
-#[derive(Debug)]
-pub struct UpdateAccountPasswordParams<
-    T1: crate::generated::StringSql,
-    T2: crate::generated::StringSql,
-    T3: crate::generated::StringSql,
-> {
-    /// Parameter `password`.
-    pub password: T1,
-    /// Parameter `updated_at`.
-    pub updated_at: time::OffsetDateTime,
-    /// Parameter `user_id`.
-    pub user_id: T2,
-    /// Parameter `provider_id`.
-    pub provider_id: T3,
-}
 #[derive(Debug, Clone, PartialEq)]
 /// One row of `accounts`, columns in the schema's field order.
 pub struct Account {
@@ -323,9 +267,19 @@ where
         Ok(mapped)
     }
 }
-/// A statement: its SQL text and, once prepared, its `tokio_postgres::Statement`.
+/// The handle [`insert_account`] returns: the statement's SQL text and, once [prepared](Self::prepare), its `tokio_postgres::Statement`.
 pub struct InsertAccountStmt(&'static str, Option<tokio_postgres::Statement>);
 /// Inserts an account (sign-up's credential account); returns its id.
+///
+/// ```sql
+/// INSERT INTO "accounts" ("id", "account_id", "provider_id", "user_id", "access_token",
+///     "refresh_token", "id_token", "access_token_expires_at", "refresh_token_expires_at", "scope",
+///     "password", "created_at", "updated_at")
+/// VALUES ($1, $2, $3, $4, $5, $6, $7,
+///     $8, $9, $10, $11, $12,
+///     $13)
+/// RETURNING "id"
+/// ```
 pub fn insert_account() -> InsertAccountStmt {
     InsertAccountStmt(
         "INSERT INTO \"accounts\" (\"id\", \"account_id\", \"provider_id\", \"user_id\", \"access_token\", \"refresh_token\", \"id_token\", \"access_token_expires_at\", \"refresh_token_expires_at\", \"scope\", \"password\", \"created_at\", \"updated_at\") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING \"id\"",
@@ -405,57 +359,24 @@ impl InsertAccountStmt {
         self.1.as_ref()
     }
 }
-impl<
-    'c,
-    'a,
-    's,
-    C: GenericClient,
-    T1: crate::generated::StringSql,
-    T2: crate::generated::StringSql,
-    T3: crate::generated::StringSql,
-    T4: crate::generated::StringSql,
-    T5: crate::generated::StringSql,
-    T6: crate::generated::StringSql,
-    T7: crate::generated::StringSql,
-    T8: crate::generated::StringSql,
-    T9: crate::generated::StringSql,
-> crate::generated::client::async_::Params<
-    'c,
-    'a,
-    's,
-    InsertAccountParams<T1, T2, T3, T4, T5, T6, T7, T8, T9>,
-    StringQuery<'c, 'a, 's, C, String, 13>,
-    C,
-> for InsertAccountStmt {
-    fn params(
-        &'s self,
-        client: &'c C,
-        params: &'a InsertAccountParams<T1, T2, T3, T4, T5, T6, T7, T8, T9>,
-    ) -> StringQuery<'c, 'a, 's, C, String, 13> {
-        self.bind(
-            client,
-            &params.id,
-            &params.account_id,
-            &params.provider_id,
-            &params.user_id,
-            &params.access_token,
-            &params.refresh_token,
-            &params.id_token,
-            &params.access_token_expires_at,
-            &params.refresh_token_expires_at,
-            &params.scope,
-            &params.password,
-            &params.created_at,
-            &params.updated_at,
-        )
-    }
-}
-/// A statement: its SQL text and, once prepared, its `tokio_postgres::Statement`.
+/// The handle [`update_account_password`] returns: the statement's SQL text and, once [prepared](Self::prepare), its `tokio_postgres::Statement`.
 pub struct UpdateAccountPasswordStmt(&'static str, Option<tokio_postgres::Statement>);
 /// Sets `password` and `updated_at` of one account of this user and provider and returns the
 /// stored row (`update account WHERE user_id = $1 AND provider_id = $2`, password reset).
 /// Like core's single-row update it changes at most one row; it addresses that row by `id`
 /// and re-checks the filter, exactly as the generic path does.
+///
+/// ```sql
+/// UPDATE "accounts"
+/// SET "password" = $1, "updated_at" = $2
+/// WHERE "id" = (
+///     SELECT "id" FROM "accounts" WHERE "user_id" = $3 AND "provider_id" = $4
+///     LIMIT 1
+/// ) AND ("user_id" = $3 AND "provider_id" = $4)
+/// RETURNING "id", "account_id", "provider_id", "user_id", "access_token", "refresh_token",
+///     "id_token", "access_token_expires_at", "refresh_token_expires_at", "scope", "password",
+///     "created_at", "updated_at"
+/// ```
 pub fn update_account_password() -> UpdateAccountPasswordStmt {
     UpdateAccountPasswordStmt(
         "UPDATE \"accounts\" SET \"password\" = $1, \"updated_at\" = $2 WHERE \"id\" = ( SELECT \"id\" FROM \"accounts\" WHERE \"user_id\" = $3 AND \"provider_id\" = $4 LIMIT 1 ) AND (\"user_id\" = $3 AND \"provider_id\" = $4) RETURNING \"id\", \"account_id\", \"provider_id\", \"user_id\", \"access_token\", \"refresh_token\", \"id_token\", \"access_token_expires_at\", \"refresh_token_expires_at\", \"scope\", \"password\", \"created_at\", \"updated_at\"",
@@ -522,35 +443,5 @@ impl UpdateAccountPasswordStmt {
     /// The prepared statement, once [`prepare`](Self::prepare) ran.
     pub fn statement(&self) -> Option<&tokio_postgres::Statement> {
         self.1.as_ref()
-    }
-}
-impl<
-    'c,
-    'a,
-    's,
-    C: GenericClient,
-    T1: crate::generated::StringSql,
-    T2: crate::generated::StringSql,
-    T3: crate::generated::StringSql,
-> crate::generated::client::async_::Params<
-    'c,
-    'a,
-    's,
-    UpdateAccountPasswordParams<T1, T2, T3>,
-    AccountQuery<'c, 'a, 's, C, Account, 4>,
-    C,
-> for UpdateAccountPasswordStmt {
-    fn params(
-        &'s self,
-        client: &'c C,
-        params: &'a UpdateAccountPasswordParams<T1, T2, T3>,
-    ) -> AccountQuery<'c, 'a, 's, C, Account, 4> {
-        self.bind(
-            client,
-            &params.password,
-            &params.updated_at,
-            &params.user_id,
-            &params.provider_id,
-        )
     }
 }

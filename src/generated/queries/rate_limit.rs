@@ -2,18 +2,6 @@
 // Do not edit: change migrations/ or queries/, then run RUSTAUTH_PG_CODEGEN_URL=postgres://postgres@127.0.0.1:5432 RUSTAUTH_PG_CODEGEN_WRITE=1 cargo build --features codegen
 
 #![cfg_attr(rustfmt, rustfmt_skip)]
-/// The parameters of [`consume_rate_limit`] as one struct, for [`Params`](crate::generated::client::Params).
-#[derive(Debug)]
-pub struct ConsumeRateLimitParams<T1: crate::generated::StringSql> {
-    /// Parameter `key`.
-    pub key: T1,
-    /// Parameter `now_ms`.
-    pub now_ms: i64,
-    /// Parameter `window_ms`.
-    pub window_ms: i64,
-    /// Parameter `max`.
-    pub max: i64,
-}
 #[derive(Debug, Clone, PartialEq, Copy)]
 /// The outcome of one consume: `permitted`, then the row's `count` and `last_request`.
 pub struct RateLimitConsumed {
@@ -113,12 +101,16 @@ where
         Ok(mapped)
     }
 }
-/// A statement: its SQL text and, once prepared, its `tokio_postgres::Statement`.
+/// The handle [`consume_rate_limit`] returns: the statement's SQL text and, once [prepared](Self::prepare), its `tokio_postgres::Statement`.
 pub struct ConsumeRateLimitStmt(&'static str, Option<tokio_postgres::Statement>);
 /// Counts one request against `key` in one atomic statement: inside the window and under
 /// `max` it increments the count, outside the window it restarts at 1, at the limit it
 /// changes nothing and returns the stored row with `permitted = false`. No row means the
 /// denying row was inserted after this statement's snapshot: run it again.
+///
+/// ```sql
+/// WITH "consumed" AS (INSERT INTO "rate_limits" AS "r" ("key", "count", "last_request") VALUES ($1, 1, $2::bigint) ON CONFLICT ("key") DO UPDATE SET "count" = CASE WHEN LEAST(GREATEST($2::numeric - "r"."last_request"::numeric, -9223372036854775808), 9223372036854775807) <= $3::bigint THEN "r"."count" + 1 ELSE 1 END, "last_request" = $2::bigint WHERE "r"."count" >= 0 AND NOT (LEAST(GREATEST($2::numeric - "r"."last_request"::numeric, -9223372036854775808), 9223372036854775807) <= $3::bigint AND "r"."count" >= $4::bigint) RETURNING "r"."count", "r"."last_request") SELECT TRUE AS "permitted", "count" AS "count", "last_request" AS "last_request" FROM "consumed" UNION ALL SELECT FALSE, "count", "last_request" FROM "rate_limits" WHERE "key" = $1 AND NOT EXISTS (SELECT 1 FROM "consumed")
+/// ```
 pub fn consume_rate_limit() -> ConsumeRateLimitStmt {
     ConsumeRateLimitStmt(
         "WITH \"consumed\" AS (INSERT INTO \"rate_limits\" AS \"r\" (\"key\", \"count\", \"last_request\") VALUES ($1, 1, $2::bigint) ON CONFLICT (\"key\") DO UPDATE SET \"count\" = CASE WHEN LEAST(GREATEST($2::numeric - \"r\".\"last_request\"::numeric, -9223372036854775808), 9223372036854775807) <= $3::bigint THEN \"r\".\"count\" + 1 ELSE 1 END, \"last_request\" = $2::bigint WHERE \"r\".\"count\" >= 0 AND NOT (LEAST(GREATEST($2::numeric - \"r\".\"last_request\"::numeric, -9223372036854775808), 9223372036854775807) <= $3::bigint AND \"r\".\"count\" >= $4::bigint) RETURNING \"r\".\"count\", \"r\".\"last_request\") SELECT TRUE AS \"permitted\", \"count\" AS \"count\", \"last_request\" AS \"last_request\" FROM \"consumed\" UNION ALL SELECT FALSE, \"count\", \"last_request\" FROM \"rate_limits\" WHERE \"key\" = $1 AND NOT EXISTS (SELECT 1 FROM \"consumed\")",
@@ -167,27 +159,5 @@ impl ConsumeRateLimitStmt {
     /// The prepared statement, once [`prepare`](Self::prepare) ran.
     pub fn statement(&self) -> Option<&tokio_postgres::Statement> {
         self.1.as_ref()
-    }
-}
-impl<
-    'c,
-    'a,
-    's,
-    C: GenericClient,
-    T1: crate::generated::StringSql,
-> crate::generated::client::async_::Params<
-    'c,
-    'a,
-    's,
-    ConsumeRateLimitParams<T1>,
-    RateLimitConsumedQuery<'c, 'a, 's, C, RateLimitConsumed, 4>,
-    C,
-> for ConsumeRateLimitStmt {
-    fn params(
-        &'s self,
-        client: &'c C,
-        params: &'a ConsumeRateLimitParams<T1>,
-    ) -> RateLimitConsumedQuery<'c, 'a, 's, C, RateLimitConsumed, 4> {
-        self.bind(client, &params.key, &params.now_ms, &params.window_ms, &params.max)
     }
 }

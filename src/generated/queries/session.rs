@@ -2,50 +2,6 @@
 // Do not edit: change migrations/ or queries/, then run RUSTAUTH_PG_CODEGEN_URL=postgres://postgres@127.0.0.1:5432 RUSTAUTH_PG_CODEGEN_WRITE=1 cargo build --features codegen
 
 #![cfg_attr(rustfmt, rustfmt_skip)]
-/// The parameters of [`newest_sessions_by_user_id`] as one struct, for [`Params`](crate::generated::client::Params).
-#[derive(Debug)]
-pub struct NewestSessionsByUserIdParams<T1: crate::generated::StringSql> {
-    /// Parameter `user_id`.
-    pub user_id: T1,
-    /// Parameter `limit`.
-    pub limit: i64,
-}
-/// The parameters of [`insert_session`] as one struct, for [`Params`](crate::generated::client::Params).
-#[derive(Debug)]
-pub struct InsertSessionParams<
-    T1: crate::generated::StringSql,
-    T2: crate::generated::StringSql,
-    T3: crate::generated::StringSql,
-    T4: crate::generated::StringSql,
-    T5: crate::generated::StringSql,
-> {
-    /// Parameter `id`.
-    pub id: T1,
-    /// Parameter `expires_at`.
-    pub expires_at: time::OffsetDateTime,
-    /// Parameter `token`.
-    pub token: T2,
-    /// Parameter `created_at`.
-    pub created_at: time::OffsetDateTime,
-    /// Parameter `updated_at`.
-    pub updated_at: time::OffsetDateTime,
-    /// Parameter `ip_address`.
-    pub ip_address: Option<T3>,
-    /// Parameter `user_agent`.
-    pub user_agent: Option<T4>,
-    /// Parameter `user_id`.
-    pub user_id: T5,
-}
-/// The parameters of [`update_session_expiry`] as one struct, for [`Params`](crate::generated::client::Params).
-#[derive(Debug)]
-pub struct UpdateSessionExpiryParams<T1: crate::generated::StringSql> {
-    /// Parameter `expires_at`.
-    pub expires_at: time::OffsetDateTime,
-    /// Parameter `updated_at`.
-    pub updated_at: time::OffsetDateTime,
-    /// Parameter `token`.
-    pub token: T1,
-}
 #[derive(Debug, Clone, PartialEq)]
 /// One row of `sessions`, columns in the schema's field order.
 pub struct Session {
@@ -281,9 +237,16 @@ where
         Ok(mapped)
     }
 }
-/// A statement: its SQL text and, once prepared, its `tokio_postgres::Statement`.
+/// The handle [`session_by_token`] returns: the statement's SQL text and, once [prepared](Self::prepare), its `tokio_postgres::Statement`.
 pub struct SessionByTokenStmt(&'static str, Option<tokio_postgres::Statement>);
 /// The session with this token (`find_one session WHERE token = $1`, every authenticated request).
+///
+/// ```sql
+/// SELECT "id", "expires_at", "token", "created_at", "updated_at", "ip_address", "user_agent",
+///     "user_id"
+/// FROM "sessions"
+/// WHERE "token" = $1
+/// ```
 pub fn session_by_token() -> SessionByTokenStmt {
     SessionByTokenStmt(
         "SELECT \"id\", \"expires_at\", \"token\", \"created_at\", \"updated_at\", \"ip_address\", \"user_agent\", \"user_id\" FROM \"sessions\" WHERE \"token\" = $1",
@@ -336,9 +299,16 @@ impl SessionByTokenStmt {
         self.1.as_ref()
     }
 }
-/// A statement: its SQL text and, once prepared, its `tokio_postgres::Statement`.
+/// The handle [`sessions_by_user_id`] returns: the statement's SQL text and, once [prepared](Self::prepare), its `tokio_postgres::Statement`.
 pub struct SessionsByUserIdStmt(&'static str, Option<tokio_postgres::Statement>);
 /// Every session of a user, in no particular order (`find_many session WHERE user_id = $1`).
+///
+/// ```sql
+/// SELECT "id", "expires_at", "token", "created_at", "updated_at", "ip_address", "user_agent",
+///     "user_id"
+/// FROM "sessions"
+/// WHERE "user_id" = $1
+/// ```
 pub fn sessions_by_user_id() -> SessionsByUserIdStmt {
     SessionsByUserIdStmt(
         "SELECT \"id\", \"expires_at\", \"token\", \"created_at\", \"updated_at\", \"ip_address\", \"user_agent\", \"user_id\" FROM \"sessions\" WHERE \"user_id\" = $1",
@@ -391,10 +361,19 @@ impl SessionsByUserIdStmt {
         self.1.as_ref()
     }
 }
-/// A statement: its SQL text and, once prepared, its `tokio_postgres::Statement`.
+/// The handle [`newest_sessions_by_user_id`] returns: the statement's SQL text and, once [prepared](Self::prepare), its `tokio_postgres::Statement`.
 pub struct NewestSessionsByUserIdStmt(&'static str, Option<tokio_postgres::Statement>);
 /// The newest sessions of a user, at most `limit` of them (`find_many session WHERE user_id = $1
 /// ORDER BY created_at DESC LIMIT n`, a "list sessions" page).
+///
+/// ```sql
+/// SELECT "id", "expires_at", "token", "created_at", "updated_at", "ip_address", "user_agent",
+///     "user_id"
+/// FROM "sessions"
+/// WHERE "user_id" = $1
+/// ORDER BY "created_at" DESC
+/// LIMIT $2
+/// ```
 pub fn newest_sessions_by_user_id() -> NewestSessionsByUserIdStmt {
     NewestSessionsByUserIdStmt(
         "SELECT \"id\", \"expires_at\", \"token\", \"created_at\", \"updated_at\", \"ip_address\", \"user_agent\", \"user_id\" FROM \"sessions\" WHERE \"user_id\" = $1 ORDER BY \"created_at\" DESC LIMIT $2",
@@ -448,31 +427,16 @@ impl NewestSessionsByUserIdStmt {
         self.1.as_ref()
     }
 }
-impl<
-    'c,
-    'a,
-    's,
-    C: GenericClient,
-    T1: crate::generated::StringSql,
-> crate::generated::client::async_::Params<
-    'c,
-    'a,
-    's,
-    NewestSessionsByUserIdParams<T1>,
-    SessionQuery<'c, 'a, 's, C, Session, 2>,
-    C,
-> for NewestSessionsByUserIdStmt {
-    fn params(
-        &'s self,
-        client: &'c C,
-        params: &'a NewestSessionsByUserIdParams<T1>,
-    ) -> SessionQuery<'c, 'a, 's, C, Session, 2> {
-        self.bind(client, &params.user_id, &params.limit)
-    }
-}
-/// A statement: its SQL text and, once prepared, its `tokio_postgres::Statement`.
+/// The handle [`insert_session`] returns: the statement's SQL text and, once [prepared](Self::prepare), its `tokio_postgres::Statement`.
 pub struct InsertSessionStmt(&'static str, Option<tokio_postgres::Statement>);
 /// Inserts a session (sign-up, sign-in); returns its id.
+///
+/// ```sql
+/// INSERT INTO "sessions" ("id", "expires_at", "token", "created_at", "updated_at", "ip_address",
+///     "user_agent", "user_id")
+/// VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+/// RETURNING "id"
+/// ```
 pub fn insert_session() -> InsertSessionStmt {
     InsertSessionStmt(
         "INSERT INTO \"sessions\" (\"id\", \"expires_at\", \"token\", \"created_at\", \"updated_at\", \"ip_address\", \"user_agent\", \"user_id\") VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING \"id\"",
@@ -538,46 +502,18 @@ impl InsertSessionStmt {
         self.1.as_ref()
     }
 }
-impl<
-    'c,
-    'a,
-    's,
-    C: GenericClient,
-    T1: crate::generated::StringSql,
-    T2: crate::generated::StringSql,
-    T3: crate::generated::StringSql,
-    T4: crate::generated::StringSql,
-    T5: crate::generated::StringSql,
-> crate::generated::client::async_::Params<
-    'c,
-    'a,
-    's,
-    InsertSessionParams<T1, T2, T3, T4, T5>,
-    StringQuery<'c, 'a, 's, C, String, 8>,
-    C,
-> for InsertSessionStmt {
-    fn params(
-        &'s self,
-        client: &'c C,
-        params: &'a InsertSessionParams<T1, T2, T3, T4, T5>,
-    ) -> StringQuery<'c, 'a, 's, C, String, 8> {
-        self.bind(
-            client,
-            &params.id,
-            &params.expires_at,
-            &params.token,
-            &params.created_at,
-            &params.updated_at,
-            &params.ip_address,
-            &params.user_agent,
-            &params.user_id,
-        )
-    }
-}
-/// A statement: its SQL text and, once prepared, its `tokio_postgres::Statement`.
+/// The handle [`update_session_expiry`] returns: the statement's SQL text and, once [prepared](Self::prepare), its `tokio_postgres::Statement`.
 pub struct UpdateSessionExpiryStmt(&'static str, Option<tokio_postgres::Statement>);
 /// Sets `expires_at` and `updated_at` of the session with this token and returns the stored row
 /// (`update session WHERE token = $1`, the session refresh).
+///
+/// ```sql
+/// UPDATE "sessions"
+/// SET "expires_at" = $1, "updated_at" = $2
+/// WHERE "token" = $3
+/// RETURNING "id", "expires_at", "token", "created_at", "updated_at", "ip_address", "user_agent",
+///     "user_id"
+/// ```
 pub fn update_session_expiry() -> UpdateSessionExpiryStmt {
     UpdateSessionExpiryStmt(
         "UPDATE \"sessions\" SET \"expires_at\" = $1, \"updated_at\" = $2 WHERE \"token\" = $3 RETURNING \"id\", \"expires_at\", \"token\", \"created_at\", \"updated_at\", \"ip_address\", \"user_agent\", \"user_id\"",
@@ -632,31 +568,15 @@ impl UpdateSessionExpiryStmt {
         self.1.as_ref()
     }
 }
-impl<
-    'c,
-    'a,
-    's,
-    C: GenericClient,
-    T1: crate::generated::StringSql,
-> crate::generated::client::async_::Params<
-    'c,
-    'a,
-    's,
-    UpdateSessionExpiryParams<T1>,
-    SessionQuery<'c, 'a, 's, C, Session, 3>,
-    C,
-> for UpdateSessionExpiryStmt {
-    fn params(
-        &'s self,
-        client: &'c C,
-        params: &'a UpdateSessionExpiryParams<T1>,
-    ) -> SessionQuery<'c, 'a, 's, C, Session, 3> {
-        self.bind(client, &params.expires_at, &params.updated_at, &params.token)
-    }
-}
-/// A statement: its SQL text and, once prepared, its `tokio_postgres::Statement`.
+/// The handle [`delete_session_by_token`] returns: the statement's SQL text and, once [prepared](Self::prepare), its `tokio_postgres::Statement`.
 pub struct DeleteSessionByTokenStmt(&'static str, Option<tokio_postgres::Statement>);
 /// Deletes the session with this token (sign-out, expired session); returns the deleted id.
+///
+/// ```sql
+/// DELETE FROM "sessions"
+/// WHERE "token" = $1
+/// RETURNING "id"
+/// ```
 pub fn delete_session_by_token() -> DeleteSessionByTokenStmt {
     DeleteSessionByTokenStmt(
         "DELETE FROM \"sessions\" WHERE \"token\" = $1 RETURNING \"id\"",
@@ -696,10 +616,16 @@ impl DeleteSessionByTokenStmt {
         self.1.as_ref()
     }
 }
-/// A statement: its SQL text and, once prepared, its `tokio_postgres::Statement`.
+/// The handle [`delete_sessions_by_user_id`] returns: the statement's SQL text and, once [prepared](Self::prepare), its `tokio_postgres::Statement`.
 pub struct DeleteSessionsByUserIdStmt(&'static str, Option<tokio_postgres::Statement>);
 /// Deletes every session of a user (`delete_many session WHERE user_id = $1`, optional after a
 /// password reset); returns one id per deleted row.
+///
+/// ```sql
+/// DELETE FROM "sessions"
+/// WHERE "user_id" = $1
+/// RETURNING "id"
+/// ```
 pub fn delete_sessions_by_user_id() -> DeleteSessionsByUserIdStmt {
     DeleteSessionsByUserIdStmt(
         "DELETE FROM \"sessions\" WHERE \"user_id\" = $1 RETURNING \"id\"",

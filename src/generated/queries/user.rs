@@ -2,39 +2,6 @@
 // Do not edit: change migrations/ or queries/, then run RUSTAUTH_PG_CODEGEN_URL=postgres://postgres@127.0.0.1:5432 RUSTAUTH_PG_CODEGEN_WRITE=1 cargo build --features codegen
 
 #![cfg_attr(rustfmt, rustfmt_skip)]
-/// The parameters of [`insert_user`] as one struct, for [`Params`](crate::generated::client::Params).
-#[derive(Debug)]
-pub struct InsertUserParams<
-    T1: crate::generated::StringSql,
-    T2: crate::generated::StringSql,
-    T3: crate::generated::StringSql,
-    T4: crate::generated::StringSql,
-> {
-    /// Parameter `id`.
-    pub id: T1,
-    /// Parameter `name`.
-    pub name: T2,
-    /// Parameter `email`.
-    pub email: T3,
-    /// Parameter `email_verified`.
-    pub email_verified: bool,
-    /// Parameter `image`.
-    pub image: Option<T4>,
-    /// Parameter `created_at`.
-    pub created_at: time::OffsetDateTime,
-    /// Parameter `updated_at`.
-    pub updated_at: time::OffsetDateTime,
-}
-/// The parameters of [`set_user_email_verified`] as one struct, for [`Params`](crate::generated::client::Params).
-#[derive(Debug)]
-pub struct SetUserEmailVerifiedParams<T1: crate::generated::StringSql> {
-    /// Parameter `email_verified`.
-    pub email_verified: bool,
-    /// Parameter `updated_at`.
-    pub updated_at: time::OffsetDateTime,
-    /// Parameter `id`.
-    pub id: T1,
-}
 #[derive(Debug, Clone, PartialEq)]
 /// One row of `users`, columns in the schema's field order.
 pub struct User {
@@ -486,9 +453,15 @@ where
         Ok(mapped)
     }
 }
-/// A statement: its SQL text and, once prepared, its `tokio_postgres::Statement`.
+/// The handle [`user_by_id`] returns: the statement's SQL text and, once [prepared](Self::prepare), its `tokio_postgres::Statement`.
 pub struct UserByIdStmt(&'static str, Option<tokio_postgres::Statement>);
 /// The user with this id (`find_one user WHERE id = $1`).
+///
+/// ```sql
+/// SELECT "id", "name", "email", "email_verified", "image", "created_at", "updated_at"
+/// FROM "users"
+/// WHERE "id" = $1
+/// ```
 pub fn user_by_id() -> UserByIdStmt {
     UserByIdStmt(
         "SELECT \"id\", \"name\", \"email\", \"email_verified\", \"image\", \"created_at\", \"updated_at\" FROM \"users\" WHERE \"id\" = $1",
@@ -540,9 +513,15 @@ impl UserByIdStmt {
         self.1.as_ref()
     }
 }
-/// A statement: its SQL text and, once prepared, its `tokio_postgres::Statement`.
+/// The handle [`user_by_email`] returns: the statement's SQL text and, once [prepared](Self::prepare), its `tokio_postgres::Statement`.
 pub struct UserByEmailStmt(&'static str, Option<tokio_postgres::Statement>);
 /// The user with this email (`find_one user WHERE email = $1`); core lowercases the email first.
+///
+/// ```sql
+/// SELECT "id", "name", "email", "email_verified", "image", "created_at", "updated_at"
+/// FROM "users"
+/// WHERE "email" = $1
+/// ```
 pub fn user_by_email() -> UserByEmailStmt {
     UserByEmailStmt(
         "SELECT \"id\", \"name\", \"email\", \"email_verified\", \"image\", \"created_at\", \"updated_at\" FROM \"users\" WHERE \"email\" = $1",
@@ -594,12 +573,30 @@ impl UserByEmailStmt {
         self.1.as_ref()
     }
 }
-/// A statement: its SQL text and, once prepared, its `tokio_postgres::Statement`.
+/// The handle [`user_by_email_with_accounts`] returns: the statement's SQL text and, once [prepared](Self::prepare), its `tokio_postgres::Statement`.
 pub struct UserByEmailWithAccountsStmt(&'static str, Option<tokio_postgres::Statement>);
 /// The user with this email and its accounts, one row per account (sign-in's
 /// `find_one user WHERE email = $1 JOIN account`): the user columns repeat on every row,
 /// accounts come in `id` order, at most 100 of them; a user without accounts gives one row
 /// whose `account_*` columns are all `None`, and an unknown email gives no row.
+///
+/// ```sql
+/// SELECT "u"."id", "u"."name", "u"."email", "u"."email_verified", "u"."image", "u"."created_at",
+///     "u"."updated_at",
+///     "a"."id" AS "account_id", "a"."account_id" AS "account_account_id",
+///     "a"."provider_id" AS "account_provider_id", "a"."user_id" AS "account_user_id",
+///     "a"."access_token" AS "account_access_token", "a"."refresh_token" AS "account_refresh_token",
+///     "a"."id_token" AS "account_id_token",
+///     "a"."access_token_expires_at" AS "account_access_token_expires_at",
+///     "a"."refresh_token_expires_at" AS "account_refresh_token_expires_at",
+///     "a"."scope" AS "account_scope", "a"."password" AS "account_password",
+///     "a"."created_at" AS "account_created_at", "a"."updated_at" AS "account_updated_at"
+/// FROM "users" AS "u"
+/// LEFT JOIN "accounts" AS "a" ON "a"."user_id" = "u"."id"
+/// WHERE "u"."email" = $1
+/// ORDER BY "a"."id" ASC
+/// LIMIT 100
+/// ```
 pub fn user_by_email_with_accounts() -> UserByEmailWithAccountsStmt {
     UserByEmailWithAccountsStmt(
         "SELECT \"u\".\"id\", \"u\".\"name\", \"u\".\"email\", \"u\".\"email_verified\", \"u\".\"image\", \"u\".\"created_at\", \"u\".\"updated_at\", \"a\".\"id\" AS \"account_id\", \"a\".\"account_id\" AS \"account_account_id\", \"a\".\"provider_id\" AS \"account_provider_id\", \"a\".\"user_id\" AS \"account_user_id\", \"a\".\"access_token\" AS \"account_access_token\", \"a\".\"refresh_token\" AS \"account_refresh_token\", \"a\".\"id_token\" AS \"account_id_token\", \"a\".\"access_token_expires_at\" AS \"account_access_token_expires_at\", \"a\".\"refresh_token_expires_at\" AS \"account_refresh_token_expires_at\", \"a\".\"scope\" AS \"account_scope\", \"a\".\"password\" AS \"account_password\", \"a\".\"created_at\" AS \"account_created_at\", \"a\".\"updated_at\" AS \"account_updated_at\" FROM \"users\" AS \"u\" LEFT JOIN \"accounts\" AS \"a\" ON \"a\".\"user_id\" = \"u\".\"id\" WHERE \"u\".\"email\" = $1 ORDER BY \"a\".\"id\" ASC LIMIT 100",
@@ -664,9 +661,15 @@ impl UserByEmailWithAccountsStmt {
         self.1.as_ref()
     }
 }
-/// A statement: its SQL text and, once prepared, its `tokio_postgres::Statement`.
+/// The handle [`insert_user`] returns: the statement's SQL text and, once [prepared](Self::prepare), its `tokio_postgres::Statement`.
 pub struct InsertUserStmt(&'static str, Option<tokio_postgres::Statement>);
 /// Inserts a user (sign-up's `create user`); returns its id.
+///
+/// ```sql
+/// INSERT INTO "users" ("id", "name", "email", "email_verified", "image", "created_at", "updated_at")
+/// VALUES ($1, $2, $3, $4, $5, $6, $7)
+/// RETURNING "id"
+/// ```
 pub fn insert_user() -> InsertUserStmt {
     InsertUserStmt(
         "INSERT INTO \"users\" (\"id\", \"name\", \"email\", \"email_verified\", \"image\", \"created_at\", \"updated_at\") VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING \"id\"",
@@ -721,44 +724,17 @@ impl InsertUserStmt {
         self.1.as_ref()
     }
 }
-impl<
-    'c,
-    'a,
-    's,
-    C: GenericClient,
-    T1: crate::generated::StringSql,
-    T2: crate::generated::StringSql,
-    T3: crate::generated::StringSql,
-    T4: crate::generated::StringSql,
-> crate::generated::client::async_::Params<
-    'c,
-    'a,
-    's,
-    InsertUserParams<T1, T2, T3, T4>,
-    StringQuery<'c, 'a, 's, C, String, 7>,
-    C,
-> for InsertUserStmt {
-    fn params(
-        &'s self,
-        client: &'c C,
-        params: &'a InsertUserParams<T1, T2, T3, T4>,
-    ) -> StringQuery<'c, 'a, 's, C, String, 7> {
-        self.bind(
-            client,
-            &params.id,
-            &params.name,
-            &params.email,
-            &params.email_verified,
-            &params.image,
-            &params.created_at,
-            &params.updated_at,
-        )
-    }
-}
-/// A statement: its SQL text and, once prepared, its `tokio_postgres::Statement`.
+/// The handle [`set_user_email_verified`] returns: the statement's SQL text and, once [prepared](Self::prepare), its `tokio_postgres::Statement`.
 pub struct SetUserEmailVerifiedStmt(&'static str, Option<tokio_postgres::Statement>);
 /// Sets `email_verified` and `updated_at` of the user with this id and returns the stored row
 /// (`update user WHERE id = $1`, email verification).
+///
+/// ```sql
+/// UPDATE "users"
+/// SET "email_verified" = $1, "updated_at" = $2
+/// WHERE "id" = $3
+/// RETURNING "id", "name", "email", "email_verified", "image", "created_at", "updated_at"
+/// ```
 pub fn set_user_email_verified() -> SetUserEmailVerifiedStmt {
     SetUserEmailVerifiedStmt(
         "UPDATE \"users\" SET \"email_verified\" = $1, \"updated_at\" = $2 WHERE \"id\" = $3 RETURNING \"id\", \"name\", \"email\", \"email_verified\", \"image\", \"created_at\", \"updated_at\"",
@@ -810,27 +786,5 @@ impl SetUserEmailVerifiedStmt {
     /// The prepared statement, once [`prepare`](Self::prepare) ran.
     pub fn statement(&self) -> Option<&tokio_postgres::Statement> {
         self.1.as_ref()
-    }
-}
-impl<
-    'c,
-    'a,
-    's,
-    C: GenericClient,
-    T1: crate::generated::StringSql,
-> crate::generated::client::async_::Params<
-    'c,
-    'a,
-    's,
-    SetUserEmailVerifiedParams<T1>,
-    UserQuery<'c, 'a, 's, C, User, 3>,
-    C,
-> for SetUserEmailVerifiedStmt {
-    fn params(
-        &'s self,
-        client: &'c C,
-        params: &'a SetUserEmailVerifiedParams<T1>,
-    ) -> UserQuery<'c, 'a, 's, C, User, 3> {
-        self.bind(client, &params.email_verified, &params.updated_at, &params.id)
     }
 }

@@ -2,26 +2,6 @@
 // Do not edit: change migrations/ or queries/, then run RUSTAUTH_PG_CODEGEN_URL=postgres://postgres@127.0.0.1:5432 RUSTAUTH_PG_CODEGEN_WRITE=1 cargo build --features codegen
 
 #![cfg_attr(rustfmt, rustfmt_skip)]
-/// The parameters of [`insert_verification`] as one struct, for [`Params`](crate::generated::client::Params).
-#[derive(Debug)]
-pub struct InsertVerificationParams<
-    T1: crate::generated::StringSql,
-    T2: crate::generated::StringSql,
-    T3: crate::generated::StringSql,
-> {
-    /// Parameter `id`.
-    pub id: T1,
-    /// Parameter `identifier`.
-    pub identifier: T2,
-    /// Parameter `value`.
-    pub value: T3,
-    /// Parameter `expires_at`.
-    pub expires_at: time::OffsetDateTime,
-    /// Parameter `created_at`.
-    pub created_at: time::OffsetDateTime,
-    /// Parameter `updated_at`.
-    pub updated_at: time::OffsetDateTime,
-}
 #[derive(Debug, Clone, PartialEq)]
 /// One row of `verifications`, columns in the schema's field order.
 pub struct Verification {
@@ -245,9 +225,16 @@ where
         Ok(mapped)
     }
 }
-/// A statement: its SQL text and, once prepared, its `tokio_postgres::Statement`.
+/// The handle [`insert_verification`] returns: the statement's SQL text and, once [prepared](Self::prepare), its `tokio_postgres::Statement`.
 pub struct InsertVerificationStmt(&'static str, Option<tokio_postgres::Statement>);
 /// Inserts a verification (password-reset request); returns its id.
+///
+/// ```sql
+/// INSERT INTO "verifications" ("id", "identifier", "value", "expires_at", "created_at",
+///     "updated_at")
+/// VALUES ($1, $2, $3, $4, $5, $6)
+/// RETURNING "id"
+/// ```
 pub fn insert_verification() -> InsertVerificationStmt {
     InsertVerificationStmt(
         "INSERT INTO \"verifications\" (\"id\", \"identifier\", \"value\", \"expires_at\", \"created_at\", \"updated_at\") VALUES ($1, $2, $3, $4, $5, $6) RETURNING \"id\"",
@@ -300,45 +287,21 @@ impl InsertVerificationStmt {
         self.1.as_ref()
     }
 }
-impl<
-    'c,
-    'a,
-    's,
-    C: GenericClient,
-    T1: crate::generated::StringSql,
-    T2: crate::generated::StringSql,
-    T3: crate::generated::StringSql,
-> crate::generated::client::async_::Params<
-    'c,
-    'a,
-    's,
-    InsertVerificationParams<T1, T2, T3>,
-    StringQuery<'c, 'a, 's, C, String, 6>,
-    C,
-> for InsertVerificationStmt {
-    fn params(
-        &'s self,
-        client: &'c C,
-        params: &'a InsertVerificationParams<T1, T2, T3>,
-    ) -> StringQuery<'c, 'a, 's, C, String, 6> {
-        self.bind(
-            client,
-            &params.id,
-            &params.identifier,
-            &params.value,
-            &params.expires_at,
-            &params.created_at,
-            &params.updated_at,
-        )
-    }
-}
-/// A statement: its SQL text and, once prepared, its `tokio_postgres::Statement`.
+/// The handle [`newest_verification_by_identifier`] returns: the statement's SQL text and, once [prepared](Self::prepare), its `tokio_postgres::Statement`.
 pub struct NewestVerificationByIdentifierStmt(
     &'static str,
     Option<tokio_postgres::Statement>,
 );
 /// The newest verification with this identifier (`find_many verification WHERE identifier = $1
 /// ORDER BY created_at DESC LIMIT 1`).
+///
+/// ```sql
+/// SELECT "id", "identifier", "value", "expires_at", "created_at", "updated_at"
+/// FROM "verifications"
+/// WHERE "identifier" = $1
+/// ORDER BY "created_at" DESC
+/// LIMIT 1
+/// ```
 pub fn newest_verification_by_identifier() -> NewestVerificationByIdentifierStmt {
     NewestVerificationByIdentifierStmt(
         "SELECT \"id\", \"identifier\", \"value\", \"expires_at\", \"created_at\", \"updated_at\" FROM \"verifications\" WHERE \"identifier\" = $1 ORDER BY \"created_at\" DESC LIMIT 1",
@@ -389,13 +352,20 @@ impl NewestVerificationByIdentifierStmt {
         self.1.as_ref()
     }
 }
-/// A statement: its SQL text and, once prepared, its `tokio_postgres::Statement`.
+/// The handle [`delete_verification_by_identifier`] returns: the statement's SQL text and, once [prepared](Self::prepare), its `tokio_postgres::Statement`.
 pub struct DeleteVerificationByIdentifierStmt(
     &'static str,
     Option<tokio_postgres::Statement>,
 );
 /// Deletes one verification with this identifier (`delete verification WHERE identifier = $1`,
 /// which like every core `delete` removes at most one row); returns the deleted id.
+///
+/// ```sql
+/// DELETE FROM "verifications"
+/// WHERE "id" = (SELECT "id" FROM "verifications" WHERE "identifier" = $1 LIMIT 1)
+///     AND ("identifier" = $1)
+/// RETURNING "id"
+/// ```
 pub fn delete_verification_by_identifier() -> DeleteVerificationByIdentifierStmt {
     DeleteVerificationByIdentifierStmt(
         "DELETE FROM \"verifications\" WHERE \"id\" = (SELECT \"id\" FROM \"verifications\" WHERE \"identifier\" = $1 LIMIT 1) AND (\"identifier\" = $1) RETURNING \"id\"",
@@ -435,13 +405,19 @@ impl DeleteVerificationByIdentifierStmt {
         self.1.as_ref()
     }
 }
-/// A statement: its SQL text and, once prepared, its `tokio_postgres::Statement`.
+/// The handle [`delete_expired_verifications`] returns: the statement's SQL text and, once [prepared](Self::prepare), its `tokio_postgres::Statement`.
 pub struct DeleteExpiredVerificationsStmt(
     &'static str,
     Option<tokio_postgres::Statement>,
 );
 /// Deletes every verification that expired before `now` (`delete_many verification WHERE
 /// expires_at < $1`, run before each verification lookup); returns one id per deleted row.
+///
+/// ```sql
+/// DELETE FROM "verifications"
+/// WHERE "expires_at" < $1
+/// RETURNING "id"
+/// ```
 pub fn delete_expired_verifications() -> DeleteExpiredVerificationsStmt {
     DeleteExpiredVerificationsStmt(
         "DELETE FROM \"verifications\" WHERE \"expires_at\" < $1 RETURNING \"id\"",

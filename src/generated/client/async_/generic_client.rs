@@ -2,25 +2,27 @@
 // Do not edit: change migrations/ or queries/, then run RUSTAUTH_PG_CODEGEN_URL=postgres://postgres@127.0.0.1:5432 RUSTAUTH_PG_CODEGEN_WRITE=1 cargo build --features codegen
 
 #![cfg_attr(rustfmt, rustfmt_skip)]
-#![allow(missing_docs)]
 use std::future::Future;
 use tokio_postgres::{
     types::{BorrowToSql, ToSql},
     Client, Error, Row, RowStream, Statement, ToStatement, Transaction,
 };
-/// Abstraction over multiple types of asynchronous clients.
-/// This allows you to use tokio_postgres clients and transactions interchangeably.
+/// The client a statement runs on: `tokio_postgres::Client` and `Transaction` implement it, and so
+/// do pooled clients through them (a `deadpool_postgres::Object` or `Transaction` dereferences to
+/// one: pass `&**object`).
 ///
-/// In addition, when the `deadpool` feature is enabled (default), this trait also
-/// abstracts over deadpool clients and transactions
+/// Statement handles take it in `prepare` and `bind`; the queries `bind` returns call its methods.
 pub trait GenericClient: Send + Sync {
+    /// Whether a statement handle that was not prepared runs through [`prepare`](GenericClient::prepare) (for a client that caches prepared statements) rather than with its SQL text: `false`, the default.
     fn stmt_cache() -> bool {
         false
     }
+    /// Prepares `query` (as `tokio_postgres::Client::prepare`).
     fn prepare(
         &self,
         query: &str,
     ) -> impl Future<Output = Result<Statement, Error>> + Send;
+    /// Runs a statement and returns the number of rows it changed (as `tokio_postgres::Client::execute`).
     fn execute<T>(
         &self,
         query: &T,
@@ -28,6 +30,7 @@ pub trait GenericClient: Send + Sync {
     ) -> impl Future<Output = Result<u64, Error>> + Send
     where
         T: ?Sized + ToStatement + Sync + Send;
+    /// Runs a statement that returns exactly one row (as `tokio_postgres::Client::query_one`).
     fn query_one<T>(
         &self,
         statement: &T,
@@ -35,6 +38,7 @@ pub trait GenericClient: Send + Sync {
     ) -> impl Future<Output = Result<Row, Error>> + Send
     where
         T: ?Sized + ToStatement + Sync + Send;
+    /// Runs a statement that returns at most one row (as `tokio_postgres::Client::query_opt`).
     fn query_opt<T>(
         &self,
         statement: &T,
@@ -42,6 +46,7 @@ pub trait GenericClient: Send + Sync {
     ) -> impl Future<Output = Result<Option<Row>, Error>> + Send
     where
         T: ?Sized + ToStatement + Sync + Send;
+    /// Runs a statement and collects its rows (as `tokio_postgres::Client::query`).
     fn query<T>(
         &self,
         query: &T,
@@ -49,6 +54,7 @@ pub trait GenericClient: Send + Sync {
     ) -> impl Future<Output = Result<Vec<Row>, Error>> + Send
     where
         T: ?Sized + ToStatement + Sync + Send;
+    /// Runs a statement and streams its rows (as `tokio_postgres::Client::query_raw`).
     fn query_raw<T, I>(
         &self,
         statement: &T,
