@@ -480,7 +480,7 @@ fn camel(snake: &str) -> String {
 
 /// The Better Auth layout: singular table names (`"user"`, `"session"`, `"account"`,
 /// `"verification"`, `"rateLimit"`) and camelCase columns (`"emailVerified"`, `"createdAt"`),
-/// as tests/schema_matrix.rs builds it; column types stay those of `migrations/`.
+/// as tests/it/schema_matrix.rs builds it; column types stay those of `migrations/`.
 fn better_auth_schema() -> DbSchema {
     let mut options = AuthSchemaOptions {
         rate_limit_storage: RateLimitStorage::Database,

@@ -5,7 +5,7 @@
 //! limits). A call then takes a typed statement when its model's layout matches, its shape is
 //! one RustAuth's hot paths use (`docs/behaviour.md` §9), and every value converts to the
 //! statement's parameter types; anything else returns `None` and takes the generic path.
-//! Both paths give the same records, errors and side effects (tests/differential.rs).
+//! Both paths give the same records, errors and side effects (tests/it/differential.rs).
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -1,4 +1,5 @@
-//! Shared support for the integration tests: `mod support;` at the top of a test file.
+//! Shared support for the integration tests, declared once by each test binary
+//! (`tests/it/main.rs`, `tests/clusters/main.rs`) and used as `crate::support`.
 //!
 //! `server` finds or starts the PostgreSQL server (see its docs); it is also included by the
 //! examples through `#[path]`, so it must stay self-contained.

@@ -1,7 +1,7 @@
 //! Connection, errors and the hidden driver helpers (`docs/behaviour.md` §1, §8).
 
-mod support;
-mod support_proxy;
+use crate::support;
+use crate::support_proxy;
 
 use rustauth_core::db::sql::SqlParam;
 use rustauth_core::db::{auth_schema, AuthSchemaOptions, DbField, DbFieldType, DbValue};

@@ -19,7 +19,7 @@
 //! outage for the 32 callers.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use crate::support;
 
 use support::app::{self, cookies, json};
 

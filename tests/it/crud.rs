@@ -4,9 +4,9 @@
 //! schema-qualified tables, errors, and concurrent refreshes of one session.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use crate::support;
 
-mod crud_common;
+use crate::crud_common;
 
 use std::sync::{Arc, Mutex};
 

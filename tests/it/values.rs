@@ -4,9 +4,7 @@
 //! strings, and values Postgres refuses (as errors, never panics).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
-mod crud_common;
+use crate::crud_common;
 
 use crud_common::{adapter_with, assert_adapter_error, at, extended_schema, keys, s, string};
 use rustauth_core::db::{

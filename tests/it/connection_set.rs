@@ -5,9 +5,9 @@
 //! calls in flight on it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use crate::support;
 
-mod crud_common;
+use crate::crud_common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -11,7 +11,7 @@
 //! the user about `statement_mode=unprepared`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use crate::support;
 
 use support::app::{self, json};
 

@@ -8,7 +8,7 @@
 //! that silently fell back to the generic path fails here too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 

@@ -3,7 +3,7 @@
 //! SQL migrations (behaviour.md §6, d, behaviour.md §10; quirks Q1, Q4, Q5, Q6, Q7, Q24).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use crate::support;
 
 use rustauth_core::db::{
     auth_schema, AuthSchemaOptions, DbAdapter, DbField, DbFieldType, DbSchema, DbTable,

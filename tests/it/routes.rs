@@ -2,7 +2,7 @@
 //! through `TokioPostgresStores::apply_to_options` (`docs/behaviour.md` §9).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use crate::support;
 
 use support::app::{self, json};
 

@@ -30,7 +30,7 @@
 //! | A failing call inside a transaction after a good one | error; the good write is rolled back |
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use crate::support;
 
 use rustauth_core::db::{
     auth_schema, AuthSchemaOptions, Count, Create, DbAdapter, DbField, DbFieldType, DbRecord,

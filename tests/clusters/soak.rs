@@ -9,7 +9,7 @@
 //! that turns a stuck gate into a failure instead of a hung test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 use std::future::Future;

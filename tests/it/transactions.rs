@@ -2,7 +2,7 @@
 //! the gate that keeps ordinary calls out of an open transaction (behaviour.md §5, behaviour.md §10, Q16).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -3,9 +3,7 @@
 //! and the same query always gives the same output.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
-mod crud_common;
+use crate::crud_common;
 
 use std::sync::{Arc, Mutex};
 

@@ -4,7 +4,7 @@
 //! restarting it or killing backends touches nobody else.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -14,7 +14,7 @@
 //! its row, and the database holds no table but the canary and the expected one.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use crate::support;
 
 use std::cell::{Cell, RefCell};
 

@@ -1,6 +1,6 @@
 //! The per-connection statement cache: reuse, bound, invalidation, 0A000 retry.
 
-mod support;
+use crate::support;
 
 use rustauth_core::db::{
     auth_schema, AuthSchemaOptions, Create, DbAdapter, DbSchema, DbValue, FindMany, FindOne, Where,

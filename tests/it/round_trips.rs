@@ -18,8 +18,8 @@
 //! Run with `--nocapture` to see the tables.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-mod support_proxy;
+use crate::support;
+use crate::support_proxy;
 
 use std::fmt::Write as _;
 

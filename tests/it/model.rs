@@ -30,7 +30,7 @@
 //!   lowercases. Only case-sensitive ordering comparisons are generated.
 //! - Ordering operators on JSON and array columns, `In`/`NotIn` and pattern operators on
 //!   non-string columns: SQL orders or rejects them (jsonb/array ordering, type errors), the
-//!   oracle answers "no match". Not generated; bad input is covered by `tests/bad_input.rs`.
+//!   oracle answers "no match". Not generated; bad input is covered by `tests/it/bad_input.rs`.
 //! - Collation. The oracle compares strings by bytes and lowercases ASCII only. The string
 //!   columns are switched to `COLLATE "C"` after `create_schema`, where PostgreSQL does the
 //!   same for columns, `ORDER BY` and `ILIKE` (under a default such as `C.UTF-8`, `LOWER('É')`
@@ -63,7 +63,7 @@
 //! persisted in `tests/model.proptest-regressions` and replayed first on every run.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};

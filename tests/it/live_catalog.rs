@@ -3,9 +3,9 @@
 //! read, and typed lookups that must not drop a where clause.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use crate::support;
 
-mod crud_common;
+use crate::crud_common;
 
 use crud_common::{
     adapter_with, at, default_adapter, extended_schema, s, seed_gadget, seed_session, seed_user,

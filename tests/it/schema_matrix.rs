@@ -11,7 +11,7 @@
 //! published 0.3.2 returns the same records wherever it can read the tables at all.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use crate::support;
 
 use support::app::{self, cookies, json};
 

@@ -5,9 +5,9 @@
 //! `Arc<dyn DbAdapter>` that `TokioPostgresStores` hands out.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use crate::support;
 
-mod crud_common;
+use crate::crud_common;
 
 use crud_common::{adapter_with, default_schema};
 use rustauth_core::db::adapter_harness::run_adapter_contract;

@@ -5,8 +5,8 @@
 //! Whether a backend is encrypted is read from `pg_stat_ssl` over the cluster's Unix socket.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-mod support_proxy;
+use crate::support;
+use crate::support_proxy;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! transaction gate (behaviour.md §7, behaviour.md §10, Q13, Q15).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -14,13 +14,13 @@
 //! generated statement works on any client but costs a prepare every run.
 //!
 //! The plain `tokio_postgres::Client` and `Transaction` are covered statement by statement in
-//! `tests/codegen.rs` (`generated_statements_run_on_a_plain_client`,
+//! `tests/it/codegen.rs` (`generated_statements_run_on_a_plain_client`,
 //! `generated_statements_run_inside_a_transaction`); `plain_client_and_transaction_share_the_flow`
 //! below only runs this file's flow on them, so the pooled and plain results can be compared.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-mod support_proxy;
+use crate::support;
+use crate::support_proxy;
 
 use std::str::FromStr;
 

@@ -5,7 +5,7 @@
 //! typed lookup is planned on an index over tables of 10 000 rows.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 

@@ -2,7 +2,7 @@
 //! fresh databases it creates, and its URL helpers.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 

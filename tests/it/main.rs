@@ -1,0 +1,33 @@
+//! Integration tests on a real PostgreSQL server (the shared test server of
+//! `support::server`), one module per area; see `docs/behaviour.md` §10 for what each covers.
+
+#[path = "../crud_common/mod.rs"]
+mod crud_common;
+#[path = "../support/mod.rs"]
+mod support;
+#[path = "../support_proxy/mod.rs"]
+mod support_proxy;
+
+mod bad_input;
+mod codegen;
+mod connection;
+mod connection_set;
+mod core_harness;
+mod crud;
+mod differential;
+mod injection;
+mod joins;
+mod live_catalog;
+mod migrations_introspection;
+mod model;
+mod pools;
+mod rate_limit;
+mod round_trips;
+mod routes;
+mod schema_matrix;
+mod statements;
+mod support_selftest;
+mod tracing;
+mod transactions;
+mod typed_routes;
+mod values;
