@@ -1,5 +1,7 @@
 //! RustAuth's hot database calls, side by side: this crate, the published 0.3.2, and a
-//! hand-written tokio-postgres floor running the same SQL on statements prepared once.
+//! hand-written tokio-postgres floor running the same SQL on statements prepared once; in pool
+//! mode, this crate with `max_connections`, the published rustauth-deadpool-postgres 0.3.2, and
+//! the floor on a deadpool-postgres pool (`prepare_cached`).
 //!
 //! ```text
 //! cargo bench --bench hot_paths                      # full run (about 4 minutes on 2 cores)
@@ -10,6 +12,9 @@
 //! Environment: `BENCH_SECONDS` (per measurement, default 0.5; quick 0.2), `BENCH_WARMUP`
 //! (seconds before each measurement, default 0.1; quick 0.05), `BENCH_ROUNDS` (default 5;
 //! quick 1), `BENCH_USERS` (default 10000), `BENCH_TASKS` (pipelined tasks, default 16),
+//! `BENCH_POOL_TASKS` / `BENCH_POOL_CONNECTIONS` (pool mode, default 16 tasks over 4
+//! connections), `BENCH_RATIOS_OUT` (a file to which the pool mode's rustauth-deadpool-postgres
+//! / floor ratios are written, for `benches/pool-compare.sh`),
 //! `BENCH_WORKERS` (tokio worker threads, default: one per core), `BENCH_SHAPE_CACHE=0` (the
 //! generic and Better Auth adapters plan every call), `DATABASE_URL` (server; see
 //! `tests/support/server.rs` for how one is found otherwise).
@@ -143,8 +148,46 @@ const GENERIC: usize = 4;
 const OURS_BA: usize = 5;
 /// The floor on the Better Auth layout.
 const FLOOR_BA: usize = 6;
-const IMPLEMENTATIONS: usize = 7;
+/// Pool mode: ours with `max_connections`.
+const OURS_POOL: usize = 7;
+/// Pool mode: the published rustauth-deadpool-postgres 0.3.2 (on the published 0.3.2 driver).
+const DEADPOOL: usize = 8;
+/// Pool mode: the floor on a deadpool-postgres pool, `prepare_cached`.
+const FLOOR_POOL: usize = 9;
+/// Pool mode: a second rustauth-deadpool-postgres 0.3.2 (A/A).
+const DEADPOOL_TWIN: usize = 10;
+const IMPLEMENTATIONS: usize = 11;
 
+/// The implementations each mode runs, in round order (reversed on odd rounds).
+fn mode_implementations(mode: Mode) -> &'static [usize] {
+    match mode {
+        Mode::Sequential | Mode::Pipelined => &[
+            OURS,
+            PUBLISHED,
+            FLOOR,
+            PUBLISHED_TWIN,
+            GENERIC,
+            OURS_BA,
+            FLOOR_BA,
+        ],
+        Mode::Pool => &[OURS_POOL, DEADPOOL, FLOOR_POOL, DEADPOOL_TWIN],
+    }
+}
+
+/// The modes a call runs in: the mix is measured with concurrency only; the pool mode covers
+/// the calls of issue #11.
+fn call_modes(call: Call) -> &'static [Mode] {
+    match call {
+        Call::Mixed => &[Mode::Pipelined, Mode::Pool],
+        Call::GetSession | Call::UserByEmail | Call::SignUp => {
+            &[Mode::Sequential, Mode::Pipelined, Mode::Pool]
+        }
+        _ => &[Mode::Sequential, Mode::Pipelined],
+    }
+}
+
+/// Copies the seeded rows of every table of `from` into the same table of `to` (another
+/// physical layout in the same database), column by column in field order.
 async fn copy_rows(client: &Client, from: &DbSchema, to: &DbSchema) {
     let quoted = |name: &str| format!("\"{name}\"");
     let mut sql = String::new();
@@ -228,7 +271,17 @@ async fn run(config: Config) {
         .await
         .expect("create the Better Auth layout");
     let tags = [
-        "ours", "v032", "floor", "v032b", "generic", "oursba", "floorba",
+        "ours",
+        "v032",
+        "floor",
+        "v032b",
+        "generic",
+        "oursba",
+        "floorba",
+        "ourspool",
+        "dp032",
+        "floorpool",
+        "dp032b",
     ];
     eprintln!(
         "hot_paths: seeding {} users, {} sessions, {} accounts, {} rate-limit keys …",
@@ -255,6 +308,32 @@ async fn run(config: Config) {
         Engine::Adapter {
             db: Arc::new(adapter),
             limiter: Arc::new(limiter),
+        }
+    };
+    // Pool mode: every pool opens its connections now.
+    let connections = config.pool_connections;
+    let ours_pool = rustauth_tokio_postgres::TokioPostgresStores::builder()
+        .schema(schema.clone())
+        .max_connections(connections)
+        .connect(&url)
+        .await
+        .expect("ours with max_connections");
+    let deadpool = || async {
+        let stores = rustauth_deadpool_postgres::DeadpoolPostgresStores::builder()
+            .database_url(url.clone())
+            .schema(schema.clone())
+            .max_size(connections)
+            .build_stores()
+            .await
+            .expect("rustauth-deadpool-postgres 0.3.2");
+        let mut held = Vec::new();
+        for _ in 0..connections {
+            held.push(stores.pool().get().await.expect("open a pooled connection"));
+        }
+        drop(held);
+        Engine::Adapter {
+            db: Arc::new(stores.adapter),
+            limiter: Arc::new(stores.rate_limit),
         }
     };
     let implementations = [
@@ -300,6 +379,31 @@ async fn run(config: Config) {
                 Floor::prepare(server::connect(&url).await, &ba_floor_sql).await,
             )),
         },
+        Implementation {
+            label: "ours (max_connections)",
+            tag: tags[OURS_POOL],
+            engine: Engine::Adapter {
+                db: Arc::new(ours_pool.adapter),
+                limiter: Arc::new(ours_pool.rate_limit),
+            },
+        },
+        Implementation {
+            label: "rustauth-deadpool-postgres 0.3.2",
+            tag: tags[DEADPOOL],
+            engine: deadpool().await,
+        },
+        Implementation {
+            label: "floor (deadpool, prepare_cached)",
+            tag: tags[FLOOR_POOL],
+            engine: Engine::PoolFloor(Arc::new(
+                PoolFloor::connect(&url, connections, FloorSql::default_layout()).await,
+            )),
+        },
+        Implementation {
+            label: "rustauth-deadpool-postgres 0.3.2′",
+            tag: tags[DEADPOOL_TWIN],
+            engine: deadpool().await,
+        },
     ];
 
     let facts = setup
@@ -313,37 +417,32 @@ async fn run(config: Config) {
     let (version, synchronous_commit, fsync): (String, String, String) =
         (facts.get(0), facts.get(1), facts.get(2));
 
-    let modes = [Mode::Sequential, Mode::Pipelined];
     let calls = config.calls();
     let groups: Vec<(Call, Mode)> = calls
         .iter()
-        .flat_map(|call| modes.iter().map(move |mode| (*call, *mode)))
+        .flat_map(|call| call_modes(*call).iter().map(move |mode| (*call, *mode)))
         .collect();
-    // samples[group][implementation] = one per round; ratios[group] = (ours/0.3.2, ours/floor, A/A).
+    // samples[group][implementation] = one per round (only the mode's implementations).
     let mut samples: Vec<[Vec<Sample>; IMPLEMENTATIONS]> =
         groups.iter().map(|_| Default::default()).collect();
-    // … then generic/floor and Better Auth ours/floor.
+    // Per round. Sequential and pipelined: ours/0.3.2, ours/floor, A/A, generic/floor, Better
+    // Auth ours/floor. Pool: ours/deadpool, ours/floor, A/A (deadpool/deadpool′), deadpool/floor.
     let mut ratios: Vec<[Vec<f64>; 5]> = groups.iter().map(|_| Default::default()).collect();
     let measurement = Duration::from_secs_f64(config.seconds);
     let warmup = Duration::from_secs_f64(config.warmup);
     for round in 0..config.rounds {
-        let mut order = [
-            OURS,
-            PUBLISHED,
-            FLOOR,
-            PUBLISHED_TWIN,
-            GENERIC,
-            OURS_BA,
-            FLOOR_BA,
-        ];
-        if round % 2 == 1 {
-            order.reverse();
-        }
         for (group, (call, mode)) in groups.iter().enumerate() {
             let tasks = match mode {
                 Mode::Sequential => 1,
                 Mode::Pipelined => config.tasks,
+                Mode::Pool => config.pool_tasks,
             };
+            let mut order = mode_implementations(*mode).to_vec();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            // The mix draws the same calls for every implementation of the group.
+            let mix_seed = ((round as u64) << 40) ^ ((group as u64) << 20) ^ 0x006d_6978;
             for &index in &order {
                 let seed = ((round as u64) << 40) ^ ((group as u64) << 20) ^ index as u64;
                 if !warmup.is_zero() {
@@ -354,6 +453,7 @@ async fn run(config: Config) {
                         warmup,
                         &config,
                         !seed,
+                        !mix_seed,
                     )
                     .await;
                 }
@@ -364,20 +464,34 @@ async fn run(config: Config) {
                     measurement,
                     &config,
                     seed,
+                    mix_seed,
                 )
                 .await;
-                if *call == Call::SignUp {
+                if matches!(call, Call::SignUp | Call::Mixed) {
                     remove_sign_ups(&setup, &schema).await;
                     remove_sign_ups(&setup, &ba_schema).await;
                 }
                 samples[group][index].push(sample);
             }
             let rate = |index: usize| samples[group][index][round].ops_per_second;
-            ratios[group][0].push(rate(OURS) / rate(PUBLISHED));
-            ratios[group][1].push(rate(OURS) / rate(FLOOR));
-            ratios[group][2].push(rate(PUBLISHED) / rate(PUBLISHED_TWIN));
-            ratios[group][3].push(rate(GENERIC) / rate(FLOOR));
-            ratios[group][4].push(rate(OURS_BA) / rate(FLOOR_BA));
+            let per_round: Vec<f64> = match mode {
+                Mode::Sequential | Mode::Pipelined => vec![
+                    rate(OURS) / rate(PUBLISHED),
+                    rate(OURS) / rate(FLOOR),
+                    rate(PUBLISHED) / rate(PUBLISHED_TWIN),
+                    rate(GENERIC) / rate(FLOOR),
+                    rate(OURS_BA) / rate(FLOOR_BA),
+                ],
+                Mode::Pool => vec![
+                    rate(OURS_POOL) / rate(DEADPOOL),
+                    rate(OURS_POOL) / rate(FLOOR_POOL),
+                    rate(DEADPOOL) / rate(DEADPOOL_TWIN),
+                    rate(DEADPOOL) / rate(FLOOR_POOL),
+                ],
+            };
+            for (slot, ratio) in per_round.into_iter().enumerate() {
+                ratios[group][slot].push(ratio);
+            }
         }
         eprintln!(
             "hot_paths: round {}/{} done after {:.0} s",
@@ -444,14 +558,21 @@ async fn run(config: Config) {
         &format!(
             "- Method: {} round(s); per round, each (call, mode) runs every implementation for \
              {} s after {} s of warm-up, in the order ours, 0.3.2, floor, 0.3.2′, generic, BA \
-             ours, BA floor (reversed on odd rounds); each implementation has its own connection; sequential = 1 task, \
+             ours, BA floor (pool mode: ours, deadpool, floor, deadpool′; reversed on odd \
+             rounds); each implementation has its own connection(s); sequential = 1 task, \
              pipelined = {} tasks sharing one adapter (one connection); one op = one whole call \
              below; ops/s and latencies are medians over rounds; ratios are ops/s ratios taken \
              per round, then the median; A/A = 0.3.2 against a second 0.3.2 instance (noise floor)",
             config.rounds, config.seconds, config.warmup, config.tasks
         ),
     );
-    line(&mut out, &format!("- Reproduce: `{}`", config.reproduce()));
+    line(
+        &mut out,
+        &format!(
+            "- Reproduce: `{}`",
+            config.reproduce("cargo bench --bench hot_paths")
+        ),
+    );
     line(&mut out, "");
     line(
         &mut out,
@@ -462,43 +583,61 @@ async fn run(config: Config) {
         &mut out,
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     );
+    let rate = |group: usize, index: usize| {
+        median(
+            &samples[group][index]
+                .iter()
+                .map(|sample| sample.ops_per_second)
+                .collect::<Vec<_>>(),
+        )
+    };
+    let of = |group: usize, index: usize, pick: &dyn Fn(&Sample) -> f64| {
+        median(&samples[group][index].iter().map(pick).collect::<Vec<_>>())
+    };
+    let latency = |group: usize, index: usize| {
+        fmt_micros(
+            of(group, index, &|s| s.p50_micros),
+            of(group, index, &|s| s.p99_micros),
+        )
+    };
+    let ratio = |group: usize, slot: usize| median(&ratios[group][slot]);
     let mut denials = BTreeMap::new();
-    for (group, (call, mode)) in groups.iter().enumerate() {
-        let rate = |index: usize| {
-            median(
-                &samples[group][index]
-                    .iter()
-                    .map(|sample| sample.ops_per_second)
-                    .collect::<Vec<_>>(),
-            )
-        };
-        let latency = |index: usize| {
-            let of = |pick: fn(&Sample) -> f64| {
-                median(&samples[group][index].iter().map(pick).collect::<Vec<_>>())
-            };
-            fmt_micros(of(|s| s.p50_micros), of(|s| s.p99_micros))
-        };
+    for group_samples in &samples {
         for (index, implementation) in implementations.iter().enumerate() {
-            let denied: u64 = samples[group][index].iter().map(|s| s.denied).sum();
+            let denied: u64 = group_samples[index].iter().map(|s| s.denied).sum();
             if denied > 0 {
                 *denials.entry(implementation.label).or_insert(0) += denied;
             }
         }
+    }
+    let one_connection: Vec<(usize, Call, Mode)> = groups
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, mode))| *mode != Mode::Pool)
+        .map(|(group, (call, mode))| (group, *call, *mode))
+        .collect();
+    let pooled: Vec<(usize, Call)> = groups
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, mode))| *mode == Mode::Pool)
+        .map(|(group, (call, _))| (group, *call))
+        .collect();
+    for &(group, call, mode) in &one_connection {
         line(
             &mut out,
             &format!(
                 "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
                 call.name(),
                 mode.name(),
-                fmt_rate(rate(OURS)),
-                fmt_rate(rate(PUBLISHED)),
-                fmt_rate(rate(FLOOR)),
-                median(&ratios[group][0]),
-                median(&ratios[group][1]),
-                median(&ratios[group][2]),
-                latency(OURS),
-                latency(PUBLISHED),
-                latency(FLOOR),
+                fmt_rate(rate(group, OURS)),
+                fmt_rate(rate(group, PUBLISHED)),
+                fmt_rate(rate(group, FLOOR)),
+                ratio(group, 0),
+                ratio(group, 1),
+                ratio(group, 2),
+                latency(group, OURS),
+                latency(group, PUBLISHED),
+                latency(group, FLOOR),
             ),
         );
     }
@@ -522,38 +661,138 @@ async fn run(config: Config) {
         &mut out,
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     );
-    for (group, (call, mode)) in groups.iter().enumerate() {
-        let rate = |index: usize| {
-            median(
-                &samples[group][index]
-                    .iter()
-                    .map(|sample| sample.ops_per_second)
-                    .collect::<Vec<_>>(),
-            )
-        };
-        let latency = |index: usize| {
-            let of = |pick: fn(&Sample) -> f64| {
-                median(&samples[group][index].iter().map(pick).collect::<Vec<_>>())
-            };
-            fmt_micros(of(|s| s.p50_micros), of(|s| s.p99_micros))
-        };
+    for &(group, call, mode) in &one_connection {
         line(
             &mut out,
             &format!(
                 "| {} | {} | {} | {} | {:.2} | {} | {} | {:.2} | {} | {} | {} |",
                 call.name(),
                 mode.name(),
-                fmt_rate(rate(GENERIC)),
-                fmt_rate(rate(FLOOR)),
-                median(&ratios[group][3]),
-                fmt_rate(rate(OURS_BA)),
-                fmt_rate(rate(FLOOR_BA)),
-                median(&ratios[group][4]),
-                latency(GENERIC),
-                latency(OURS_BA),
-                latency(FLOOR_BA),
+                fmt_rate(rate(group, GENERIC)),
+                fmt_rate(rate(group, FLOOR)),
+                ratio(group, 3),
+                fmt_rate(rate(group, OURS_BA)),
+                fmt_rate(rate(group, FLOOR_BA)),
+                ratio(group, 4),
+                latency(group, GENERIC),
+                latency(group, OURS_BA),
+                latency(group, FLOOR_BA),
             ),
         );
+    }
+    if !pooled.is_empty() {
+        line(&mut out, "");
+        line(
+            &mut out,
+            &format!(
+                "Pool mode: {} tasks over {} connections. \"ours\" is this crate connected with \
+                 `max_connections={}`; \"deadpool\" the published rustauth-deadpool-postgres \
+                 0.3.2 (on the published rustauth-tokio-postgres 0.3.2 driver) with a pool of {}; \
+                 \"floor\" the same SQL by hand on a deadpool-postgres pool of {}, one pooled \
+                 connection per op, statements from `prepare_cached`, sign-up's transaction on \
+                 its connection; A/A = deadpool against a second deadpool instance. \
+                 deadpool/floor is the figure `benches/pool-compare.sh` compares with \
+                 rustauth-deadpool-postgres on this crate's driver (compat/deadpool/benches/pool.rs).",
+                config.pool_tasks,
+                config.pool_connections,
+                config.pool_connections,
+                config.pool_connections,
+                config.pool_connections,
+            ),
+        );
+        line(&mut out, "");
+        line(
+            &mut out,
+            "| call | ours ops/s | deadpool ops/s | floor ops/s | ours/deadpool | ours/floor | \
+             deadpool/floor | A/A | ours p50 / p99 µs | deadpool p50 / p99 µs | \
+             floor p50 / p99 µs |",
+        );
+        line(
+            &mut out,
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        );
+        let mut ratios_out = String::new();
+        for &(group, call) in &pooled {
+            line(
+                &mut out,
+                &format!(
+                    "| {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
+                    call.name(),
+                    fmt_rate(rate(group, OURS_POOL)),
+                    fmt_rate(rate(group, DEADPOOL)),
+                    fmt_rate(rate(group, FLOOR_POOL)),
+                    ratio(group, 0),
+                    ratio(group, 1),
+                    ratio(group, 3),
+                    ratio(group, 2),
+                    latency(group, OURS_POOL),
+                    latency(group, DEADPOOL),
+                    latency(group, FLOOR_POOL),
+                ),
+            );
+            ratios_out.push_str(&format!("{} {:.4}\n", call.name(), ratio(group, 3)));
+        }
+        if let Ok(path) = std::env::var("BENCH_RATIOS_OUT") {
+            std::fs::write(&path, ratios_out).expect("write BENCH_RATIOS_OUT");
+        }
+    }
+    // The mix: get-session inside it against get-session alone (same mode, same run).
+    let mixes: Vec<(usize, Mode)> = groups
+        .iter()
+        .enumerate()
+        .filter(|(_, (call, _))| *call == Call::Mixed)
+        .map(|(group, (_, mode))| (group, *mode))
+        .collect();
+    if !mixes.is_empty() {
+        line(&mut out, "");
+        line(
+            &mut out,
+            "The mix: get_session's latency inside `mixed` against get_session alone in the same \
+             mode and run (\"—\" when get_session was filtered out); in/alone = the p99 ratio.",
+        );
+        line(&mut out, "");
+        line(
+            &mut out,
+            "| mode | implementation | mixed ops/s | get_session in the mix p50 / p99 µs | \
+             get_session alone p50 / p99 µs | in/alone p99 |",
+        );
+        line(&mut out, "| --- | --- | ---: | ---: | ---: | ---: |");
+        for &(group, mode) in &mixes {
+            let alone = groups
+                .iter()
+                .position(|(call, other)| *call == Call::GetSession && *other == mode);
+            let members: &[usize] = match mode {
+                Mode::Pool => &[OURS_POOL, DEADPOOL, FLOOR_POOL],
+                _ => &[OURS, PUBLISHED, FLOOR],
+            };
+            for &index in members {
+                let inside_p50 = of(group, index, &|s| {
+                    s.mix_get_session.map_or(f64::NAN, |m| m.0)
+                });
+                let inside_p99 = of(group, index, &|s| {
+                    s.mix_get_session.map_or(f64::NAN, |m| m.1)
+                });
+                let (alone_text, in_alone) = match alone {
+                    Some(alone) => (
+                        latency(alone, index),
+                        format!("{:.2}", inside_p99 / of(alone, index, &|s| s.p99_micros)),
+                    ),
+                    None => ("—".to_owned(), "—".to_owned()),
+                };
+                line(
+                    &mut out,
+                    &format!(
+                        "| {} | {} | {} | {} | {} | {} |",
+                        mode.name(),
+                        implementations[index].label,
+                        fmt_rate(rate(group, index)),
+                        fmt_micros(inside_p50, inside_p99),
+                        alone_text,
+                        in_alone,
+                    ),
+                );
+            }
+        }
     }
     line(&mut out, "");
     line(

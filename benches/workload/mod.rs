@@ -589,10 +589,20 @@ pub enum Call {
     RateLimitConsume,
     SessionsOfUser,
     SignUp,
+    /// One call drawn from the mix ([`MIX`]) by the task's own mix generator.
+    Mixed,
 }
 
+/// The mixed workload: percent of ops per call (drawn per op, deterministic per task).
+pub const MIX: [(Call, usize); 4] = [
+    (Call::GetSession, 85),
+    (Call::SessionExpiryUpdate, 5),
+    (Call::RateLimitConsume, 5),
+    (Call::SignUp, 5),
+];
+
 impl Call {
-    pub const ALL: [Call; 9] = [
+    pub const ALL: [Call; 10] = [
         Call::GetSession,
         Call::GetSessionHttp,
         Call::UserByEmail,
@@ -602,6 +612,7 @@ impl Call {
         Call::RateLimitConsume,
         Call::SessionsOfUser,
         Call::SignUp,
+        Call::Mixed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -615,6 +626,7 @@ impl Call {
             Call::RateLimitConsume => "rate_limit_consume",
             Call::SessionsOfUser => "sessions_of_user",
             Call::SignUp => "sign_up",
+            Call::Mixed => "mixed",
         }
     }
 
@@ -649,6 +661,11 @@ impl Call {
                 "2 × user by email (absent), then a transaction creating user, credential \
                  account and session"
             }
+            Call::Mixed => {
+                "one call per op drawn from 85% get_session, 5% session_expiry_update (session \
+                 refresh), 5% rate_limit_consume, 5% sign_up; per-task generator seeded by round, \
+                 call and task only, so every implementation draws the same sequence"
+            }
         }
     }
 }
@@ -657,6 +674,9 @@ impl Call {
 pub enum Mode {
     Sequential,
     Pipelined,
+    /// `pool_tasks` tasks over `pool_connections` connections (a pool, or ours with
+    /// `max_connections`).
+    Pool,
 }
 
 impl Mode {
@@ -664,6 +684,7 @@ impl Mode {
         match self {
             Mode::Sequential => "sequential",
             Mode::Pipelined => "pipelined",
+            Mode::Pool => "pool",
         }
     }
 }
@@ -675,6 +696,8 @@ pub enum Engine {
         limiter: Arc<dyn RateLimitStore>,
     },
     Floor(Arc<Floor>),
+    /// The floor on a deadpool-postgres pool, statements from `prepare_cached`.
+    PoolFloor(Arc<PoolFloor>),
 }
 
 #[derive(Clone)]
@@ -704,6 +727,9 @@ impl Rng {
 /// One task's view of the seeded data.
 pub struct Task {
     pub rng: Rng,
+    /// Draws the calls of [`Call::Mixed`]; seeded without the implementation, so every
+    /// implementation draws the same sequence.
+    pub mix: Rng,
     pub users: usize,
     pub rate_limit_keys: usize,
     pub tag: &'static str,
@@ -721,6 +747,21 @@ impl Task {
     pub fn rate_limit_key(&mut self) -> String {
         let index = self.rng.below(self.rate_limit_keys);
         rate_limit_key(self.tag, index)
+    }
+
+    /// The call one op of `call` runs: `call` itself, or one drawn from [`MIX`].
+    pub fn resolve(&mut self, call: Call) -> Call {
+        if call != Call::Mixed {
+            return call;
+        }
+        let mut draw = self.mix.below(100);
+        for (drawn, percent) in MIX {
+            if draw < percent {
+                return drawn;
+            }
+            draw -= percent;
+        }
+        unreachable!("MIX adds up to 100")
     }
 }
 
@@ -836,10 +877,7 @@ pub async fn adapter_call(
             assert_eq!(sessions.len(), SESSIONS_PER_USER);
         }
         Call::SignUp => {
-            let email = format!(
-                "signup{}@example.com",
-                NEXT_ID.fetch_add(1, Ordering::Relaxed)
-            );
+            let email = sign_up_email();
             for _ in 0..2 {
                 let existing = db
                     .find_one(q_user_by_email(&email))
@@ -869,6 +907,7 @@ pub async fn adapter_call(
             .await
             .expect("sign-up transaction");
         }
+        Call::Mixed => unreachable!("Implementation::call resolves the mix"),
     }
     true
 }
@@ -880,19 +919,8 @@ pub async fn floor_call(floor: &Floor, call: Call, task: &mut Task) -> bool {
     match call {
         Call::GetSession | Call::GetSessionHttp => {
             let token = session_token(task.session());
-            let row = client
-                .query_opt(&st.session_by_token, &[&token])
-                .await
-                .expect("session by token")
-                .expect("the seeded session exists");
-            let session = session_row(&row, SESSION_FIELDS_COLUMNS);
-            let row = client
-                .query_opt(&st.user_by_id, &[&session.user_id])
-                .await
-                .expect("user by id")
-                .expect("the session's user exists");
-            let user = user_row(&row, 0);
-            assert_eq!(user.id, session.user_id);
+            let session =
+                floor_get_session(client, &st.session_by_token, &st.user_by_id, &token).await;
             if call == Call::GetSessionHttp {
                 let row = client
                     .query_opt(&st.session_by_token_all, &[&token])
@@ -909,13 +937,7 @@ pub async fn floor_call(floor: &Floor, call: Call, task: &mut Task) -> bool {
             }
         }
         Call::UserByEmail => {
-            let email = user_email(task.user());
-            let row = client
-                .query_opt(&st.user_by_email, &[&email])
-                .await
-                .expect("user by email")
-                .expect("the seeded user exists");
-            assert_eq!(user_row(&row, 0).email, email);
+            floor_user_by_email(client, &st.user_by_email, &user_email(task.user())).await;
         }
         Call::UserByEmailWithAccounts => {
             let email = user_email(task.user());
@@ -957,35 +979,10 @@ pub async fn floor_call(floor: &Floor, call: Call, task: &mut Task) -> bool {
                 .expect("delete session");
         }
         Call::SessionExpiryUpdate => {
-            let token = session_token(task.session());
-            let now = OffsetDateTime::now_utc();
-            let expires_at = now + time::Duration::days(SESSION_LIFETIME_DAYS);
-            let row = client
-                .query_opt(&st.refresh_session, &[&expires_at, &now, &token])
-                .await
-                .expect("update session expiry")
-                .expect("the seeded session exists");
-            assert_eq!(session_row(&row, SESSION_ALL_COLUMNS).token, token);
+            floor_refresh(client, &st.refresh_session, &session_token(task.session())).await;
         }
         Call::RateLimitConsume => {
-            let input = rate_limit_input(task.rate_limit_key());
-            let max = RATE_LIMIT_MAX as i64;
-            let window_ms = RATE_LIMIT_WINDOW_SECONDS * 1000;
-            // As in src/rate_limit.rs: a denial racing a concurrent first insert shows no
-            // row; the next attempt sees it.
-            for _ in 0..3 {
-                let row = client
-                    .query_opt(&st.consume, &[&input.key, &input.now_ms, &max, &window_ms])
-                    .await
-                    .expect("rate-limit consume");
-                if let Some(row) = row {
-                    let permitted: bool = row.get(0);
-                    let _count: i64 = row.get(1);
-                    let _last_request: i64 = row.get(2);
-                    return permitted;
-                }
-            }
-            panic!("rate-limit row neither written nor found");
+            return floor_consume(client, &st.consume, task.rate_limit_key()).await;
         }
         Call::SessionsOfUser => {
             let user = user_id(task.user());
@@ -1000,86 +997,277 @@ pub async fn floor_call(floor: &Floor, call: Call, task: &mut Task) -> bool {
             assert_eq!(sessions.len(), SESSIONS_PER_USER);
         }
         Call::SignUp => {
-            let email = format!(
-                "signup{}@example.com",
-                NEXT_ID.fetch_add(1, Ordering::Relaxed)
-            );
+            let email = sign_up_email();
             {
                 let _shared = floor.gate.read().await;
-                for _ in 0..2 {
-                    let existing = client
-                        .query_opt(&st.user_by_email, &[&email])
-                        .await
-                        .expect("user by email");
-                    assert!(existing.is_none(), "a new email is free");
-                }
+                floor_lookups_absent(client, &st.user_by_email, &email).await;
             }
-            let now = OffsetDateTime::now_utc();
-            let expires_at = now + time::Duration::days(SESSION_LIFETIME_DAYS);
-            let user = fresh_id('U');
-            let (account, session, token) = (fresh_id('A'), fresh_id('S'), fresh_id('T'));
-            let no_text: Option<&str> = None;
-            let no_time: Option<OffsetDateTime> = None;
             let _exclusive = floor.gate.write().await;
-            client.batch_execute("BEGIN").await.expect("BEGIN");
-            client
-                .execute(
-                    &st.insert_user,
-                    &[&user, &"Bench User", &email, &false, &no_text, &now, &now],
-                )
-                .await
-                .expect("create user");
-            client
-                .execute(
-                    &st.insert_account,
-                    &[
-                        &account,
-                        &"credential",
-                        &user,
-                        &user,
-                        &no_text,
-                        &no_text,
-                        &no_text,
-                        &no_time,
-                        &no_time,
-                        &no_text,
-                        &PASSWORD_HASH,
-                        &now,
-                        &now,
-                    ],
-                )
-                .await
-                .expect("create account");
-            client
-                .execute(
-                    &st.insert_session,
-                    &[
-                        &session,
-                        &user,
-                        &expires_at,
-                        &token,
-                        &IP_ADDRESS,
-                        &USER_AGENT,
-                        &now,
-                        &now,
-                    ],
-                )
-                .await
-                .expect("create session");
-            client.batch_execute("COMMIT").await.expect("COMMIT");
+            floor_sign_up_transaction(
+                client,
+                [&st.insert_user, &st.insert_account, &st.insert_session],
+                email,
+            )
+            .await;
         }
+        Call::Mixed => unreachable!("Implementation::call resolves the mix"),
     }
     true
 }
 
-impl Implementation {
-    pub async fn call(&self, call: Call, task: &mut Task) -> bool {
-        match &self.engine {
-            Engine::Adapter { db, limiter } => {
-                adapter_call(db.as_ref(), limiter.as_ref(), call, task).await
-            }
-            Engine::Floor(floor) => floor_call(floor, call, task).await,
+/// A fresh sign-up email (never seeded, removed by [`remove_sign_ups`]).
+pub fn sign_up_email() -> String {
+    format!(
+        "signup{}@example.com",
+        NEXT_ID.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+// The floors' statements, shared by the single-connection floor and the pooled one.
+
+/// Session by token, then its user (SESSION_FIELDS, USER_FIELDS).
+pub async fn floor_get_session(
+    client: &Client,
+    by_token: &Statement,
+    by_id: &Statement,
+    token: &str,
+) -> SessionRow {
+    let row = client
+        .query_opt(by_token, &[&token])
+        .await
+        .expect("session by token")
+        .expect("the seeded session exists");
+    let session = session_row(&row, SESSION_FIELDS_COLUMNS);
+    let row = client
+        .query_opt(by_id, &[&session.user_id])
+        .await
+        .expect("user by id")
+        .expect("the session's user exists");
+    let user = user_row(&row, 0);
+    assert_eq!(user.id, session.user_id);
+    session
+}
+
+pub async fn floor_user_by_email(client: &Client, by_email: &Statement, email: &str) {
+    let row = client
+        .query_opt(by_email, &[&email])
+        .await
+        .expect("user by email")
+        .expect("the seeded user exists");
+    assert_eq!(user_row(&row, 0).email, email);
+}
+
+pub async fn floor_refresh(client: &Client, refresh: &Statement, token: &str) {
+    let now = OffsetDateTime::now_utc();
+    let expires_at = now + time::Duration::days(SESSION_LIFETIME_DAYS);
+    let row = client
+        .query_opt(refresh, &[&expires_at, &now, &token])
+        .await
+        .expect("update session expiry")
+        .expect("the seeded session exists");
+    assert_eq!(session_row(&row, SESSION_ALL_COLUMNS).token, token);
+}
+
+/// Returns false for a denial.
+pub async fn floor_consume(client: &Client, consume: &Statement, key: String) -> bool {
+    let input = rate_limit_input(key);
+    let max = RATE_LIMIT_MAX as i64;
+    let window_ms = RATE_LIMIT_WINDOW_SECONDS * 1000;
+    // As in src/rate_limit.rs: a denial racing a concurrent first insert shows no
+    // row; the next attempt sees it.
+    for _ in 0..3 {
+        let row = client
+            .query_opt(consume, &[&input.key, &input.now_ms, &max, &window_ms])
+            .await
+            .expect("rate-limit consume");
+        if let Some(row) = row {
+            let permitted: bool = row.get(0);
+            let _count: i64 = row.get(1);
+            let _last_request: i64 = row.get(2);
+            return permitted;
         }
+    }
+    panic!("rate-limit row neither written nor found");
+}
+
+/// Sign-up's two lookups by email, as core makes them (both find nothing).
+pub async fn floor_lookups_absent(client: &Client, by_email: &Statement, email: &str) {
+    for _ in 0..2 {
+        let existing = client
+            .query_opt(by_email, &[&email])
+            .await
+            .expect("user by email");
+        assert!(existing.is_none(), "a new email is free");
+    }
+}
+
+/// BEGIN, insert user, credential account and session, COMMIT; the caller keeps every other
+/// statement off `client` meanwhile.
+pub async fn floor_sign_up_transaction(
+    client: &Client,
+    [insert_user, insert_account, insert_session]: [&Statement; 3],
+    email: String,
+) {
+    let now = OffsetDateTime::now_utc();
+    let expires_at = now + time::Duration::days(SESSION_LIFETIME_DAYS);
+    let user = fresh_id('U');
+    let (account, session, token) = (fresh_id('A'), fresh_id('S'), fresh_id('T'));
+    let no_text: Option<&str> = None;
+    let no_time: Option<OffsetDateTime> = None;
+    client.batch_execute("BEGIN").await.expect("BEGIN");
+    client
+        .execute(
+            insert_user,
+            &[&user, &"Bench User", &email, &false, &no_text, &now, &now],
+        )
+        .await
+        .expect("create user");
+    client
+        .execute(
+            insert_account,
+            &[
+                &account,
+                &"credential",
+                &user,
+                &user,
+                &no_text,
+                &no_text,
+                &no_text,
+                &no_time,
+                &no_time,
+                &no_text,
+                &PASSWORD_HASH,
+                &now,
+                &now,
+            ],
+        )
+        .await
+        .expect("create account");
+    client
+        .execute(
+            insert_session,
+            &[
+                &session,
+                &user,
+                &expires_at,
+                &token,
+                &IP_ADDRESS,
+                &USER_AGENT,
+                &now,
+                &now,
+            ],
+        )
+        .await
+        .expect("create session");
+    client.batch_execute("COMMIT").await.expect("COMMIT");
+}
+
+/// The floor on a deadpool-postgres pool: per op one pooled connection, its statements from
+/// `prepare_cached` (prepared once per connection, then a cache lookup).
+pub struct PoolFloor {
+    pub pool: deadpool_postgres::Pool,
+    pub sql: FloorSql,
+}
+
+impl PoolFloor {
+    /// A pool of `size` connections (`RecyclingMethod::Fast`), all opened now.
+    pub async fn connect(url: &str, size: usize, sql: FloorSql) -> Self {
+        let config = url
+            .parse::<tokio_postgres::Config>()
+            .expect("a tokio-postgres URL");
+        let manager = deadpool_postgres::Manager::from_config(
+            config,
+            tokio_postgres::NoTls,
+            deadpool_postgres::ManagerConfig {
+                recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+            },
+        );
+        let pool = deadpool_postgres::Pool::builder(manager)
+            .max_size(size)
+            .build()
+            .expect("build the floor's pool");
+        let floor = Self { pool, sql };
+        // Open every connection before measuring.
+        let mut held = Vec::new();
+        for _ in 0..size {
+            held.push(floor.pool.get().await.expect("open a pooled connection"));
+        }
+        drop(held);
+        floor
+    }
+}
+
+/// The pool mode's calls on the pooled floor. Returns false for a rate-limit denial.
+pub async fn pool_floor_call(floor: &PoolFloor, call: Call, task: &mut Task) -> bool {
+    let client = floor.pool.get().await.expect("a pooled connection");
+    let sql = &floor.sql;
+    let prepare = |text: &String| {
+        let client = &client;
+        let text = text.clone();
+        async move {
+            client
+                .prepare_cached(&text)
+                .await
+                .expect("prepare_cached a floor statement")
+        }
+    };
+    match call {
+        Call::GetSession => {
+            let by_token = prepare(&sql.session_by_token).await;
+            let by_id = prepare(&sql.user_by_id).await;
+            let token = session_token(task.session());
+            floor_get_session(&client, &by_token, &by_id, &token).await;
+        }
+        Call::UserByEmail => {
+            let by_email = prepare(&sql.user_by_email).await;
+            floor_user_by_email(&client, &by_email, &user_email(task.user())).await;
+        }
+        Call::SessionExpiryUpdate => {
+            let refresh = prepare(&sql.refresh_session).await;
+            floor_refresh(&client, &refresh, &session_token(task.session())).await;
+        }
+        Call::RateLimitConsume => {
+            let consume = prepare(&sql.consume).await;
+            return floor_consume(&client, &consume, task.rate_limit_key()).await;
+        }
+        Call::SignUp => {
+            let email = sign_up_email();
+            let by_email = prepare(&sql.user_by_email).await;
+            floor_lookups_absent(&client, &by_email, &email).await;
+            let insert_user = prepare(&sql.insert_user).await;
+            let insert_account = prepare(&sql.insert_account).await;
+            let insert_session = prepare(&sql.insert_session).await;
+            floor_sign_up_transaction(
+                &client,
+                [&insert_user, &insert_account, &insert_session],
+                email,
+            )
+            .await;
+        }
+        other => panic!("{} has no pooled floor", other.name()),
+    }
+    true
+}
+
+/// What one op did.
+pub struct Outcome {
+    /// The call it ran (for [`Call::Mixed`], the one drawn).
+    pub ran: Call,
+    /// False for a rate-limit denial.
+    pub permitted: bool,
+}
+
+impl Implementation {
+    pub async fn call(&self, call: Call, task: &mut Task) -> Outcome {
+        let ran = task.resolve(call);
+        let permitted = match &self.engine {
+            Engine::Adapter { db, limiter } => {
+                adapter_call(db.as_ref(), limiter.as_ref(), ran, task).await
+            }
+            Engine::Floor(floor) => floor_call(floor, ran, task).await,
+            Engine::PoolFloor(floor) => pool_floor_call(floor, ran, task).await,
+        };
+        Outcome { ran, permitted }
     }
 }
 
@@ -1091,9 +1279,19 @@ pub struct Sample {
     pub p50_micros: f64,
     pub p99_micros: f64,
     pub denied: u64,
+    /// For [`Call::Mixed`]: p50 and p99 (µs) of the get-session ops inside the mix.
+    pub mix_get_session: Option<(f64, f64)>,
+}
+
+/// Nearest-rank percentile (µs) of sorted nanosecond latencies.
+fn percentile_micros(sorted: &[u64], p: f64) -> f64 {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index] as f64 / 1000.0
 }
 
 /// Runs `call` for `duration` on `tasks` concurrent tasks sharing the implementation.
+/// `seed` drives each task's choice of users, sessions and keys; `mix_seed` the calls drawn
+/// for [`Call::Mixed`] (give every implementation the same one).
 pub async fn measure(
     implementation: &Implementation,
     call: Call,
@@ -1101,6 +1299,7 @@ pub async fn measure(
     duration: Duration,
     config: &Config,
     seed: u64,
+    mix_seed: u64,
 ) -> Sample {
     let start = Instant::now();
     let deadline = start + duration;
@@ -1109,45 +1308,58 @@ pub async fn measure(
         let implementation = implementation.clone();
         let mut task = Task {
             rng: Rng(seed ^ (index as u64).wrapping_mul(0x2545_f491_4f6c_dd1d)),
+            mix: Rng(mix_seed ^ (index as u64).wrapping_mul(0x9fb2_1c65_1e98_df25)),
             users: config.users,
             rate_limit_keys: config.rate_limit_keys,
             tag: implementation.tag,
         };
         set.spawn(async move {
             let mut latencies = Vec::new();
+            let mut get_session = Vec::new();
             let mut denied = 0u64;
             // At least one call per task, so that even a zero-length smoke run checks results.
             loop {
                 let began = Instant::now();
-                if !implementation.call(call, &mut task).await {
+                let outcome = implementation.call(call, &mut task).await;
+                let took = began.elapsed().as_nanos() as u64;
+                if !outcome.permitted {
                     denied += 1;
                 }
-                latencies.push(began.elapsed().as_nanos() as u64);
+                latencies.push(took);
+                if call == Call::Mixed && outcome.ran == Call::GetSession {
+                    get_session.push(took);
+                }
                 if Instant::now() >= deadline {
                     break;
                 }
             }
-            (latencies, denied)
+            (latencies, get_session, denied)
         });
     }
     let mut latencies = Vec::new();
+    let mut get_session = Vec::new();
     let mut denied = 0;
     while let Some(joined) = set.join_next().await {
-        let (task_latencies, task_denied) = joined.expect("a benchmark task panicked");
+        let (task_latencies, task_get_session, task_denied) =
+            joined.expect("a benchmark task panicked");
         latencies.extend(task_latencies);
+        get_session.extend(task_get_session);
         denied += task_denied;
     }
     let elapsed = start.elapsed().as_secs_f64();
     latencies.sort_unstable();
-    let percentile = |p: f64| {
-        let index = ((latencies.len() as f64 - 1.0) * p).round() as usize;
-        latencies[index] as f64 / 1000.0
-    };
+    get_session.sort_unstable();
     Sample {
         ops_per_second: latencies.len() as f64 / elapsed,
-        p50_micros: percentile(0.50),
-        p99_micros: percentile(0.99),
+        p50_micros: percentile_micros(&latencies, 0.50),
+        p99_micros: percentile_micros(&latencies, 0.99),
         denied,
+        mix_get_session: (!get_session.is_empty()).then(|| {
+            (
+                percentile_micros(&get_session, 0.50),
+                percentile_micros(&get_session, 0.99),
+            )
+        }),
     }
 }
 
@@ -1175,6 +1387,9 @@ pub struct Config {
     pub users: usize,
     pub rate_limit_keys: usize,
     pub tasks: usize,
+    /// Pool mode: tasks, and connections they share.
+    pub pool_tasks: usize,
+    pub pool_connections: usize,
     pub workers: Option<usize>,
     pub filters: Vec<String>,
     /// Whether "generic" and the Better Auth adapter keep plans per query shape.
@@ -1212,6 +1427,8 @@ impl Config {
                 users: 300,
                 rate_limit_keys: 1000,
                 tasks: 16,
+                pool_tasks: 16,
+                pool_connections: 4,
                 workers: None,
                 filters,
                 shape_cache: true,
@@ -1229,6 +1446,11 @@ impl Config {
             users,
             rate_limit_keys: 20_000,
             tasks: env_number("BENCH_TASKS").unwrap_or(16usize).max(1),
+            pool_tasks: env_number("BENCH_POOL_TASKS").unwrap_or(16usize).max(1),
+            // ours allows 1 to 64 connections.
+            pool_connections: env_number("BENCH_POOL_CONNECTIONS")
+                .unwrap_or(4usize)
+                .clamp(1, 64),
             workers: env_number("BENCH_WORKERS"),
             filters,
             shape_cache: std::env::var("BENCH_SHAPE_CACHE").map_or(true, |v| v.trim() != "0"),
@@ -1248,9 +1470,10 @@ impl Config {
             .collect()
     }
 
-    pub fn reproduce(&self) -> String {
+    /// The command line that repeats this run; `bench` is e.g. `cargo bench --bench hot_paths`.
+    pub fn reproduce(&self, bench: &str) -> String {
         if !self.full {
-            return "cargo test --bench hot_paths".to_owned();
+            return bench.replacen("cargo bench", "cargo test", 1);
         }
         let mut env = Vec::new();
         if self.quick {
@@ -1261,6 +1484,8 @@ impl Config {
         env.push(format!("BENCH_ROUNDS={}", self.rounds));
         env.push(format!("BENCH_USERS={}", self.users));
         env.push(format!("BENCH_TASKS={}", self.tasks));
+        env.push(format!("BENCH_POOL_TASKS={}", self.pool_tasks));
+        env.push(format!("BENCH_POOL_CONNECTIONS={}", self.pool_connections));
         if let Some(workers) = self.workers {
             env.push(format!("BENCH_WORKERS={workers}"));
         }
@@ -1272,7 +1497,7 @@ impl Config {
         } else {
             format!(" -- {}", self.filters.join(" "))
         };
-        format!("{} cargo bench --bench hot_paths{filters}", env.join(" "))
+        format!("{} {bench}{filters}", env.join(" "))
     }
 }
 
@@ -1350,8 +1575,6 @@ pub async fn remove_sign_ups(client: &Client, schema: &DbSchema) {
         .expect("remove signed-up users");
 }
 
-/// Copies the seeded rows of every table of `from` into the same table of `to` (another
-/// physical layout in the same database), column by column in field order.
 pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|text| {
