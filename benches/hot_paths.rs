@@ -838,23 +838,7 @@ async fn run(config: Config) {
     // Close every connection to the benchmark database, then drop it.
     drop(implementations);
     drop(setup);
-    // WITH (FORCE) needs PostgreSQL 13; older servers get a few plain attempts while the
-    // closed connections go away.
-    let mut dropped = admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-        .await;
-    for _ in 0..20 {
-        if dropped.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        dropped = admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\""))
-            .await;
-    }
-    if let Err(error) = dropped {
-        eprintln!("hot_paths: could not drop database {name}: {error}");
-    }
+    drop_database(&admin, &name, "hot_paths").await;
 }
 
 fn main() {

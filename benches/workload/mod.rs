@@ -1575,6 +1575,27 @@ pub async fn remove_sign_ups(client: &Client, schema: &DbSchema) {
         .expect("remove signed-up users");
 }
 
+/// Drops the benchmark database once every connection to it is closed.
+pub async fn drop_database(admin: &Client, name: &str, bench: &str) {
+    // WITH (FORCE) needs PostgreSQL 13; older servers get a few plain attempts while the
+    // closed connections go away.
+    let mut dropped = admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .await;
+    for _ in 0..20 {
+        if dropped.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        dropped = admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\""))
+            .await;
+    }
+    if let Err(error) = dropped {
+        eprintln!("{bench}: could not drop database {name}: {error}");
+    }
+}
+
 pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|text| {
