@@ -4,8 +4,8 @@
 //! the floor on a deadpool-postgres pool (`prepare_cached`).
 //!
 //! ```text
-//! cargo bench --bench hot_paths                      # full run (about 4 minutes on 2 cores)
-//! BENCH_QUICK=1 cargo bench --bench hot_paths        # smoke run, ~0.2 s per measurement
+//! cargo bench --bench hot_paths                      # full run (about 5 minutes on 2 cores)
+//! BENCH_QUICK=1 cargo bench --bench hot_paths        # smoke run, ~0.2 s per measurement (~40 s)
 //! cargo bench --bench hot_paths -- sign_up get_session   # only calls whose name contains a word
 //! ```
 //!
