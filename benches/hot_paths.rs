@@ -175,7 +175,7 @@ fn mode_implementations(mode: Mode) -> &'static [usize] {
 }
 
 /// The modes a call runs in: the mix is measured with concurrency only; the pool mode covers
-/// the calls of issue #11.
+/// get-session, user-by-email, sign-up and the mix.
 fn call_modes(call: Call) -> &'static [Mode] {
     match call {
         Call::Mixed => &[Mode::Pipelined, Mode::Pool],

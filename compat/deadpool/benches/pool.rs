@@ -4,7 +4,7 @@
 //!
 //! Cargo cannot build rustauth-deadpool-postgres against both the published driver and this
 //! one in a single project, so "that crate on our driver" is measured here and the published
-//! pairing in `benches/hot_paths.rs`; each against the same floor. The figure of issue #11
+//! pairing in `benches/hot_paths.rs`; each against the same floor. The target
 //! ("rustauth-deadpool-postgres on our driver ≥ 1.4× itself on 0.3.2") is
 //! (deadpool-on-ours / floor, this run) ÷ (deadpool-0.3.2 / floor, hot_paths' run), per call;
 //! `benches/pool-compare.sh` runs both and prints it.
