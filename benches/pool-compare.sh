@@ -1,5 +1,5 @@
 #!/usr/bin/env sh
-# Issue #11's "rustauth-deadpool-postgres on our driver ≥ 1.4× itself on 0.3.2".
+# The target "rustauth-deadpool-postgres on our driver ≥ 1.4× itself on 0.3.2".
 #
 # Cargo cannot build rustauth-deadpool-postgres 0.3.2 against the published driver and this
 # crate in one project, so the figure takes two runs with a common floor (the same
