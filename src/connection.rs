@@ -5,10 +5,11 @@
 //! catalog and reconnect) with a gate. Ordinary calls take the shared side of the gate of the
 //! member with the fewest calls in flight that is not inside a transaction, and pipeline
 //! there. A transaction takes one member's gate exclusively from `BEGIN` until
-//! `COMMIT`/`ROLLBACK` has finished; the other members keep serving. With more than one
-//! member, transactions hold at most all members but one, so ordinary calls always have a
-//! connection; further transactions wait (no time limit of their own: wrap a call in a
-//! timeout to bound it; waiting is cancel-safe). Migrations take every gate.
+//! `COMMIT`/`ROLLBACK` has finished; the other members keep serving. Transactions may hold
+//! every member, but while ordinary calls wait for one, transactions take at most all but one,
+//! so the next member released goes to those calls (an ordinary call waits for at most one
+//! transaction). Waiting has no time limit of its own (wrap a call in a timeout to bound it;
+//! it is cancel-safe). Migrations take every gate.
 
 use std::fmt;
 use std::pin::pin;
@@ -62,13 +63,39 @@ struct Set {
     released: Notify,
     /// Transactions open (counted against [`Set::transaction_limit`]).
     transactions: AtomicUsize,
+    /// Ordinary calls waiting because every member is inside a transaction.
+    waiting: AtomicUsize,
 }
 
 impl Set {
-    /// How many transactions may hold members at once: all but one, so that ordinary calls
-    /// always have a connection (all of it when there is only one, as in 0.3.2).
+    /// How many transactions may hold members at once: every member, unless ordinary calls
+    /// are waiting for one, in which case all but one (with one member: that one), so the
+    /// next member a transaction releases goes to the waiting calls.
     fn transaction_limit(&self) -> usize {
-        self.members.len().saturating_sub(1).max(1)
+        let members = self.members.len();
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            members.saturating_sub(1).max(1)
+        } else {
+            members
+        }
+    }
+}
+
+/// Counts an ordinary call as waiting for a member while it lives.
+struct Waiting<'a>(&'a Set);
+
+impl<'a> Waiting<'a> {
+    fn new(set: &'a Set) -> Self {
+        set.waiting.fetch_add(1, Ordering::SeqCst);
+        Self(set)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
+        // Transactions held back for this call may go on.
+        self.0.released.notify_waiters();
     }
 }
 
@@ -182,6 +209,7 @@ impl TokioPostgresConnection {
                 members: live.into_iter().map(Member::new).collect(),
                 released: Notify::new(),
                 transactions: AtomicUsize::new(0),
+                waiting: AtomicUsize::new(0),
             }),
         }
     }
@@ -261,6 +289,7 @@ impl TokioPostgresConnection {
     /// not inside a transaction; waits while every member is.
     pub(crate) async fn shared(&self) -> Result<Shared, RustAuthError> {
         let excluded = self.excluded()?;
+        let mut waiting = None;
         loop {
             let mut released = pin!(self.set.released.notified());
             released.as_mut().enable();
@@ -284,6 +313,9 @@ impl TokioPostgresConnection {
                     });
                 }
             }
+            // Every member is inside a transaction: say so, so that the next member released
+            // is not taken by another transaction before this call.
+            waiting.get_or_insert_with(|| Waiting::new(&self.set));
             released.await;
         }
     }
@@ -293,16 +325,16 @@ impl TokioPostgresConnection {
     /// limit is reached (every member but one busy with a transaction) or no member is free.
     pub(crate) async fn exclusive(&self) -> Result<Exclusive, RustAuthError> {
         let excluded = self.excluded()?;
-        // A transaction opened from inside another one's callback cannot wait for it to end:
-        // it may go past the limit (onto the connection kept for ordinary calls).
-        let limit = if excluded.is_empty() {
-            self.set.transaction_limit()
-        } else {
-            self.set.members.len()
-        };
         loop {
             let mut released = pin!(self.set.released.notified());
             released.as_mut().enable();
+            // A transaction opened from inside another one's callback cannot wait for it to
+            // end: it may take any member.
+            let limit = if excluded.is_empty() {
+                self.set.transaction_limit()
+            } else {
+                self.set.members.len()
+            };
             let counted = self
                 .set
                 .transactions

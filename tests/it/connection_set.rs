@@ -237,17 +237,17 @@ async fn a_killed_backend_fails_only_its_own_calls() {
     }
 }
 
-/// With N connections at most N − 1 transactions are open at once, so ordinary calls always
-/// have a connection; a transaction opened from inside another's callback may still use it.
+/// Transactions may take every connection; an ordinary call then waits for one transaction,
+/// and the connection that transaction releases goes to it, not to the next transaction.
+/// A transaction opened from inside another's callback does not wait for itself.
 #[tokio::test]
-async fn transactions_leave_one_connection_to_ordinary_calls() {
+async fn a_waiting_call_gets_the_next_released_connection() {
     let (adapter, _) = adapter("set_tx_limit", 2).await;
     seed_user(&adapter, "u1", "a@example.com", at(0)).await;
-    let (opened, is_open) = tokio::sync::oneshot::channel::<()>();
-    let (finish, finished) = tokio::sync::oneshot::channel::<()>();
-    let first = {
-        let adapter = adapter.clone();
-        tokio::spawn(async move {
+    let hold = |adapter: TokioPostgresAdapter| {
+        let (opened, is_open) = tokio::sync::oneshot::channel::<()>();
+        let (finish, finished) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
             adapter
                 .transaction(Box::new(move |tx| {
                     Box::pin(async move {
@@ -258,40 +258,62 @@ async fn transactions_leave_one_connection_to_ordinary_calls() {
                     })
                 }))
                 .await
+        });
+        (is_open, finish, task)
+    };
+    let (first_open, finish_first, first) = hold(adapter.clone());
+    first_open.await.expect("the first transaction is open");
+    let (second_open, finish_second, second) = hold(adapter.clone());
+    tokio::time::timeout(Duration::from_secs(5), second_open)
+        .await
+        .expect("a second transaction takes the other connection")
+        .expect("open");
+    // Both connections are inside transactions: an ordinary call waits.
+    let order = Arc::new(AtomicUsize::new(0));
+    let ordinary = {
+        let adapter = adapter.clone();
+        let order = Arc::clone(&order);
+        tokio::spawn(async move {
+            let count = adapter.count(Count::new("user")).await;
+            (count, order.fetch_add(1, Ordering::SeqCst))
         })
     };
-    is_open.await.expect("the first transaction is open");
-    let second = {
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !ordinary.is_finished(),
+        "every connection is in a transaction"
+    );
+    let third = {
         let adapter = adapter.clone();
+        let order = Arc::clone(&order);
         tokio::spawn(async move {
-            adapter
+            let result = adapter
                 .transaction(Box::new(|tx| {
                     Box::pin(async move {
                         tx.count(Count::new("user")).await?;
                         Ok(())
                     })
                 }))
-                .await
+                .await;
+            (result, order.fetch_add(1, Ordering::SeqCst))
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(
-        !second.is_finished(),
-        "the second transaction waits for the first"
-    );
-    // Ordinary calls are served meanwhile.
-    let count = tokio::time::timeout(Duration::from_secs(5), adapter.count(Count::new("user")))
-        .await
-        .expect("an ordinary call does not wait")
-        .expect("count");
-    assert_eq!(count, 1);
-    let _ = finish.send(());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _ = finish_first.send(());
     first.await.expect("first").expect("first commits");
-    tokio::time::timeout(Duration::from_secs(5), second)
+    let (count, ordinary_place) = tokio::time::timeout(Duration::from_secs(5), ordinary)
         .await
-        .expect("the second transaction runs once the first ended")
-        .expect("second")
-        .expect("second commits");
+        .expect("the waiting call gets the released connection")
+        .expect("ordinary");
+    assert_eq!(count.expect("count"), 1);
+    let (result, third_place) = tokio::time::timeout(Duration::from_secs(5), third)
+        .await
+        .expect("the third transaction runs after the waiting call")
+        .expect("third");
+    result.expect("third commits");
+    assert!(ordinary_place < third_place, "the waiting call went first");
+    let _ = finish_second.send(());
+    second.await.expect("second").expect("second commits");
 
     // A transaction on the outer adapter from inside a callback does not wait for itself.
     let outer = adapter.clone();
