@@ -30,7 +30,8 @@ impl TableColumns {
     }
 }
 
-/// What one connection knows of the tables: `None` for a table that does not exist.
+/// What one connection knows of the tables, keyed by the table name as the schema spells it
+/// (`users`, `auth.users`): `None` for a table that does not exist.
 #[derive(Debug, Default)]
 pub(crate) struct Catalog {
     tables: Mutex<HashMap<String, Option<Arc<TableColumns>>>>,
@@ -65,13 +66,14 @@ impl Catalog {
     }
 
     /// Whether every table of `tables` has been read (present or not).
-    fn has_all(&self, tables: &[String]) -> bool {
+    fn has_all(&self, tables: &[&str]) -> bool {
         let known = self.lock();
-        tables.iter().all(|table| known.contains_key(table))
+        tables.iter().all(|table| known.contains_key(*table))
     }
 
-    /// Reads the tables among `tables` not read yet, in one query.
-    pub(crate) async fn load(&self, client: &Client, tables: &[String]) -> Result<()> {
+    /// Reads the tables among `tables` not read yet, in one query. Only this (once per
+    /// connection and table) quotes names; lookups use the names as the schema spells them.
+    pub(crate) async fn load(&self, client: &Client, tables: &[&str]) -> Result<()> {
         if self.has_all(tables) {
             return Ok(());
         }
@@ -80,17 +82,22 @@ impl Catalog {
             let known = self.lock();
             tables
                 .iter()
-                .filter(|table| !known.contains_key(*table))
-                .cloned()
+                .filter(|table| !known.contains_key(**table))
+                .map(|table| ((*table).to_owned(), quoted(table)))
                 .collect::<Vec<_>>()
         };
         if missing.is_empty() {
             return Ok(());
         }
+        // Names the planner would refuse are recorded as absent without asking the server.
+        let keys = missing
+            .iter()
+            .filter_map(|(_, key)| key.clone())
+            .collect::<Vec<_>>();
         // `query_typed`: an unnamed statement, so this also works behind a pooler that keeps
         // no prepared statements; one round trip.
         let rows = client
-            .query_typed(COLUMNS_SQL, &[(&missing, Type::TEXT_ARRAY)])
+            .query_typed(COLUMNS_SQL, &[(&keys, Type::TEXT_ARRAY)])
             .await?;
         let mut read: HashMap<String, TableColumns> = HashMap::new();
         for row in rows {
@@ -103,8 +110,8 @@ impl Catalog {
             read.entry(table).or_default().columns.insert(column, ty);
         }
         let mut known = self.lock();
-        for table in missing {
-            let columns = read.remove(&table).map(Arc::new);
+        for (table, key) in missing {
+            let columns = key.and_then(|key| read.remove(&key)).map(Arc::new);
             known.insert(table, columns);
         }
         Ok(())
@@ -142,7 +149,7 @@ fn column_type(
 
 /// The SQL identifier of a table name as core's planner spells it (`a.b` → `"a"."b"`), or
 /// `None` for a name the planner would refuse.
-pub(crate) fn table_key(name: &str) -> Option<String> {
+fn quoted(name: &str) -> Option<String> {
     rustauth_core::db::sql::SqlDialect::Postgres
         .quote_identifier(name)
         .ok()
@@ -174,10 +181,7 @@ mod tests {
 
     #[test]
     fn table_keys_are_quoted_as_the_planner_quotes_them() {
-        assert_eq!(table_key("users").as_deref(), Some("\"users\""));
-        assert_eq!(
-            table_key("auth.users").as_deref(),
-            Some("\"auth\".\"users\"")
-        );
+        assert_eq!(quoted("users").as_deref(), Some("\"users\""));
+        assert_eq!(quoted("auth.users").as_deref(), Some("\"auth\".\"users\""));
     }
 }

@@ -32,7 +32,8 @@ use tokio_postgres::Row;
 use crate::error::{adapter, Result};
 use crate::runner::{Db, Sql};
 use crate::shapes::{
-    data_values, decode_fields, where_values, Joined, JoinedModel, Key, Plan, Read, Shapes,
+    data_values, decode_fields, where_params, where_values, Joined, JoinedModel, Key, Plan, Read,
+    Shapes, Slot,
 };
 
 const PG: SqlDialect = SqlDialect::Postgres;
@@ -690,49 +691,33 @@ fn data_targets<'t>(table: &'t DbTable, data: &DbRecord) -> Vec<Option<&'t str>>
         .collect()
 }
 
-/// The column each parameter of a where-clause meets, in the order core's planner binds
-/// them (AND clauses, then OR clauses): `None` where the parameter meets an expression
-/// (`LOWER($n)`, a `LIKE` pattern) rather than the column itself.
+/// The column each parameter of a where-clause meets, in [`where_params`]' order: `None`
+/// where the parameter meets an expression (`LOWER($n)`, a `LIKE` pattern) rather than the
+/// column itself. Called after the planner accepted the clauses, so a walk error (which the
+/// planner reports first) leaves the list short and the runner types values by their fields.
 fn where_targets<'t>(table: &'t DbTable, clauses: &[Where]) -> Vec<Option<&'t str>> {
     let mut targets = Vec::new();
-    let ands = clauses.iter().filter(|c| c.connector == Connector::And);
-    let ors = clauses.iter().filter(|c| c.connector == Connector::Or);
-    for clause in ands.chain(ors) {
-        let Ok((_, field)) = resolve_field(table, &clause.field) else {
-            continue;
-        };
-        let column = Some(field.name.as_str());
-        let lowered =
-            clause.mode == WhereMode::Insensitive && field.field_type == DbFieldType::String;
-        match (&clause.value, clause.operator) {
-            (DbValue::Null, _) => {}
-            (
-                value,
-                WhereOperator::Eq
-                | WhereOperator::Ne
-                | WhereOperator::Lt
-                | WhereOperator::Lte
-                | WhereOperator::Gt
-                | WhereOperator::Gte,
-            ) => {
-                let lower = lowered
+    let _ = where_params(clauses, |clause, slot, value| {
+        let field = resolve_field(table, &clause.field)
+            .ok()
+            .map(|(_, field)| field);
+        let lowered = clause.mode == WhereMode::Insensitive
+            && field.is_some_and(|field| field.field_type == DbFieldType::String);
+        let meets_column = match slot {
+            Slot::Compared => {
+                !(lowered
                     && matches!(value, DbValue::String(_))
-                    && matches!(clause.operator, WhereOperator::Eq | WhereOperator::Ne);
-                targets.push(if lower { None } else { column });
+                    && matches!(clause.operator, WhereOperator::Eq | WhereOperator::Ne))
             }
-            (DbValue::StringArray(values), WhereOperator::In | WhereOperator::NotIn) => {
-                let target = if lowered { None } else { column };
-                targets.extend(values.iter().map(|_| target));
-            }
-            (DbValue::NumberArray(values), WhereOperator::In | WhereOperator::NotIn) => {
-                targets.extend(values.iter().map(|_| column));
-            }
-            (_, WhereOperator::In | WhereOperator::NotIn) => {}
-            (_, WhereOperator::Contains | WhereOperator::StartsWith | WhereOperator::EndsWith) => {
-                targets.push(None);
-            }
-        }
-    }
+            Slot::Element => !(lowered && matches!(clause.value, DbValue::StringArray(_))),
+            Slot::Pattern => false,
+        };
+        targets.push(
+            field
+                .filter(|_| meets_column)
+                .map(|field| field.name.as_str()),
+        );
+    });
     targets
 }
 

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use postgres_types::Type;
 use tokio_postgres::{Client, Statement};
 
-use crate::catalog::{table_key, Catalog};
+use crate::catalog::Catalog;
 use crate::generated::queries::{account, rate_limit, session, user, verification};
 use crate::layout::CoreTable;
 
@@ -151,10 +151,7 @@ impl TypedStatements {
         }
         // Every core table at once, whatever this call wants: one catalog query per
         // connection (until something clears it).
-        let tables = CoreTable::ALL
-            .iter()
-            .filter_map(|table| table_key(table.table()))
-            .collect::<Vec<_>>();
+        let tables = CoreTable::ALL.map(CoreTable::table);
         let (read, (prepared, refused)) = tokio::join!(
             catalog.load(client, &tables),
             prepare_missing(client, &current.groups, wanted)
@@ -221,14 +218,12 @@ impl LiveFit {
         let mut fits = Wanted::default();
         let mut read = Wanted::default();
         for table in wanted.tables() {
-            let Some(key) = table_key(table.table()) else {
-                continue;
-            };
-            if !catalog.has(&key) {
+            let key = table.table();
+            if !catalog.has(key) {
                 continue;
             }
             set(&mut read, table);
-            let Some(columns) = catalog.known(&key) else {
+            let Some(columns) = catalog.known(key) else {
                 tracing::debug!(
                     target: crate::trace::TARGET,
                     table = table.table(),

@@ -32,7 +32,6 @@ use rustauth_core::db::sql::SqlParam;
 use tokio_postgres::{Client, Row, Statement};
 use tracing::Instrument;
 
-use crate::catalog::table_key;
 use crate::connect::StatementMode;
 use crate::error::{value_error, Error, Result};
 use crate::live::ClientHandle;
@@ -228,11 +227,14 @@ async fn unprepared_attempts(
     want: &Want,
     in_transaction: bool,
 ) -> Result<Outcome> {
-    let key = table_key(sql.table);
-    let keys = key.as_slice();
-    let fresh = keys.iter().any(|key| !handle.catalog.has(key));
-    handle.catalog.load(&handle.client, keys).await?;
-    let error = match unprepared_once(handle, &sql, key.as_deref(), want).await {
+    let tables: &[&str] = if sql.table.is_empty() {
+        &[]
+    } else {
+        std::slice::from_ref(&sql.table)
+    };
+    let fresh = tables.iter().any(|table| !handle.catalog.has(table));
+    handle.catalog.load(&handle.client, tables).await?;
+    let error = match unprepared_once(handle, &sql, want).await {
         Ok(outcome) => return Ok(outcome),
         Err(error) => error,
     };
@@ -247,25 +249,20 @@ async fn unprepared_attempts(
     }
     // Someone may have altered the table: read its columns again and try once more.
     handle.catalog.clear();
-    handle.catalog.load(&handle.client, keys).await?;
-    unprepared_once(handle, &sql, key.as_deref(), want).await
+    handle.catalog.load(&handle.client, tables).await?;
+    unprepared_once(handle, &sql, want).await
 }
 
-async fn unprepared_once(
-    handle: &ClientHandle,
-    sql: &Sql<'_>,
-    key: Option<&str>,
-    want: &Want,
-) -> Result<Outcome> {
-    let types = catalog_types(handle, sql, key)?;
+async fn unprepared_once(handle: &ClientHandle, sql: &Sql<'_>, want: &Want) -> Result<Outcome> {
+    let types = catalog_types(handle, sql)?;
     let values = bind_all(sql.params, &types, sql.targets)?;
-    run_unprepared(&handle.client, sql.text, &values, &types, want).await
+    run_typed_values(&handle.client, sql.text, &values, &types, want).await
 }
 
 /// The declared type of every parameter: its column's live type, else its schema field's.
 /// Refuses a statement whose returned columns the adapter could not read.
-fn catalog_types(handle: &ClientHandle, sql: &Sql<'_>, key: Option<&str>) -> Result<Vec<Type>> {
-    let columns = key.and_then(|key| handle.catalog.known(key));
+fn catalog_types(handle: &ClientHandle, sql: &Sql<'_>) -> Result<Vec<Type>> {
+    let columns = handle.catalog.known(sql.table);
     if let Some(columns) = &columns {
         for name in sql.returning {
             if let Some(ty) = columns.get(name) {
@@ -314,17 +311,7 @@ async fn prepared(handle: &ClientHandle, sql: &str) -> Result<(Statement, bool)>
 }
 
 /// One unnamed statement with declared parameter types: Parse, Bind, Execute and Sync in one
-/// round trip, nothing left on the server afterwards.
-async fn run_unprepared(
-    client: &Client,
-    sql: &str,
-    values: &[PgParam],
-    types: &[Type],
-    want: &Want,
-) -> Result<Outcome> {
-    run_typed_values(client, sql, values, types, want).await
-}
-
+/// round trip, nothing left on the server afterwards (unprepared mode and the driver).
 async fn run_typed_values<P: ToSql + Sync>(
     client: &Client,
     sql: &str,

@@ -294,9 +294,25 @@ fn contains_record(records: &[DbRecord], candidate: &DbRecord) -> bool {
     })
 }
 
-/// The values of a where-clause's parameters, in the order core's planner binds them (AND
-/// clauses, then OR clauses; nothing for NULL; one per IN element; LIKE patterns escaped).
-pub(crate) fn where_values(clauses: &[Where], out: &mut Vec<DbValue>) -> Result<()> {
+/// How a where-clause parameter meets its column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Slot {
+    /// Compared with the column (`=`, `<`, …), possibly inside `LOWER(…)`.
+    Compared,
+    /// One element of an `IN` / `NOT IN` list, possibly inside `LOWER(…)`.
+    Element,
+    /// A `LIKE` / `ILIKE` pattern built from the value.
+    Pattern,
+}
+
+/// Every parameter a where-clause binds, in the order core's planner binds them (AND clauses,
+/// then OR clauses; a NULL binds none, an IN list one per element, a pattern the escaped
+/// value with its `%`): the one place that mirrors the planner, used for the values of every
+/// call and for the columns of a plan.
+pub(crate) fn where_params(
+    clauses: &[Where],
+    mut visit: impl FnMut(&Where, Slot, DbValue),
+) -> Result<()> {
     let ands = clauses.iter().filter(|c| c.connector == Connector::And);
     let ors = clauses.iter().filter(|c| c.connector == Connector::Or);
     for clause in ands.chain(ors) {
@@ -309,13 +325,17 @@ pub(crate) fn where_values(clauses: &[Where], out: &mut Vec<DbValue>) -> Result<
             | WhereOperator::Lt
             | WhereOperator::Lte
             | WhereOperator::Gt
-            | WhereOperator::Gte => out.push(clause.value.clone()),
+            | WhereOperator::Gte => visit(clause, Slot::Compared, clause.value.clone()),
             WhereOperator::In | WhereOperator::NotIn => match &clause.value {
                 DbValue::StringArray(values) => {
-                    out.extend(values.iter().cloned().map(DbValue::String));
+                    for value in values {
+                        visit(clause, Slot::Element, DbValue::String(value.clone()));
+                    }
                 }
                 DbValue::NumberArray(values) => {
-                    out.extend(values.iter().copied().map(DbValue::Number));
+                    for value in values {
+                        visit(clause, Slot::Element, DbValue::Number(*value));
+                    }
                 }
                 _ => return Err(adapter("IN and NOT IN require array values").into()),
             },
@@ -336,11 +356,16 @@ pub(crate) fn where_values(clauses: &[Where], out: &mut Vec<DbValue>) -> Result<
                 if clause.operator != WhereOperator::EndsWith {
                     pattern.push('%');
                 }
-                out.push(DbValue::String(pattern));
+                visit(clause, Slot::Pattern, DbValue::String(pattern));
             }
         }
     }
     Ok(())
+}
+
+/// The parameter values of a where-clause (see [`where_params`]).
+pub(crate) fn where_values(clauses: &[Where], out: &mut Vec<DbValue>) -> Result<()> {
+    where_params(clauses, |_, _, value| out.push(value))
 }
 
 /// The values of assigned or inserted data, in data order.
