@@ -36,9 +36,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustauth_core::db::{
-    auth_schema, AuthSchemaOptions, DbAdapter, DbSchema, RateLimitStorage, TableOptions,
-};
+use rustauth_core::db::{auth_schema, AuthSchemaOptions, DbAdapter, DbSchema, RateLimitStorage};
 use tokio_postgres::Client;
 use workload::*;
 
@@ -90,51 +88,6 @@ fn physical_renames(from: &DbSchema, to: &DbSchema) -> BTreeMap<String, String> 
         }
     }
     names
-}
-
-fn camel(snake: &str) -> String {
-    let mut out = String::new();
-    let mut upper = false;
-    for character in snake.chars() {
-        if character == '_' {
-            upper = true;
-        } else if upper {
-            out.extend(character.to_uppercase());
-            upper = false;
-        } else {
-            out.push(character);
-        }
-    }
-    out
-}
-
-/// The Better Auth layout: singular table names (`"user"`, `"session"`, `"account"`,
-/// `"verification"`, `"rateLimit"`) and camelCase columns (`"emailVerified"`, `"createdAt"`),
-/// as tests/it/schema_matrix.rs builds it; column types stay those of `migrations/`.
-fn better_auth_schema() -> DbSchema {
-    let mut options = AuthSchemaOptions {
-        rate_limit_storage: RateLimitStorage::Database,
-        ..AuthSchemaOptions::default()
-    };
-    let defaults = auth_schema(options.clone());
-    let renamed = |logical: &str, name: &str| {
-        let table = defaults.table(logical).expect("core table");
-        TableOptions {
-            name: Some(name.to_owned()),
-            field_names: table
-                .fields
-                .keys()
-                .map(|field| (field.clone(), camel(field)))
-                .collect(),
-            ..TableOptions::default()
-        }
-    };
-    options.user = renamed("user", "user");
-    options.session = renamed("session", "session");
-    options.account = renamed("account", "account");
-    options.verification = renamed("verification", "verification");
-    options.rate_limit = renamed("rate_limit", "rateLimit");
-    auth_schema(options)
 }
 
 /// Indices into the implementation list.
@@ -239,7 +192,7 @@ async fn run(config: Config) {
     });
     let floor_sql = FloorSql::default_layout();
     check_floor_sql(&schema, &floor_sql);
-    let ba_schema = better_auth_schema();
+    let ba_schema = rustauth_tokio_postgres::layout::better_auth_schema();
     let ba_floor_sql = floor_sql.renamed(&physical_renames(&schema, &ba_schema));
     check_floor_sql(&ba_schema, &ba_floor_sql);
 

@@ -5,6 +5,7 @@
 //! Hidden from the docs: not a stable API.
 
 use postgres_types::Type;
+use rustauth_core::db::{auth_schema, AuthSchemaOptions, DbSchema, RateLimitStorage, TableOptions};
 
 /// One of the five core tables with the layout `migrations/` creates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -202,6 +203,56 @@ impl CoreTable {
     }
 }
 
+/// RustAuth's schema mapped onto Better Auth's own tables: singular table names (`"user"`,
+/// `"session"`, `"account"`, `"verification"`, `"rateLimit"`) and camelCase columns
+/// (`"emailVerified"`, `"createdAt"`, `"userId"`, …), with database rate limits. A database
+/// migrated from Better Auth is used through this schema; the tests and the benchmark use it
+/// for a layout this crate's migrations did not make.
+pub fn better_auth_schema() -> DbSchema {
+    let mut options = AuthSchemaOptions {
+        rate_limit_storage: RateLimitStorage::Database,
+        ..AuthSchemaOptions::default()
+    };
+    let defaults = auth_schema(options.clone());
+    let renamed = |logical: &str, name: &str| TableOptions {
+        name: Some(name.to_owned()),
+        field_names: defaults
+            .table(logical)
+            .map(|table| {
+                table
+                    .fields
+                    .keys()
+                    .map(|field| (field.clone(), camel_case(field)))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        ..TableOptions::default()
+    };
+    options.user = renamed("user", "user");
+    options.session = renamed("session", "session");
+    options.account = renamed("account", "account");
+    options.verification = renamed("verification", "verification");
+    options.rate_limit = renamed("rate_limit", "rateLimit");
+    auth_schema(options)
+}
+
+/// `email_verified` → `emailVerified`.
+fn camel_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = false;
+    for character in name.chars() {
+        if character == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(character.to_uppercase());
+            upper = false;
+        } else {
+            out.push(character);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +264,23 @@ mod tests {
                 assert!(table.position(field).is_some(), "{table:?}.{field}");
             }
         }
+    }
+
+    #[test]
+    fn the_better_auth_schema_renames_tables_and_columns() {
+        let schema = better_auth_schema();
+        let user = schema.table("user").map(|table| table.name.as_str());
+        assert_eq!(user, Some("user"));
+        let verified = schema
+            .table("user")
+            .and_then(|table| table.field("email_verified"))
+            .map(|field| field.name.as_str());
+        assert_eq!(verified, Some("emailVerified"));
+        let last = schema
+            .table("rate_limit")
+            .and_then(|table| table.field("last_request"))
+            .map(|field| field.name.as_str());
+        assert_eq!(last, Some("lastRequest"));
     }
 
     #[test]

@@ -21,8 +21,7 @@ use http::{Method, Response, StatusCode};
 use rustauth_core::api::AuthRouter;
 use rustauth_core::db::{
     auth_schema, AuthSchemaOptions, Count, Create, DbAdapter, DbFieldType, DbRecord, DbSchema,
-    DbValue, DeleteMany, FindMany, FindOne, RateLimitStorage, TableOptions, Update, Where,
-    WhereOperator,
+    DbValue, DeleteMany, FindMany, FindOne, RateLimitStorage, Update, Where, WhereOperator,
 };
 use rustauth_core::test_utils::fast_verify_password;
 use rustauth_tokio_postgres::{TokioPostgresAdapter, TokioPostgresStores};
@@ -49,48 +48,14 @@ enum Layout {
     BetterAuth,
 }
 
-fn camel(name: &str) -> String {
-    let mut out = String::new();
-    let mut upper = false;
-    for character in name.chars() {
-        if character == '_' {
-            upper = true;
-        } else if upper {
-            out.extend(character.to_uppercase());
-            upper = false;
-        } else {
-            out.push(character);
-        }
-    }
-    out
-}
-
 fn schema(layout: Layout) -> DbSchema {
-    let mut options = AuthSchemaOptions {
+    if layout == Layout::BetterAuth {
+        return rustauth_tokio_postgres::layout::better_auth_schema();
+    }
+    auth_schema(AuthSchemaOptions {
         rate_limit_storage: RateLimitStorage::Database,
         ..AuthSchemaOptions::default()
-    };
-    if layout == Layout::BetterAuth {
-        let defaults = auth_schema(options.clone());
-        let renamed = |logical: &str, name: &str| {
-            let table = defaults.table(logical).expect("core table");
-            TableOptions {
-                name: Some(name.to_owned()),
-                field_names: table
-                    .fields
-                    .keys()
-                    .map(|field| (field.clone(), camel(field)))
-                    .collect(),
-                ..TableOptions::default()
-            }
-        };
-        options.user = renamed("user", "user");
-        options.session = renamed("session", "session");
-        options.account = renamed("account", "account");
-        options.verification = renamed("verification", "verification");
-        options.rate_limit = renamed("rate_limit", "rateLimit");
-    }
-    auth_schema(options)
+    })
 }
 
 fn quote(name: &str) -> String {
