@@ -18,7 +18,7 @@ use rustauth_core::db::sql::{
     delete_many_statement, delete_one_statement, find_many_statement, internal_base_selection,
     join_alias, join_field_alias, resolve_field, resolve_native_joins, resolve_table,
     resolve_table_with_logical, select_record, table_has_database_generated_id,
-    update_many_statement, update_one_plan, SqlDialect, SqlParam, SqlSelectedField,
+    update_many_statement, update_one_plan, SqlDialect, SqlParam, SqlSelectedField, SqlStatement,
     SqlUpdateOnePlan,
 };
 use rustauth_core::db::{
@@ -220,17 +220,35 @@ pub(crate) async fn find_many(
 
 fn plan_find_many(schema: &DbSchema, query: &FindMany) -> Result<(Plan, Vec<SqlParam>)> {
     let read = find_many_statement(PG, schema, query)?;
-    let table = resolve_table(schema, &query.model)?;
-    let targets = where_targets(table, &query.where_clauses);
+    filtered_plan(
+        schema,
+        &query.model,
+        &query.where_clauses,
+        read.statement,
+        Read::Fields(owned_selection(&read.selection)),
+    )
+}
+
+/// The plan of a statement whose only parameters are its where-clause's (reads, counts,
+/// bulk deletes).
+fn filtered_plan(
+    schema: &DbSchema,
+    model: &str,
+    clauses: &[Where],
+    statement: SqlStatement,
+    read: Read,
+) -> Result<(Plan, Vec<SqlParam>)> {
+    let table = resolve_table(schema, model)?;
+    let targets = where_targets(table, clauses);
     let plan = Plan::new(
-        read.statement.sql,
+        statement.sql,
         &table.name,
         &targets,
         &[],
-        &read.statement.params,
-        Read::Fields(owned_selection(&read.selection)),
+        &statement.params,
+        read,
     );
-    Ok((plan, read.statement.params))
+    Ok((plan, statement.params))
 }
 
 /// Counts rows (`docs/behaviour.md` §3).
@@ -245,17 +263,13 @@ pub(crate) async fn count(
         || Key::new('c', &query.model).clauses(&query.where_clauses),
         || {
             let statement = count_statement(PG, schema, &query)?;
-            let table = resolve_table(schema, &query.model)?;
-            let targets = where_targets(table, &query.where_clauses);
-            let plan = Plan::new(
-                statement.sql,
-                &table.name,
-                &targets,
-                &[],
-                &statement.params,
+            filtered_plan(
+                schema,
+                &query.model,
+                &query.where_clauses,
+                statement,
                 Read::Count,
-            );
-            Ok((plan, statement.params))
+            )
         },
         |out| where_values(&query.where_clauses, out),
     )?;
@@ -509,17 +523,13 @@ pub(crate) async fn delete_many(
         || Key::new('x', &query.model).clauses(&query.where_clauses),
         || {
             let statement = delete_many_statement(PG, schema, &query)?;
-            let table = resolve_table(schema, &query.model)?;
-            let targets = where_targets(table, &query.where_clauses);
-            let plan = Plan::new(
-                statement.sql,
-                &table.name,
-                &targets,
-                &[],
-                &statement.params,
+            filtered_plan(
+                schema,
+                &query.model,
+                &query.where_clauses,
+                statement,
                 Read::Nothing,
-            );
-            Ok((plan, statement.params))
+            )
         },
         |out| where_values(&query.where_clauses, out),
     )?;
