@@ -25,32 +25,43 @@ use crate::catalog::Catalog;
 use crate::generated::queries::{account, rate_limit, session, user, verification};
 use crate::layout::CoreTable;
 
-/// Which groups an adapter's schema can use (see `typed::Layout`).
+/// A set of core tables: which groups an adapter's schema can use, which the live catalog
+/// shows as `migrations/` declares them, which are decided.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Wanted {
-    pub(crate) user: bool,
-    pub(crate) session: bool,
-    pub(crate) account: bool,
-    pub(crate) verification: bool,
-    pub(crate) rate_limit: bool,
-}
+pub(crate) struct Wanted(u8);
 
 impl Wanted {
+    /// The set of `tables`.
+    pub(crate) fn of(tables: impl IntoIterator<Item = CoreTable>) -> Self {
+        let mut set = Self::default();
+        for table in tables {
+            set.insert(table);
+        }
+        set
+    }
+
+    fn bit(table: CoreTable) -> u8 {
+        1 << (table as u8)
+    }
+
+    /// Whether `table` is in the set.
+    pub(crate) fn has(self, table: CoreTable) -> bool {
+        self.0 & Self::bit(table) != 0
+    }
+
+    fn insert(&mut self, table: CoreTable) {
+        self.0 |= Self::bit(table);
+    }
+
     /// Whether the sign-in join (users with accounts) is usable.
     pub(crate) fn user_with_accounts(self) -> bool {
-        self.user && self.account
+        self.has(CoreTable::User) && self.has(CoreTable::Account)
     }
 
     fn tables(self) -> impl Iterator<Item = CoreTable> {
-        [
-            (self.user, CoreTable::User),
-            (self.session, CoreTable::Session),
-            (self.account, CoreTable::Account),
-            (self.verification, CoreTable::Verification),
-            (self.rate_limit, CoreTable::RateLimit),
-        ]
-        .into_iter()
-        .filter_map(|(wanted, table)| wanted.then_some(table))
+        CoreTable::ALL
+            .into_iter()
+            .filter(move |table| self.has(*table))
     }
 }
 
@@ -106,6 +117,19 @@ pub(crate) struct Groups {
     pub(crate) account: Option<Arc<AccountStatements>>,
     pub(crate) verification: Option<Arc<VerificationStatements>>,
     pub(crate) rate_limit: Option<Arc<RateLimitStatements>>,
+}
+
+impl Groups {
+    /// Whether the group of `table` is prepared.
+    fn has(&self, table: CoreTable) -> bool {
+        match table {
+            CoreTable::User => self.user.is_some(),
+            CoreTable::Session => self.session.is_some(),
+            CoreTable::Account => self.account.is_some(),
+            CoreTable::Verification => self.verification.is_some(),
+            CoreTable::RateLimit => self.rate_limit.is_some(),
+        }
+    }
 }
 
 /// Per-connection holder of the typed statement groups.
@@ -194,18 +218,6 @@ fn undecided(settled: Wanted, wanted: Wanted) -> bool {
     wanted.tables().any(|table| !settled.has(table))
 }
 
-impl Wanted {
-    fn has(self, table: CoreTable) -> bool {
-        match table {
-            CoreTable::User => self.user,
-            CoreTable::Session => self.session,
-            CoreTable::Account => self.account,
-            CoreTable::Verification => self.verification,
-            CoreTable::RateLimit => self.rate_limit,
-        }
-    }
-}
-
 /// Which core tables the live catalog shows exactly as `migrations/` declares them.
 struct LiveFit {
     fits: Wanted,
@@ -222,7 +234,7 @@ impl LiveFit {
             if !catalog.has(key) {
                 continue;
             }
-            set(&mut read, table);
+            read.insert(table);
             let Some(columns) = catalog.known(key) else {
                 tracing::debug!(
                     target: crate::trace::TARGET,
@@ -241,7 +253,7 @@ impl LiveFit {
                         None => Some((column, "missing".to_owned())),
                     });
             match differs {
-                None => set(&mut fits, table),
+                None => fits.insert(table),
                 Some((column, live)) => tracing::warn!(
                     target: crate::trace::TARGET,
                     table = table.table(),
@@ -261,28 +273,12 @@ impl LiveFit {
     fn decided(&self, wanted: Wanted, groups: &Groups, refused: Wanted) -> Wanted {
         let mut decided = Wanted::default();
         for table in wanted.tables() {
-            let prepared = match table {
-                CoreTable::User => groups.user.is_some(),
-                CoreTable::Session => groups.session.is_some(),
-                CoreTable::Account => groups.account.is_some(),
-                CoreTable::Verification => groups.verification.is_some(),
-                CoreTable::RateLimit => groups.rate_limit.is_some(),
-            };
+            let prepared = groups.has(table);
             if self.read.has(table) && (prepared || refused.has(table) || !self.fits.has(table)) {
-                set(&mut decided, table);
+                decided.insert(table);
             }
         }
         decided
-    }
-}
-
-fn set(wanted: &mut Wanted, table: CoreTable) {
-    match table {
-        CoreTable::User => wanted.user = true,
-        CoreTable::Session => wanted.session = true,
-        CoreTable::Account => wanted.account = true,
-        CoreTable::Verification => wanted.verification = true,
-        CoreTable::RateLimit => wanted.rate_limit = true,
     }
 }
 
@@ -322,14 +318,18 @@ fn statement_fits(statement: Option<&Statement>, tables: &[CoreTable]) -> bool {
 fn merge(groups: &mut Groups, prepared: Groups, live: &LiveFit) {
     let fits = live.fits;
     let prepared = Groups {
-        user: prepared.user.filter(|_| fits.user),
+        user: prepared.user.filter(|_| fits.has(CoreTable::User)),
         user_with_accounts: prepared
             .user_with_accounts
-            .filter(|_| fits.user && fits.account),
-        session: prepared.session.filter(|_| fits.session),
-        account: prepared.account.filter(|_| fits.account),
-        verification: prepared.verification.filter(|_| fits.verification),
-        rate_limit: prepared.rate_limit.filter(|_| fits.rate_limit),
+            .filter(|_| fits.has(CoreTable::User) && fits.has(CoreTable::Account)),
+        session: prepared.session.filter(|_| fits.has(CoreTable::Session)),
+        account: prepared.account.filter(|_| fits.has(CoreTable::Account)),
+        verification: prepared
+            .verification
+            .filter(|_| fits.has(CoreTable::Verification)),
+        rate_limit: prepared
+            .rate_limit
+            .filter(|_| fits.has(CoreTable::RateLimit)),
     };
     groups.user = groups.user.take().or(prepared.user);
     groups.user_with_accounts = groups
@@ -353,15 +353,15 @@ async fn prepare_missing(client: &Client, current: &Groups, wanted: Wanted) -> (
             .iter()
             .all(|statement| statement_fits(*statement, tables));
         if !fits {
-            set(
-                &mut refused.lock().unwrap_or_else(PoisonError::into_inner),
-                table,
-            );
+            refused
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(table);
         }
         fits
     };
     let user = async {
-        if !wanted.user || current.user.is_some() {
+        if !wanted.has(CoreTable::User) || current.user.is_some() {
             return None;
         }
         let (by_id, by_email, insert, set_email_verified) = tokio::try_join!(
@@ -399,7 +399,7 @@ async fn prepare_missing(client: &Client, current: &Groups, wanted: Wanted) -> (
         Some(Arc::new(UserWithAccountsStatements { by_email }))
     };
     let session = async {
-        if !wanted.session || current.session.is_some() {
+        if !wanted.has(CoreTable::Session) || current.session.is_some() {
             return None;
         }
         let (
@@ -441,7 +441,7 @@ async fn prepare_missing(client: &Client, current: &Groups, wanted: Wanted) -> (
         }))
     };
     let account = async {
-        if !wanted.account || current.account.is_some() {
+        if !wanted.has(CoreTable::Account) || current.account.is_some() {
             return None;
         }
         let (insert, update_password) = tokio::try_join!(
@@ -457,7 +457,7 @@ async fn prepare_missing(client: &Client, current: &Groups, wanted: Wanted) -> (
         }))
     };
     let verification = async {
-        if !wanted.verification || current.verification.is_some() {
+        if !wanted.has(CoreTable::Verification) || current.verification.is_some() {
             return None;
         }
         let (insert, newest_by_identifier, delete_by_identifier, delete_expired) =
@@ -488,7 +488,7 @@ async fn prepare_missing(client: &Client, current: &Groups, wanted: Wanted) -> (
         }))
     };
     let rate_limit = async {
-        if !wanted.rate_limit || current.rate_limit.is_some() {
+        if !wanted.has(CoreTable::RateLimit) || current.rate_limit.is_some() {
             return None;
         }
         let consume = rate_limit::consume_rate_limit()
@@ -521,4 +521,24 @@ async fn prepare_missing(client: &Client, current: &Groups, wanted: Wanted) -> (
     };
     let refused = refused.into_inner().unwrap_or_else(PoisonError::into_inner);
     (groups, refused)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_set_of_core_tables_holds_each_table_once() {
+        let set = Wanted::of([CoreTable::User, CoreTable::RateLimit, CoreTable::User]);
+        assert!(set.has(CoreTable::User) && set.has(CoreTable::RateLimit));
+        assert!(!set.has(CoreTable::Account));
+        assert!(!set.user_with_accounts());
+        assert_eq!(
+            set.tables().collect::<Vec<_>>(),
+            [CoreTable::User, CoreTable::RateLimit]
+        );
+        assert!(Wanted::of(CoreTable::ALL).user_with_accounts());
+        assert!(undecided(Wanted::of([CoreTable::User]), set));
+        assert!(!undecided(set, Wanted::of([CoreTable::RateLimit])));
+    }
 }

@@ -116,13 +116,16 @@ impl Router {
     }
 
     fn wanted(&self) -> Wanted {
-        Wanted {
-            user: self.user.any(),
-            session: self.session.any(),
-            account: self.account.any(),
-            verification: self.verification.any(),
-            rate_limit: false,
-        }
+        Wanted::of(
+            [
+                CoreTable::User,
+                CoreTable::Session,
+                CoreTable::Account,
+                CoreTable::Verification,
+            ]
+            .into_iter()
+            .filter(|table| self.fit_of(*table).any()),
+        )
     }
 
     fn fit_of(&self, table: CoreTable) -> Fit {
@@ -635,10 +638,7 @@ pub(crate) async fn consume_rate_limit(
     if handle.mode != StatementMode::Prepared {
         return None;
     }
-    let wanted = Wanted {
-        rate_limit: true,
-        ..Wanted::default()
-    };
+    let wanted = Wanted::of([CoreTable::RateLimit]);
     let groups = handle
         .typed
         .get(&handle.client, &handle.catalog, wanted, true)
