@@ -206,7 +206,8 @@ impl TokioPostgresAdapter {
     }
 
     /// Runs `work` on one connection while every connection of the set is held exclusively
-    /// (migrations run alone), then forgets every prepared statement and catalog.
+    /// (migrations run alone), then forgets every prepared statement, catalog and planned
+    /// shape.
     async fn alone<F, Fut>(&self, work: F) -> Result<(), RustAuthError>
     where
         F: FnOnce(Arc<ClientHandle>) -> Fut,
@@ -222,6 +223,7 @@ impl TokioPostgresAdapter {
         let mut guard = RollbackOnDrop::new(Arc::clone(&handle), first);
         let result = work(Arc::clone(&handle)).await;
         self.connection.clear_statements();
+        self.router.forget_plans();
         guard.finish();
         drop(all);
         result

@@ -17,11 +17,11 @@
 //!
 //! Plans stay valid across catalog changes: the SQL text depends only on the adapter's
 //! `DbSchema`, which is fixed for its lifetime, and the runner re-prepares a statement (and
-//! re-reads the catalog) when the live table changed. The cache is still emptied whenever a
-//! statement cache is cleared (migrations), so nothing planned before a migration outlives it;
-//! it is bounded and evicts the least recently used shape.
+//! re-reads the catalog) when the live table changed. The cache is still emptied by a
+//! migration run through its adapter, so nothing planned before that migration outlives it
+//! (a migration through another adapter leaves it alone: that adapter's schema is not this
+//! one's); it is bounded and evicts the least recently used shape.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rustauth_core::db::sql::SqlParam;
@@ -32,7 +32,7 @@ use rustauth_core::db::{
 use tokio_postgres::Row;
 
 use crate::error::{adapter, Result};
-use crate::statements::{clears, StatementCache};
+use crate::statements::StatementCache;
 use crate::values::{decode, decode_record};
 
 /// How many shapes one adapter keeps planned.
@@ -42,15 +42,12 @@ const CAPACITY: usize = 512;
 #[derive(Debug)]
 pub(crate) struct Shapes {
     plans: StatementCache<Arc<Plan>>,
-    /// The statement caches' clear counter when this cache was last emptied.
-    epoch: AtomicU64,
 }
 
 impl Default for Shapes {
     fn default() -> Self {
         Self {
             plans: StatementCache::new(CAPACITY),
-            epoch: AtomicU64::new(clears()),
         }
     }
 }
@@ -58,14 +55,12 @@ impl Default for Shapes {
 impl Shapes {
     /// The plan for `key`, if one is kept.
     pub(crate) fn get(&self, key: &Key) -> Option<Arc<Plan>> {
-        let now = clears();
-        if self.epoch.load(Ordering::Acquire) != now {
-            // A migration ran somewhere since: start afresh.
-            self.plans.forget_all();
-            self.epoch.store(now, Ordering::Release);
-            return None;
-        }
         self.plans.get(&key.0)
+    }
+
+    /// Forgets every plan.
+    pub(crate) fn clear(&self) {
+        self.plans.clear();
     }
 
     /// Keeps `plan` for `key`.
@@ -75,9 +70,6 @@ impl Shapes {
 
     /// How many shapes are planned.
     pub(crate) fn len(&self) -> usize {
-        if self.epoch.load(Ordering::Acquire) != clears() {
-            return 0;
-        }
         self.plans.len()
     }
 }

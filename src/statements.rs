@@ -7,20 +7,9 @@
 //! prepared again.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use tokio_postgres::Statement;
-
-/// How many times any statement cache was cleared (a migration ran, or tables were otherwise
-/// changed under a connection). The generic path's shape caches compare it with what they saw
-/// last and start afresh when it moved (see `shapes.rs`).
-static CLEARS: AtomicU64 = AtomicU64::new(0);
-
-/// The current value of the clear counter.
-pub(crate) fn clears() -> u64 {
-    CLEARS.load(Ordering::Acquire)
-}
 
 /// How many statements one connection keeps prepared by default.
 pub(crate) const DEFAULT_CAPACITY: usize = 512;
@@ -85,15 +74,8 @@ impl<V: Clone> StatementCache<V> {
         self.lock().map.remove(sql);
     }
 
-    /// Forgets every statement, e.g. after a migration changed tables, and moves the clear
-    /// counter ([`clears`]) so that shape caches start afresh too.
+    /// Forgets every entry, e.g. after a migration changed tables.
     pub(crate) fn clear(&self) {
-        self.forget_all();
-        CLEARS.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// Forgets every entry without moving the clear counter.
-    pub(crate) fn forget_all(&self) {
         self.lock().map.clear();
     }
 

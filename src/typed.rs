@@ -95,6 +95,13 @@ impl Router {
         self.shapes.as_ref()
     }
 
+    /// Empties the shape cache (after a migration through this adapter).
+    pub(crate) fn forget_plans(&self) {
+        if let Some(shapes) = &self.shapes {
+            shapes.clear();
+        }
+    }
+
     /// Whether typed statements are on.
     pub(crate) fn enabled(&self) -> bool {
         self.enabled

@@ -90,6 +90,48 @@ async fn migrations_clear_the_cache() {
 }
 
 #[tokio::test]
+async fn a_migration_empties_the_shape_cache_of_its_own_adapter_only() {
+    let (adapter, schema, _) = migrated("shape_clear").await;
+    let (other, other_schema, _) = migrated("shape_clear_other").await;
+    for adapter in [&adapter, &other] {
+        adapter.create(user("a")).await.expect("create");
+        adapter
+            .find_one(FindOne::new("user").where_clause(Where::new(
+                "email",
+                DbValue::String("a@example.com".to_owned()),
+            )))
+            .await
+            .expect("find");
+    }
+    let planned = adapter.cached_shape_count();
+    assert!(planned >= 2, "a create and a find were planned ({planned})");
+    assert_eq!(other.cached_shape_count(), planned);
+
+    other.run_migrations(&other_schema).await.expect("re-run");
+    assert_eq!(
+        other.cached_shape_count(),
+        0,
+        "its own migration empties it"
+    );
+    assert_eq!(
+        adapter.cached_shape_count(),
+        planned,
+        "another adapter's migration (another database) leaves it alone"
+    );
+    adapter.run_migrations(&schema).await.expect("re-run");
+    assert_eq!(adapter.cached_shape_count(), 0);
+    let found = adapter
+        .find_one(FindOne::new("user").where_clause(Where::new(
+            "email",
+            DbValue::String("a@example.com".to_owned()),
+        )))
+        .await
+        .expect("find after the migration");
+    assert!(found.is_some());
+    assert_eq!(adapter.cached_shape_count(), 1, "planned afresh");
+}
+
+#[tokio::test]
 async fn a_changed_result_type_is_prepared_again_and_retried_once() {
     let (adapter, _, url) = migrated("cache_0a000").await;
     adapter.create(user("a")).await.expect("create");
