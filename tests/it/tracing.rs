@@ -5,7 +5,7 @@
 use crate::support;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rustauth_core::db::{
     auth_schema, AuthSchemaOptions, Create, DbAdapter, DbValue, FindMany, FindOne, Where,
@@ -27,6 +27,26 @@ struct Captured {
 
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<(u64, Captured)>>>);
+
+/// Makes `capture` this thread's subscriber until the guard drops.
+///
+/// tracing-core caches, per callsite, whether any subscriber wants it. While exactly one
+/// dispatcher is registered, a callsite met for the first time takes the answer of the
+/// *calling thread's* default subscriber: a test on another thread without one (another
+/// test of this binary) could then switch a callsite off for this test's subscriber too
+/// (seen as an empty capture, once in about thirty runs of the two tests side by side). A
+/// second dispatcher kept alive for the whole binary makes every such decision ask all of
+/// them, so each thread's own subscriber decides per span; the rebuild re-asks the callsites
+/// registered before.
+fn capture_on_this_thread(capture: &Capture) -> tracing::subscriber::DefaultGuard {
+    static SECOND_DISPATCHER: OnceLock<tracing::Dispatch> = OnceLock::new();
+    SECOND_DISPATCHER
+        .get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
+    let guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
+    tracing::callsite::rebuild_interest_cache();
+    guard
+}
 
 struct Fields<'a>(&'a mut BTreeMap<String, String>);
 
@@ -100,8 +120,7 @@ async fn calls_and_statements_are_traced_without_values() {
     adapter.run_migrations(&schema).await.expect("migrate");
 
     let capture = Capture::default();
-    let subscriber = tracing_subscriber::registry().with(capture.clone());
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = capture_on_this_thread(&capture);
 
     adapter
         .create(user("u-1", "hidden-value@example.com"))
@@ -212,8 +231,7 @@ async fn a_differing_core_table_is_named_in_one_warning_per_connection() {
         .expect("alter");
 
     let capture = Capture::default();
-    let subscriber = tracing_subscriber::registry().with(capture.clone());
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = capture_on_this_thread(&capture);
     let adapter = TokioPostgresAdapter::connect_with_schema(&url, schema)
         .await
         .expect("connect");
