@@ -9,7 +9,8 @@
 //!   `connect_timeout` + 2 s; when no host answers, the error comes back within
 //!   (number of hosts) × `connect_timeout` + 2 s and names every host;
 //! - during an outage every call answers (success or a connection/failover error) within
-//!   `connect_timeout` + 1 s (the target) + 2 s slack for a loaded 2-core machine,
+//!   `connect_timeout` + 1 s (the bound the README promises: one connect cycle plus the
+//!   200 ms back-off, rounded up) + 2 s slack for a loaded 2-core machine,
 //!   whatever the number of callers;
 //! - once the standby is promoted, the first call succeeds within that same bound, and every
 //!   call that starts later than that succeeds.
@@ -55,7 +56,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(CONNECT_TIMEOUT_SECS);
 /// Room for a loaded 2-core machine (other builds, the other tests of this binary).
 const SLACK: Duration = Duration::from_secs(2);
 /// The longest any call may take while no primary exists (and around a promotion):
-/// `connect_timeout` + 1 s, the target, plus [`SLACK`].
+/// `connect_timeout` + 1 s, the bound the README promises (rounded up), plus [`SLACK`].
 const CALL_BOUND: Duration = Duration::from_secs(CONNECT_TIMEOUT_SECS + 1 + 2);
 /// A call still running after this is reported as hung (and fails the test); it only keeps
 /// a failing run from taking forever.
@@ -903,7 +904,7 @@ async fn a_failover_loses_no_acknowledged_write() {
         1
     };
     // The outage outlasts the call bound, so a call that merely waits for the new primary
-    // breaks it; the soak alternates with the short pause.
+    // breaks it; the soak alternates with a short pause (2 s).
     let long_outage = CALL_BOUND + Duration::from_secs(1);
     let (before, after) = if soak() {
         (Duration::from_secs(3), CALL_BOUND + Duration::from_secs(5))

@@ -715,7 +715,7 @@ async fn a_downgrading_proxy_never_gets_a_plain_text_connection() {
 }
 
 #[tokio::test]
-async fn issue_10_a_raw_question_mark_in_the_password_keeps_sslmode() {
+async fn a_raw_question_mark_in_the_password_keeps_sslmode() {
     // `require` through a proxy that refuses TLS: refused, nothing sent in plain text.
     let plain = plain_server().await;
     let plain_db = plain.create_database("question_mark_plain").await;
@@ -751,7 +751,7 @@ async fn issue_10_a_raw_question_mark_in_the_password_keeps_sslmode() {
 }
 
 #[tokio::test]
-async fn issue_10_spaces_around_equals_keep_sslmode() {
+async fn spaces_around_equals_keep_sslmode() {
     let plain = plain_server().await;
     let plain_db = plain.create_database("spaced_equals_plain").await;
     let proxy = downgrading_proxy(&plain).await;
@@ -783,7 +783,7 @@ async fn issue_10_spaces_around_equals_keep_sslmode() {
 }
 
 #[tokio::test]
-async fn issue_10_a_quoted_password_reaches_the_server_with_every_space() {
+async fn a_quoted_password_reaches_the_server_with_every_space() {
     let cluster = tls_server().await;
     let db = cluster.create_database("spaced_password").await;
     cluster
