@@ -20,8 +20,8 @@
 //! `tests/support/server.rs` for how one is found otherwise).
 //!
 //! Without `--bench` in its arguments (`cargo test --benches` / `--all-targets` runs bench
-//! targets that way) the binary does a tiny smoke run instead (300 users, 20 ms per
-//! measurement, one round, environment ignored): it checks that every implementation returns
+//! targets that way) the binary does a tiny smoke run instead (300 users, one call per task
+//! and measurement, one round, environment ignored): it checks that every implementation returns
 //! the expected rows, and asserts nothing about timing.
 //!
 //! Every call is issued exactly as rustauth-core 0.3.2 issues it (same query structs, field

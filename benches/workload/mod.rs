@@ -1388,7 +1388,8 @@ impl Config {
             return Self {
                 full,
                 quick: true,
-                seconds: 0.02,
+                // Every task still makes at least one call, and checks its result.
+                seconds: 0.0,
                 warmup: 0.0,
                 rounds: 1,
                 users: 300,
