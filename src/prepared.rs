@@ -168,6 +168,15 @@ impl TypedStatements {
         if !may_prepare || !undecided(current.settled, wanted) {
             return current.groups;
         }
+        // Boxed: preparing every group is a large future (tens of kilobytes), and every call
+        // that may take a typed statement awaits this one; inline, each call's future would
+        // carry (and copy, several times per call) space for a preparation that runs once per
+        // connection.
+        Box::pin(self.prepare(client, catalog, wanted)).await
+    }
+
+    /// Decides every wanted group not decided yet (the slow path of [`get`](Self::get)).
+    async fn prepare(&self, client: &Client, catalog: &Catalog, wanted: Wanted) -> Groups {
         let _preparing = self.preparing.lock().await;
         let current = self.lock().clone();
         if !undecided(current.settled, wanted) {
