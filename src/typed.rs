@@ -177,8 +177,12 @@ impl Router {
         })
     }
 
-    /// The core table and its fit, if `model` names one the typed path may serve.
+    /// The core table and its fit, if `model` names one the typed path may serve (never
+    /// when typed statements are off: then no call looks further at its shape).
     fn model(&self, schema: &DbSchema, model: &str) -> Option<(CoreTable, Fit)> {
+        if !self.enabled {
+            return None;
+        }
         let (logical, _) = resolve_table_with_logical(schema, model).ok()?;
         let table = CoreTable::from_logical(logical)?;
         let fit = self.fit_of(table);
