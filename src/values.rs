@@ -438,13 +438,15 @@ pub(crate) fn decode_record<'a, I>(row: &Row, fields: I) -> Result<DbRecord>
 where
     I: IntoIterator<Item = (&'a str, &'a DbField)>,
 {
-    fields
-        .into_iter()
-        .enumerate()
-        .map(|(index, (logical_name, field))| {
-            decode(row, index, field).map(|value| (logical_name.to_owned(), value))
-        })
-        .collect()
+    // Sized up front: collecting a `Result` gives the map no size hint, so it would grow
+    // (and rehash) while the row is read.
+    let fields = fields.into_iter();
+    let mut record = DbRecord::with_capacity(fields.size_hint().0);
+    for (index, (logical_name, field)) in fields.enumerate() {
+        let value = decode(row, index, field)?;
+        record.insert(logical_name.to_owned(), value);
+    }
+    Ok(record)
 }
 
 fn get<'a, T>(row: &'a Row, index: usize) -> Result<Option<T>>
