@@ -241,7 +241,7 @@ impl DbAdapter for TokioPostgresAdapter {
 
     fn create<'a>(&'a self, query: Create) -> AdapterFuture<'a, DbRecord> {
         let span = trace::call_span("create", &query.model);
-        Box::pin(trace::traced(span, trace::one, async move {
+        Box::pin(trace::traced(span, trace::one, move || async move {
             let shared = self.connection.shared().await?;
             let handle = shared.handle().await?;
             self.call(handle.db()).create(query).await
@@ -250,7 +250,7 @@ impl DbAdapter for TokioPostgresAdapter {
 
     fn find_one<'a>(&'a self, query: FindOne) -> AdapterFuture<'a, Option<DbRecord>> {
         let span = trace::call_span("find_one", &query.model);
-        Box::pin(trace::traced(span, trace::found, async move {
+        Box::pin(trace::traced(span, trace::found, move || async move {
             let shared = self.connection.shared().await?;
             let handle = shared.handle().await?;
             self.call(handle.db()).find_one(query).await
@@ -259,7 +259,7 @@ impl DbAdapter for TokioPostgresAdapter {
 
     fn find_many<'a>(&'a self, query: FindMany) -> AdapterFuture<'a, Vec<DbRecord>> {
         let span = trace::call_span("find_many", &query.model);
-        Box::pin(trace::traced(span, trace::listed, async move {
+        Box::pin(trace::traced(span, trace::listed, move || async move {
             let shared = self.connection.shared().await?;
             let handle = shared.handle().await?;
             self.call(handle.db()).find_many(query).await
@@ -268,7 +268,7 @@ impl DbAdapter for TokioPostgresAdapter {
 
     fn count<'a>(&'a self, query: Count) -> AdapterFuture<'a, u64> {
         let span = trace::call_span("count", &query.model);
-        Box::pin(trace::traced(span, trace::unknown, async move {
+        Box::pin(trace::traced(span, trace::unknown, move || async move {
             let shared = self.connection.shared().await?;
             let handle = shared.handle().await?;
             self.call(handle.db()).count(query).await
@@ -277,7 +277,7 @@ impl DbAdapter for TokioPostgresAdapter {
 
     fn update<'a>(&'a self, query: Update) -> AdapterFuture<'a, Option<DbRecord>> {
         let span = trace::call_span("update", &query.model);
-        Box::pin(trace::traced(span, trace::found, async move {
+        Box::pin(trace::traced(span, trace::found, move || async move {
             let shared = self.connection.shared().await?;
             let handle = shared.handle().await?;
             self.call(handle.db()).update(query).await
@@ -286,7 +286,7 @@ impl DbAdapter for TokioPostgresAdapter {
 
     fn update_many<'a>(&'a self, query: UpdateMany) -> AdapterFuture<'a, u64> {
         let span = trace::call_span("update_many", &query.model);
-        Box::pin(trace::traced(span, trace::counted, async move {
+        Box::pin(trace::traced(span, trace::counted, move || async move {
             let shared = self.connection.shared().await?;
             let handle = shared.handle().await?;
             self.call(handle.db()).update_many(query).await
@@ -295,7 +295,7 @@ impl DbAdapter for TokioPostgresAdapter {
 
     fn delete<'a>(&'a self, query: Delete) -> AdapterFuture<'a, ()> {
         let span = trace::call_span("delete", &query.model);
-        Box::pin(trace::traced(span, trace::unknown, async move {
+        Box::pin(trace::traced(span, trace::unknown, move || async move {
             let shared = self.connection.shared().await?;
             let handle = shared.handle().await?;
             self.call(handle.db()).delete(query).await
@@ -304,7 +304,7 @@ impl DbAdapter for TokioPostgresAdapter {
 
     fn delete_many<'a>(&'a self, query: DeleteMany) -> AdapterFuture<'a, u64> {
         let span = trace::call_span("delete_many", &query.model);
-        Box::pin(trace::traced(span, trace::counted, async move {
+        Box::pin(trace::traced(span, trace::counted, move || async move {
             let shared = self.connection.shared().await?;
             let handle = shared.handle().await?;
             self.call(handle.db()).delete_many(query).await

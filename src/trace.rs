@@ -62,18 +62,22 @@ pub(crate) fn unknown<T>(_: &T) -> Option<u64> {
     None
 }
 
-/// Runs `call` inside `span`, then records its row count, duration and error (if any), and
-/// turns the crate's error into the `RustAuthError` callers see.
+/// Runs the future `call` makes inside `span`, then records its row count, duration and error
+/// (if any), and turns the crate's error into the `RustAuthError` callers see.
+///
+/// `call` is a closure rather than the future itself: a future passed as an argument is kept
+/// in this one's state twice (as the argument, then as the awaited value), and the adapter's
+/// call futures are kilobytes that every call copies when it boxes this one.
 pub(crate) async fn traced<T, F>(
     span: Span,
     rows: impl FnOnce(&T) -> Option<u64>,
-    call: F,
+    call: impl FnOnce() -> F,
 ) -> Result<T, RustAuthError>
 where
     F: Future<Output = crate::error::Result<T>>,
 {
     let started = Instant::now();
-    let result = call.instrument(span.clone()).await;
+    let result = call().instrument(span.clone()).await;
     let elapsed = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     span.record("duration_us", elapsed);
     match &result {

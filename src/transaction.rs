@@ -168,56 +168,56 @@ impl DbAdapter for TransactionAdapter {
 
     fn create<'a>(&'a self, query: Create) -> AdapterFuture<'a, DbRecord> {
         let span = trace::call_span("create", &query.model);
-        Box::pin(trace::traced(span, trace::one, async move {
+        Box::pin(trace::traced(span, trace::one, move || async move {
             self.call().create(query).await
         }))
     }
 
     fn find_one<'a>(&'a self, query: FindOne) -> AdapterFuture<'a, Option<DbRecord>> {
         let span = trace::call_span("find_one", &query.model);
-        Box::pin(trace::traced(span, trace::found, async move {
+        Box::pin(trace::traced(span, trace::found, move || async move {
             self.call().find_one(query).await
         }))
     }
 
     fn find_many<'a>(&'a self, query: FindMany) -> AdapterFuture<'a, Vec<DbRecord>> {
         let span = trace::call_span("find_many", &query.model);
-        Box::pin(trace::traced(span, trace::listed, async move {
+        Box::pin(trace::traced(span, trace::listed, move || async move {
             self.call().find_many(query).await
         }))
     }
 
     fn count<'a>(&'a self, query: Count) -> AdapterFuture<'a, u64> {
         let span = trace::call_span("count", &query.model);
-        Box::pin(trace::traced(span, trace::unknown, async move {
+        Box::pin(trace::traced(span, trace::unknown, move || async move {
             self.call().count(query).await
         }))
     }
 
     fn update<'a>(&'a self, query: Update) -> AdapterFuture<'a, Option<DbRecord>> {
         let span = trace::call_span("update", &query.model);
-        Box::pin(trace::traced(span, trace::found, async move {
+        Box::pin(trace::traced(span, trace::found, move || async move {
             self.call().update(query).await
         }))
     }
 
     fn update_many<'a>(&'a self, query: UpdateMany) -> AdapterFuture<'a, u64> {
         let span = trace::call_span("update_many", &query.model);
-        Box::pin(trace::traced(span, trace::counted, async move {
+        Box::pin(trace::traced(span, trace::counted, move || async move {
             self.call().update_many(query).await
         }))
     }
 
     fn delete<'a>(&'a self, query: Delete) -> AdapterFuture<'a, ()> {
         let span = trace::call_span("delete", &query.model);
-        Box::pin(trace::traced(span, trace::unknown, async move {
+        Box::pin(trace::traced(span, trace::unknown, move || async move {
             self.call().delete(query).await
         }))
     }
 
     fn delete_many<'a>(&'a self, query: DeleteMany) -> AdapterFuture<'a, u64> {
         let span = trace::call_span("delete_many", &query.model);
-        Box::pin(trace::traced(span, trace::counted, async move {
+        Box::pin(trace::traced(span, trace::counted, move || async move {
             self.call().delete_many(query).await
         }))
     }
