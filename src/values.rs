@@ -339,11 +339,10 @@ enum Reader {
 }
 
 fn reader(ty: &Type) -> Option<Reader> {
-    // Every type a Rust `String` reads: text, varchar, bpchar, name, unknown and citext.
-    if <String as FromSql>::accepts(ty) {
-        return Some(Reader::Text);
-    }
+    // The built-in types first: `String::accepts` compares the type's name with `citext` and
+    // others for every type that is not text, and this runs for every column of every row.
     Some(match *ty {
+        Type::TEXT | Type::VARCHAR => Reader::Text,
         Type::UUID => Reader::Uuid,
         Type::INT8 => Reader::Int8,
         Type::INT4 => Reader::Int4,
@@ -357,6 +356,8 @@ fn reader(ty: &Type) -> Option<Reader> {
         Type::INT8_ARRAY => Reader::Int8Array,
         Type::INT4_ARRAY => Reader::Int4Array,
         Type::INT2_ARRAY => Reader::Int2Array,
+        // Every other type a Rust `String` reads: bpchar, name, unknown, citext, ….
+        _ if <String as FromSql>::accepts(ty) => Reader::Text,
         _ => match ty.kind() {
             Kind::Array(element) if <String as FromSql>::accepts(element) => Reader::TextArray,
             _ => return None,
