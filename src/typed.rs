@@ -738,6 +738,16 @@ fn projection(select: &[String], table: CoreTable, fit: Fit) -> Option<Cow<'stat
         let every = EVERY_COLUMN.get(..table.columns().len())?;
         return (fit == Fit::Core).then_some(Cow::Borrowed(every));
     }
+    // The common case (core's hot-path selections): every column, in table order.
+    let columns = table.columns();
+    let every_in_order = select.len() == columns.len()
+        && select
+            .iter()
+            .zip(columns)
+            .all(|(field, column)| field == column.name);
+    if let (true, Some(every)) = (every_in_order, EVERY_COLUMN.get(..columns.len())) {
+        return Some(Cow::Borrowed(every));
+    }
     select
         .iter()
         .map(|field| table.position(field))
@@ -928,6 +938,10 @@ mod tests {
         let every = projection(&[], CoreTable::Session, Fit::Core).map(Cow::into_owned);
         assert_eq!(every, Some((0..8).collect::<Vec<_>>()));
         assert_eq!(projection(&[], CoreTable::Session, Fit::Extended), None);
+        // Every column named in table order: the same indexes, whatever the fit.
+        let named = crate::layout::USER_FIELDS.map(str::to_owned);
+        let all = projection(&named, CoreTable::User, Fit::Extended).map(Cow::into_owned);
+        assert_eq!(all, Some((0..7).collect::<Vec<_>>()));
     }
 
     #[test]
