@@ -136,6 +136,16 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The shared side of `member`'s gate, unless a transaction holds it.
+    fn try_take(member: &Arc<Member>) -> Option<Self> {
+        let gate = Arc::clone(&member.gate).try_read_owned().ok()?;
+        member.in_flight.fetch_add(1, Ordering::SeqCst);
+        Some(Self {
+            member: Arc::clone(member),
+            _gate: gate,
+        })
+    }
+
     /// The member's current client, reconnecting first if it was lost.
     pub(crate) async fn handle(&self) -> Result<Arc<ClientHandle>, RustAuthError> {
         self.member.live.handle().await
@@ -289,6 +299,20 @@ impl TokioPostgresConnection {
     /// not inside a transaction; waits while every member is.
     pub(crate) async fn shared(&self) -> Result<Shared, RustAuthError> {
         let excluded = self.excluded()?;
+        // The common case first: the least busy free member (the one the loop below would try
+        // first) takes the call, with no waiter registered on `released` and no list built.
+        // Should its gate be taken, the loop decides as always.
+        let least_busy = self
+            .set
+            .members
+            .iter()
+            .filter(|member| {
+                !member.in_transaction.load(Ordering::SeqCst) && !excluded.contains(&member.id())
+            })
+            .min_by_key(|member| member.in_flight.load(Ordering::SeqCst));
+        if let Some(shared) = least_busy.and_then(Shared::try_take) {
+            return Ok(shared);
+        }
         let mut waiting = None;
         loop {
             let mut released = pin!(self.set.released.notified());
@@ -305,12 +329,8 @@ impl TokioPostgresConnection {
             candidates.sort_by_key(|member| member.in_flight.load(Ordering::SeqCst));
             for member in candidates {
                 // Fails only if a transaction took the member a moment ago: try the next.
-                if let Ok(gate) = Arc::clone(&member.gate).try_read_owned() {
-                    member.in_flight.fetch_add(1, Ordering::SeqCst);
-                    return Ok(Shared {
-                        member: Arc::clone(member),
-                        _gate: gate,
-                    });
+                if let Some(shared) = Shared::try_take(member) {
+                    return Ok(shared);
                 }
             }
             // Every member is inside a transaction: say so, so that the next member released
