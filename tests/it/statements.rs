@@ -30,6 +30,10 @@ fn user(id: &str) -> Create {
         .data("updated_at", DbValue::Timestamp(now))
 }
 
+fn by_email(email: &str) -> FindOne {
+    FindOne::new("user").where_clause(Where::new("email", DbValue::String(email.to_owned())))
+}
+
 #[tokio::test]
 async fn one_statement_per_query_shape_whatever_the_values() {
     let (adapter, _, _) = migrated("cache_reuse").await;
@@ -96,10 +100,7 @@ async fn a_migration_empties_the_shape_cache_of_its_own_adapter_only() {
     for adapter in [&adapter, &other] {
         adapter.create(user("a")).await.expect("create");
         adapter
-            .find_one(FindOne::new("user").where_clause(Where::new(
-                "email",
-                DbValue::String("a@example.com".to_owned()),
-            )))
+            .find_one(by_email("a@example.com"))
             .await
             .expect("find");
     }
@@ -121,10 +122,7 @@ async fn a_migration_empties_the_shape_cache_of_its_own_adapter_only() {
     adapter.run_migrations(&schema).await.expect("re-run");
     assert_eq!(adapter.cached_shape_count(), 0);
     let found = adapter
-        .find_one(FindOne::new("user").where_clause(Where::new(
-            "email",
-            DbValue::String("a@example.com".to_owned()),
-        )))
+        .find_one(by_email("a@example.com"))
         .await
         .expect("find after the migration");
     assert!(found.is_some());
@@ -164,10 +162,7 @@ async fn hot_calls_take_the_typed_statements_and_leave_the_generic_cache_alone()
     let adapter = adapter.with_typed_statements(true);
     adapter.create(user("t")).await.expect("create");
     let found = adapter
-        .find_one(FindOne::new("user").where_clause(Where::new(
-            "email",
-            DbValue::String("t@example.com".to_owned()),
-        )))
+        .find_one(by_email("t@example.com"))
         .await
         .expect("find");
     assert!(found.is_some());
