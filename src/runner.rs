@@ -188,19 +188,19 @@ async fn prepared_attempts(
     want: &Want,
     in_transaction: bool,
 ) -> Result<Outcome> {
-    let (statement, cached) = prepared(handle, sql.text).await?;
-    let values = match bind_checked(&sql, &statement) {
+    let (statement, cached) = prepared(handle, &sql).await?;
+    let values = match bind_all(sql.params, statement.params(), sql.targets) {
         Ok(values) => values,
         Err(refused) if cached => {
             // The value does not fit the parameter types this statement was prepared with.
             // If someone altered the column since, the statement prepared afresh has other
             // types and the value may fit; nothing was sent, so this is safe anywhere.
             handle.invalidate_statement(sql.text);
-            let (fresh, _) = prepared(handle, sql.text).await?;
+            let (fresh, _) = prepared(handle, &sql).await?;
             if fresh.params() == statement.params() {
                 return Err(refused);
             }
-            let values = bind_checked(&sql, &fresh)?;
+            let values = bind_all(sql.params, fresh.params(), sql.targets)?;
             return run_prepared(&handle.client, &fresh, &values, want).await;
         }
         Err(refused) => return Err(refused),
@@ -211,8 +211,8 @@ async fn prepared_attempts(
             if in_transaction || !cached {
                 return Err(error);
             }
-            let (fresh, _) = prepared(handle, sql.text).await?;
-            let values = bind_checked(&sql, &fresh)?;
+            let (fresh, _) = prepared(handle, &sql).await?;
+            let values = bind_all(sql.params, fresh.params(), sql.targets)?;
             run_prepared(&handle.client, &fresh, &values, want).await
         }
         other => other,
@@ -288,8 +288,18 @@ fn catalog_types(handle: &ClientHandle, sql: &Sql<'_>) -> Result<Vec<Type>> {
         .collect())
 }
 
-/// The values of `sql` for `statement`'s parameter types, once its result is known readable.
-fn bind_checked(sql: &Sql<'_>, statement: &Statement) -> Result<Vec<PgParam>> {
+/// `sql` prepared on the handle's connection, and whether it came from the cache. A statement
+/// whose result has a column this adapter cannot read is refused when it is prepared, before
+/// anything runs, and never cached: every cached statement has been checked once.
+async fn prepared(handle: &ClientHandle, sql: &Sql<'_>) -> Result<(Statement, bool)> {
+    if let Some(statement) = handle.statements.get(sql.text) {
+        return Ok((statement, true));
+    }
+    let statement = handle
+        .client
+        .prepare(sql.text)
+        .await
+        .map_err(Error::prepared)?;
     if let Some(column) = statement
         .columns()
         .iter()
@@ -297,16 +307,7 @@ fn bind_checked(sql: &Sql<'_>, statement: &Statement) -> Result<Vec<PgParam>> {
     {
         return Err(unreadable(sql.table, column.name(), column.type_()));
     }
-    bind_all(sql.params, statement.params(), sql.targets)
-}
-
-/// `sql` prepared on the handle's connection, and whether it came from the cache.
-async fn prepared(handle: &ClientHandle, sql: &str) -> Result<(Statement, bool)> {
-    if let Some(statement) = handle.statements.get(sql) {
-        return Ok((statement, true));
-    }
-    let statement = handle.client.prepare(sql).await.map_err(Error::prepared)?;
-    handle.statements.insert(sql, statement.clone());
+    handle.statements.insert(sql.text, statement.clone());
     Ok((statement, false))
 }
 
