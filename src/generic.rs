@@ -251,6 +251,23 @@ fn filtered_plan(
     Ok((plan, statement.params))
 }
 
+/// [`prepare_call`] for a statement whose shape is its operation, model and where-clause, and
+/// whose only parameters are the where-clause's (counts, bulk deletes).
+fn prepare_filtered(
+    shapes: Option<&Shapes>,
+    schema: &DbSchema,
+    (operation, model, clauses): (char, &str, &[Where]),
+    statement: impl FnOnce() -> Result<SqlStatement>,
+    read: Read,
+) -> Result<(Arc<Plan>, Vec<SqlParam>)> {
+    prepare_call(
+        shapes,
+        || Key::new(operation, model).clauses(clauses),
+        || filtered_plan(schema, model, clauses, statement()?, read),
+        |out| where_values(clauses, out),
+    )
+}
+
 /// Counts rows (`docs/behaviour.md` §3).
 pub(crate) async fn count(
     db: Db<'_>,
@@ -258,20 +275,12 @@ pub(crate) async fn count(
     shapes: Option<&Shapes>,
     query: Count,
 ) -> Result<u64> {
-    let (plan, params) = prepare_call(
+    let (plan, params) = prepare_filtered(
         shapes,
-        || Key::new('c', &query.model).clauses(&query.where_clauses),
-        || {
-            let statement = count_statement(PG, schema, &query)?;
-            filtered_plan(
-                schema,
-                &query.model,
-                &query.where_clauses,
-                statement,
-                Read::Count,
-            )
-        },
-        |out| where_values(&query.where_clauses, out),
+        schema,
+        ('c', &query.model, &query.where_clauses),
+        || Ok(count_statement(PG, schema, &query)?),
+        Read::Count,
     )?;
     let row = plan_rows(db, &plan, &params)
         .await?
@@ -518,20 +527,12 @@ pub(crate) async fn delete_many(
     shapes: Option<&Shapes>,
     query: DeleteMany,
 ) -> Result<u64> {
-    let (plan, params) = prepare_call(
+    let (plan, params) = prepare_filtered(
         shapes,
-        || Key::new('x', &query.model).clauses(&query.where_clauses),
-        || {
-            let statement = delete_many_statement(PG, schema, &query)?;
-            filtered_plan(
-                schema,
-                &query.model,
-                &query.where_clauses,
-                statement,
-                Read::Nothing,
-            )
-        },
-        |out| where_values(&query.where_clauses, out),
+        schema,
+        ('x', &query.model, &query.where_clauses),
+        || Ok(delete_many_statement(PG, schema, &query)?),
+        Read::Nothing,
     )?;
     plan_execute(db, &plan, &params).await
 }
