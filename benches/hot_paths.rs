@@ -36,7 +36,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustauth_core::db::{auth_schema, AuthSchemaOptions, DbAdapter, DbSchema, RateLimitStorage};
+use rustauth_core::db::{DbAdapter, DbSchema};
 use tokio_postgres::Client;
 use workload::*;
 
@@ -176,22 +176,7 @@ async fn copy_rows(client: &Client, from: &DbSchema, to: &DbSchema) {
 async fn run(config: Config) {
     let started = Instant::now();
     let load_at_start = load_average();
-    let url = server::fresh_database("bench").await;
-    let name = database_name(&url);
-    let admin = server::connect(&server::server_url().await).await;
-    admin
-        .batch_execute(&format!(
-            "ALTER DATABASE \"{name}\" SET synchronous_commit = off"
-        ))
-        .await
-        .expect("ALTER DATABASE … SET synchronous_commit = off");
-
-    let schema = auth_schema(AuthSchemaOptions {
-        rate_limit_storage: RateLimitStorage::Database,
-        ..AuthSchemaOptions::default()
-    });
-    let floor_sql = FloorSql::default_layout();
-    check_floor_sql(&schema, &floor_sql);
+    let (url, schema, floor_sql, database) = benchmark_database("bench").await;
     let ba_schema = rustauth_tokio_postgres::layout::better_auth_schema();
     let ba_floor_sql = floor_sql.renamed(&physical_renames(&schema, &ba_schema));
     check_floor_sql(&ba_schema, &ba_floor_sql);
@@ -791,7 +776,7 @@ async fn run(config: Config) {
     // Close every connection to the benchmark database, then drop it.
     drop(implementations);
     drop(setup);
-    drop_database(&admin, &name, "hot_paths").await;
+    database.drop("hot_paths").await;
 }
 
 fn main() {

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustauth_core::db::{
-    create_statement, delete_one_statement, find_many_statement, find_many_with_joins_statement,
-    find_one_statement, update_one_plan, Create, DbAdapter, DbRecord, DbSchema, DbValue, Delete,
-    FindMany, FindOne, JoinOption, Sort, SortDirection, SqlDialect, SqlUpdateOnePlan, Update,
-    Where,
+    auth_schema, create_statement, delete_one_statement, find_many_statement,
+    find_many_with_joins_statement, find_one_statement, update_one_plan, AuthSchemaOptions, Create,
+    DbAdapter, DbRecord, DbSchema, DbValue, Delete, FindMany, FindOne, JoinOption,
+    RateLimitStorage, Sort, SortDirection, SqlDialect, SqlUpdateOnePlan, Update, Where,
 };
 use rustauth_core::options::{RateLimitConsumeInput, RateLimitRule, RateLimitStore};
 use time::OffsetDateTime;
@@ -1466,6 +1466,41 @@ impl Config {
             format!(" -- {}", self.filters.join(" "))
         };
         format!("{} {bench}{filters}", env.join(" "))
+    }
+}
+
+/// A fresh benchmark database with `synchronous_commit = off` on it only, the default schema
+/// with database rate limiting, the floor's SQL for it (checked against core's planner), and
+/// what drops the database at the end.
+pub async fn benchmark_database(label: &str) -> (String, DbSchema, FloorSql, BenchDatabase) {
+    let url = crate::server::fresh_database(label).await;
+    let name = database_name(&url);
+    let admin = crate::server::connect(&crate::server::server_url().await).await;
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{name}\" SET synchronous_commit = off"
+        ))
+        .await
+        .expect("ALTER DATABASE … SET synchronous_commit = off");
+    let schema = auth_schema(AuthSchemaOptions {
+        rate_limit_storage: RateLimitStorage::Database,
+        ..AuthSchemaOptions::default()
+    });
+    let floor_sql = FloorSql::default_layout();
+    check_floor_sql(&schema, &floor_sql);
+    (url, schema, floor_sql, BenchDatabase { name, admin })
+}
+
+/// The benchmark database of [`benchmark_database`], to drop at the end.
+pub struct BenchDatabase {
+    name: String,
+    admin: Client,
+}
+
+impl BenchDatabase {
+    /// Drops the database (`bench` names the benchmark in a warning if it cannot).
+    pub async fn drop(&self, bench: &str) {
+        drop_database(&self.admin, &self.name, bench).await;
     }
 }
 

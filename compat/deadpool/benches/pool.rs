@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustauth_core::db::{auth_schema, AuthSchemaOptions, DbAdapter, RateLimitStorage};
+use rustauth_core::db::DbAdapter;
 use rustauth_deadpool_postgres::DeadpoolPostgresStores;
 use workload::*;
 
@@ -48,22 +48,7 @@ const POOL_CALLS: [Call; 4] = [
 async fn run(config: Config) {
     let started = Instant::now();
     let load_at_start = load_average();
-    let url = server::fresh_database("poolbench").await;
-    let name = database_name(&url);
-    let admin = server::connect(&server::server_url().await).await;
-    admin
-        .batch_execute(&format!(
-            "ALTER DATABASE \"{name}\" SET synchronous_commit = off"
-        ))
-        .await
-        .expect("ALTER DATABASE … SET synchronous_commit = off");
-
-    let schema = auth_schema(AuthSchemaOptions {
-        rate_limit_storage: RateLimitStorage::Database,
-        ..AuthSchemaOptions::default()
-    });
-    let floor_sql = FloorSql::default_layout();
-    check_floor_sql(&schema, &floor_sql);
+    let (url, schema, floor_sql, database) = benchmark_database("poolbench").await;
     let setup = server::connect(&url).await;
     // The same DDL as hot_paths (this crate's adapter creates it).
     rustauth_tokio_postgres::TokioPostgresAdapter::with_schema(
@@ -278,7 +263,7 @@ async fn run(config: Config) {
 
     drop(implementations);
     drop(setup);
-    drop_database(&admin, &name, "pool").await;
+    database.drop("pool").await;
 }
 
 fn main() {
