@@ -150,25 +150,7 @@ impl Router {
         if !self.enabled {
             return None;
         }
-        let Db::Cached {
-            handle,
-            transaction,
-        } = db
-        else {
-            return None;
-        };
-        if handle.mode != StatementMode::Prepared {
-            return None;
-        }
-        let groups = handle
-            .typed
-            .get(
-                &handle.client,
-                &handle.catalog,
-                self.wanted(),
-                transaction.is_none(),
-            )
-            .await;
+        let (handle, transaction, groups) = typed_groups(db, self.wanted()).await?;
         Some(Typed {
             handle,
             aborted: transaction,
@@ -639,21 +621,9 @@ pub(crate) async fn consume_rate_limit(
     window_ms: i64,
     max: i64,
 ) -> Option<Result<Option<(bool, i64, i64)>>> {
-    let Db::Cached {
-        handle,
-        transaction: None,
-    } = db
-    else {
+    let (handle, None, groups) = typed_groups(db, Wanted::of([CoreTable::RateLimit])).await? else {
         return None;
     };
-    if handle.mode != StatementMode::Prepared {
-        return None;
-    }
-    let wanted = Wanted::of([CoreTable::RateLimit]);
-    let groups = handle
-        .typed
-        .get(&handle.client, &handle.catalog, wanted, true)
-        .await;
     let statement = &groups.rate_limit.as_ref()?.consume;
     let row = statement
         .bind(&handle.client, &key, &now_ms, &window_ms, &max)
@@ -662,6 +632,36 @@ pub(crate) async fn consume_rate_limit(
         row.map(|row| (row.permitted, row.count, row.last_request))
     })
     .await
+}
+
+/// The connection, transaction flag and typed statements of `db` for the tables `wanted`,
+/// when generated statements can run there at all: a connection of this crate's in prepared
+/// mode (the driver's unprepared calls and `statement_mode=unprepared` never take them).
+/// Groups not decided yet are prepared only outside a transaction.
+async fn typed_groups(
+    db: Db<'_>,
+    wanted: Wanted,
+) -> Option<(&ClientHandle, Option<&AtomicBool>, Groups)> {
+    let Db::Cached {
+        handle,
+        transaction,
+    } = db
+    else {
+        return None;
+    };
+    if handle.mode != StatementMode::Prepared {
+        return None;
+    }
+    let groups = handle
+        .typed
+        .get(
+            &handle.client,
+            &handle.catalog,
+            wanted,
+            transaction.is_none(),
+        )
+        .await;
+    Some((handle, transaction, groups))
 }
 
 /// The typed statements of one connection, for one call.
