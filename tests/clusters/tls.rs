@@ -714,72 +714,60 @@ async fn a_downgrading_proxy_never_gets_a_plain_text_connection() {
     assert_eq!(proxy.plain_startups(), 2 * HOSTILE_PASSWORDS.len() as u64);
 }
 
-#[tokio::test]
-async fn a_raw_question_mark_in_the_password_keeps_sslmode() {
-    // `require` through a proxy that refuses TLS: refused, nothing sent in plain text.
+/// The connection string `string(port, database, sslmode)` keeps the sslmode it asks for:
+/// `require` through a proxy that refuses TLS is refused with nothing sent in plain text;
+/// `disable` against a server that offers TLS and refuses plain text on TCP is not encrypted
+/// (the error carries `disable_error`); `require` there connects encrypted.
+async fn the_string_keeps_its_sslmode(
+    label: &str,
+    string: impl Fn(u16, &str, &str) -> String,
+    disable_error: &[&str],
+) {
     let plain = plain_server().await;
-    let plain_db = plain.create_database("question_mark_plain").await;
+    let plain_db = plain.create_database(&format!("{label}_plain")).await;
     let proxy = downgrading_proxy(&plain).await;
-    let url = format!(
-        "postgres://postgres:pa?ss@127.0.0.1:{}/{plain_db}?sslmode=require",
-        proxy.port()
-    );
     assert_connect_error(
-        connect(&url).await,
+        connect(&string(proxy.port(), &plain_db, "require")).await,
         &["the server does not support TLS but sslmode=require"],
     );
     assert_eq!((proxy.ssl_requests(), proxy.plain_startups()), (1, 0));
 
-    // `disable` against a server that offers TLS and refuses plain text on TCP: the client
-    // did not encrypt (before the fix, it did).
     let cluster = tls_server().await;
-    let db = cluster.create_database("question_mark").await;
-    let url = format!(
-        "postgres://postgres:pa?ss@127.0.0.1:{}/{db}?sslmode=disable",
-        cluster.port
-    );
+    let db = cluster.create_database(label).await;
     assert_connect_error(
-        connect(&url).await,
-        &["SQLSTATE 28000", "no encryption", "sslmode=disable"],
+        connect(&string(cluster.port, &db, "disable")).await,
+        disable_error,
     );
-    // And `require` there is encrypted.
-    let adapter = connect(&url.replace("sslmode=disable", "sslmode=require"))
+    let adapter = connect(&string(cluster.port, &db, "require"))
         .await
-        .expect("require with a `?` in the password");
-    exercise(&adapter, "question-mark@example.com").await;
+        .unwrap_or_else(|error| panic!("{label}: require: {error}"));
+    exercise(&adapter, &format!("{label}@example.com")).await;
     assert_eq!(ssl_of_backends(&cluster, &db).await, vec![true]);
 }
 
 #[tokio::test]
-async fn spaces_around_equals_keep_sslmode() {
-    let plain = plain_server().await;
-    let plain_db = plain.create_database("spaced_equals_plain").await;
-    let proxy = downgrading_proxy(&plain).await;
-    let key_value = format!(
-        "host=127.0.0.1 port={} user=postgres dbname={plain_db} sslmode = require",
-        proxy.port()
-    );
-    assert_connect_error(
-        connect(&key_value).await,
-        &["the server does not support TLS but sslmode=require"],
-    );
-    assert_eq!((proxy.ssl_requests(), proxy.plain_startups()), (1, 0));
+async fn a_raw_question_mark_in_the_password_keeps_sslmode() {
+    // Before the fix, the `?` in the password ended the path and sslmode was lost.
+    the_string_keeps_its_sslmode(
+        "question_mark",
+        |port, db, mode| format!("postgres://postgres:pa?ss@127.0.0.1:{port}/{db}?sslmode={mode}"),
+        &["SQLSTATE 28000", "no encryption", "sslmode=disable"],
+    )
+    .await;
+}
 
-    let cluster = tls_server().await;
-    let db = cluster.create_database("spaced_equals").await;
-    let key_value = format!(
-        "host=127.0.0.1 port={} user=postgres dbname={db} sslmode = disable",
-        cluster.port
-    );
-    assert_connect_error(
-        connect(&key_value).await,
+#[tokio::test]
+async fn spaces_around_equals_keep_sslmode() {
+    the_string_keeps_its_sslmode(
+        "spaced_equals",
+        |port, db, mode| {
+            // One and two spaces on each side.
+            let equals = if mode == "require" { "  =  " } else { " = " };
+            format!("host=127.0.0.1 port={port} user=postgres dbname={db} sslmode{equals}{mode}")
+        },
         &["SQLSTATE 28000", "no encryption"],
-    );
-    let adapter = connect(&key_value.replace("sslmode = disable", "sslmode  =  require"))
-        .await
-        .expect("require with spaces around `=`");
-    exercise(&adapter, "spaced-equals@example.com").await;
-    assert_eq!(ssl_of_backends(&cluster, &db).await, vec![true]);
+    )
+    .await;
 }
 
 #[tokio::test]
