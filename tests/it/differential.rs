@@ -90,6 +90,17 @@ fn s(value: impl Into<String>) -> DbValue {
     DbValue::String(value.into())
 }
 
+/// A user named Ada with this id, email and creation time, as sign-up creates one.
+fn new_user(id: &str, email: &str, at: OffsetDateTime) -> Create {
+    Create::new("user")
+        .data("id", s(id))
+        .data("name", s("Ada"))
+        .data("email", s(email))
+        .data("email_verified", DbValue::Boolean(false))
+        .data("created_at", ts(at))
+        .data("updated_at", ts(at))
+}
+
 fn ts(value: OffsetDateTime) -> DbValue {
     DbValue::Timestamp(value)
 }
@@ -1924,15 +1935,7 @@ async fn duplicate_rows_single_row_update_and_delete_match() {
     let at = |seconds: i64| OffsetDateTime::from_unix_timestamp(seconds).unwrap();
     pair.step(
         "user",
-        Call::Create(
-            Create::new("user")
-                .data("id", s("u1"))
-                .data("name", s("Ada"))
-                .data("email", s("ada@example.com"))
-                .data("email_verified", DbValue::Boolean(false))
-                .data("created_at", ts(at(1)))
-                .data("updated_at", ts(at(1))),
-        ),
+        Call::Create(new_user("u1", "ada@example.com", at(1))),
         true,
     )
     .await
@@ -2245,15 +2248,7 @@ async fn join_spelled_with_the_physical_table_name_matches() {
     let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
     pair.step(
         "user",
-        Call::Create(
-            Create::new("user")
-                .data("id", s("u1"))
-                .data("name", s("Ada"))
-                .data("email", s("ada@example.com"))
-                .data("email_verified", DbValue::Boolean(false))
-                .data("created_at", ts(at))
-                .data("updated_at", ts(at)),
-        ),
+        Call::Create(new_user("u1", "ada@example.com", at)),
         true,
     )
     .await
@@ -2400,15 +2395,7 @@ async fn a_user_with_more_than_a_hundred_accounts_matches() {
     let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
     pair.step(
         "user",
-        Call::Create(
-            Create::new("user")
-                .data("id", s("u1"))
-                .data("name", s("Ada"))
-                .data("email", s("ada@example.com"))
-                .data("email_verified", DbValue::Boolean(false))
-                .data("created_at", ts(at))
-                .data("updated_at", ts(at)),
-        ),
+        Call::Create(new_user("u1", "ada@example.com", at)),
         true,
     )
     .await
@@ -2473,13 +2460,7 @@ async fn calls_before_and_after_the_migration_match() {
     let generic = side_without_tables("differential_unmigrated_generic", &schema, false).await;
     let mut pair = Pair::from_sides(typed, generic, &[]);
     let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
-    let create = Create::new("user")
-        .data("id", s("u1"))
-        .data("name", s("Ada"))
-        .data("email", s("ada@example.com"))
-        .data("email_verified", DbValue::Boolean(false))
-        .data("created_at", ts(at))
-        .data("updated_at", ts(at));
+    let create = new_user("u1", "ada@example.com", at);
     let find = FindOne::new("session").where_clause(Where::new("token", s("t1")));
     for (label, call) in [
         ("create user", Call::Create(create.clone())),
@@ -2515,15 +2496,7 @@ async fn a_column_type_change_under_prepared_statements_matches() {
     let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
     pair.step(
         "user",
-        Call::Create(
-            Create::new("user")
-                .data("id", s("u1"))
-                .data("name", s("Ada"))
-                .data("email", s("ada@example.com"))
-                .data("email_verified", DbValue::Boolean(false))
-                .data("created_at", ts(at))
-                .data("updated_at", ts(at)),
-        ),
+        Call::Create(new_user("u1", "ada@example.com", at)),
         true,
     )
     .await
@@ -2669,15 +2642,7 @@ async fn newest_sessions_of_a_user_match() {
     for user in ["u1", "u2"] {
         pair.step(
             "user",
-            Call::Create(
-                Create::new("user")
-                    .data("id", s(user))
-                    .data("name", s("Ada"))
-                    .data("email", s(format!("{user}@example.com")))
-                    .data("email_verified", DbValue::Boolean(false))
-                    .data("created_at", ts(at))
-                    .data("updated_at", ts(at)),
-            ),
+            Call::Create(new_user(user, &format!("{user}@example.com"), at)),
             true,
         )
         .await
