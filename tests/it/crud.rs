@@ -88,7 +88,7 @@ fn assert_full_capabilities(capabilities: &AdapterCapabilities) {
 
 #[tokio::test]
 async fn main_adapter_reports_capabilities() {
-    let (adapter, _url) = default_adapter("h4 capabilities").await;
+    let (adapter, _url) = default_adapter("capabilities").await;
     assert_eq!(adapter.id(), "tokio-postgres");
     let capabilities = adapter.capabilities();
     assert_eq!(capabilities.adapter_id, "tokio-postgres");
@@ -98,7 +98,7 @@ async fn main_adapter_reports_capabilities() {
 
 #[tokio::test]
 async fn transaction_adapter_reports_capabilities() {
-    let (adapter, _url) = default_adapter("h5 tx capabilities").await;
+    let (adapter, _url) = default_adapter("tx capabilities").await;
     let seen: Arc<Mutex<Option<(String, AdapterCapabilities)>>> = Arc::new(Mutex::new(None));
     let slot = Arc::clone(&seen);
     adapter
@@ -144,7 +144,7 @@ fn user_without_id(email: &str) -> Create {
 #[tokio::test]
 async fn uuid_with_database_support_generates_uuid_ids() {
     let schema = uuid_schema(false);
-    let (adapter, _url) = adapter_with("h6 uuid", &schema).await;
+    let (adapter, _url) = adapter_with("uuid", &schema).await;
 
     let user = adapter
         .create(user_without_id("ada@example.com").select(["id", "email"]))
@@ -204,7 +204,7 @@ async fn uuid_with_database_support_generates_uuid_ids() {
 #[tokio::test]
 async fn forced_uuid_is_kept_and_uppercase_comes_back_lowercase() {
     let schema = uuid_schema(true);
-    let (adapter, _url) = adapter_with("h7 forced uuid", &schema).await;
+    let (adapter, _url) = adapter_with("forced uuid", &schema).await;
 
     let forced = "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d";
     let user = adapter
@@ -244,7 +244,7 @@ async fn serial_schema_uses_identity_and_returns_number_ids() {
         id_policy: IdPolicy::new(IdGeneration::Serial),
         ..AuthSchemaOptions::default()
     });
-    let url = support::fresh_database("h8 serial").await;
+    let url = support::fresh_database("serial").await;
     let adapter = TokioPostgresAdapter::connect_with_schema(&url, schema.clone())
         .await
         .expect("connect");
@@ -300,7 +300,7 @@ async fn serial_schema_uses_identity_and_returns_number_ids() {
 
 #[tokio::test]
 async fn insensitive_ends_with_sort_limit_offset() {
-    let (adapter, _url) = default_adapter("h17 ends with").await;
+    let (adapter, _url) = default_adapter("ends with").await;
     seed_user(&adapter, "ada", "ada@EXAMPLE.COM", at(1)).await;
     seed_user(&adapter, "alan", "alan@example.net", at(2)).await;
     seed_user(&adapter, "grace", "grace@Example.Com", at(3)).await;
@@ -347,7 +347,7 @@ async fn insensitive_ends_with_sort_limit_offset() {
 
 #[tokio::test]
 async fn update_returns_record_with_new_value() {
-    let (adapter, _url) = default_adapter("h18 update").await;
+    let (adapter, _url) = default_adapter("update").await;
     seed_user(&adapter, "u1", "u1@example.com", at(0)).await;
     seed_session(&adapter, "s1", "u1").await;
     seed_session(&adapter, "s2", "u1").await;
@@ -405,7 +405,7 @@ async fn update_returns_record_with_new_value() {
 
 #[tokio::test]
 async fn delete_many_returns_deleted_count() {
-    let (adapter, _url) = default_adapter("h19 delete many").await;
+    let (adapter, _url) = default_adapter("delete many").await;
     seed_user(&adapter, "owner", "owner@example.com", at(0)).await;
     seed_user(&adapter, "other", "other@example.com", at(0)).await;
     seed_session(&adapter, "s1", "owner").await;
@@ -434,7 +434,7 @@ async fn delete_many_returns_deleted_count() {
 
 #[tokio::test]
 async fn insensitive_in_matches_mixed_case() {
-    let (adapter, _url) = default_adapter("h20 insensitive in").await;
+    let (adapter, _url) = default_adapter("insensitive in").await;
     seed_user(&adapter, "ada", "Ada@Example.COM", at(0)).await;
     seed_user(&adapter, "bob", "bob@example.com", at(0)).await;
 
@@ -481,7 +481,7 @@ async fn insensitive_in_matches_mixed_case() {
 
 #[tokio::test]
 async fn empty_in_matches_nothing_and_empty_not_in_matches_all() {
-    let (adapter, _url) = default_adapter("h21 empty in").await;
+    let (adapter, _url) = default_adapter("empty in").await;
     for name in ["a", "b", "c"] {
         seed_user(&adapter, name, &format!("{name}@example.com"), at(0)).await;
     }
@@ -541,7 +541,7 @@ async fn empty_in_matches_nothing_and_empty_not_in_matches_all() {
 
 #[tokio::test]
 async fn empty_update_data_changes_nothing() {
-    let (adapter, _url) = default_adapter("h22 empty update").await;
+    let (adapter, _url) = default_adapter("empty update").await;
     seed_user(&adapter, "u1", "u1@example.com", at(0)).await;
 
     let updated = adapter
@@ -564,7 +564,7 @@ async fn empty_update_data_changes_nothing() {
 
 #[tokio::test]
 async fn delete_with_two_matches_removes_exactly_one() {
-    let (adapter, _url) = default_adapter("h23 delete one").await;
+    let (adapter, _url) = default_adapter("delete one").await;
     seed_user(&adapter, "u1", "u1@example.com", at(0)).await;
     for id in ["s1", "s2", "s3"] {
         seed_session(&adapter, id, "u1").await;
@@ -609,7 +609,7 @@ async fn delete_with_two_matches_removes_exactly_one() {
 
 #[tokio::test]
 async fn null_predicates_in_and_or_groups() {
-    let (adapter, _url) = default_adapter("h24 null predicates").await;
+    let (adapter, _url) = default_adapter("null predicates").await;
     user_with(&adapter, "u1", "u1@example.com", DbValue::Null, true).await;
     user_with(&adapter, "u2", "u2@example.com", s("img2"), true).await;
     user_with(&adapter, "u3", "u3@example.com", DbValue::Null, false).await;
@@ -691,7 +691,7 @@ async fn null_predicates_in_and_or_groups() {
 
 #[tokio::test]
 async fn like_wildcards_and_escape_are_literal() {
-    let (adapter, _url) = default_adapter("h25 like literal").await;
+    let (adapter, _url) = default_adapter("like literal").await;
     for (id, email) in [
         ("pct", "100%@example.com"),
         ("zero", "1000@example.com"),
@@ -751,7 +751,7 @@ async fn like_wildcards_and_escape_are_literal() {
 
 #[tokio::test]
 async fn update_many_without_where_updates_all() {
-    let (adapter, _url) = default_adapter("h26 update all").await;
+    let (adapter, _url) = default_adapter("update all").await;
     for name in ["a", "b", "c"] {
         seed_user(&adapter, name, &format!("{name}@example.com"), at(0)).await;
     }
@@ -781,7 +781,7 @@ async fn update_many_without_where_updates_all() {
 
 #[tokio::test]
 async fn update_changing_where_field_returns_new_value() {
-    let (adapter, _url) = default_adapter("h27 update where field").await;
+    let (adapter, _url) = default_adapter("update where field").await;
     seed_user(&adapter, "u1", "u1@example.com", at(0)).await;
     seed_session(&adapter, "s1", "u1").await;
     seed_session(&adapter, "s2", "u1").await;
@@ -841,7 +841,7 @@ async fn update_changing_where_field_returns_new_value() {
 
 #[tokio::test]
 async fn every_operator_on_strings() {
-    let (adapter, _url) = default_adapter("b4 string operators").await;
+    let (adapter, _url) = default_adapter("string operators").await;
     for (id, name) in [("a", "alpha"), ("b", "bravo"), ("c", "charlie")] {
         adapter
             .create(
@@ -909,7 +909,7 @@ async fn every_operator_on_strings() {
 
 #[tokio::test]
 async fn every_operator_on_numbers_and_timestamps() {
-    let (adapter, _url) = adapter_with("b4 number operators", &extended_schema()).await;
+    let (adapter, _url) = adapter_with("number operators", &extended_schema()).await;
     seed_gadget(&adapter, "g1", 10, at(10)).await;
     seed_gadget(&adapter, "g2", 20, at(20)).await;
     seed_gadget(&adapter, "g3", 30, at(30)).await;
@@ -1009,7 +1009,7 @@ async fn every_operator_on_numbers_and_timestamps() {
 
 #[tokio::test]
 async fn sort_asc_desc_with_limit_offset_paging() {
-    let (adapter, _url) = adapter_with("b5 sort paging", &extended_schema()).await;
+    let (adapter, _url) = adapter_with("sort paging", &extended_schema()).await;
     // Inserted out of order so that heap order differs from every sort order.
     for (id, number) in [("g3", 30), ("g1", 10), ("g5", 50), ("g2", 20), ("g4", 40)] {
         seed_gadget(&adapter, id, number, at(number)).await;
@@ -1102,7 +1102,7 @@ fn renamed_schema() -> DbSchema {
 #[tokio::test]
 async fn renamed_tables_and_columns_logical_in_logical_out() {
     let schema = renamed_schema();
-    let (adapter, url) = adapter_with("b3 renamed", &schema).await;
+    let (adapter, url) = adapter_with("renamed", &schema).await;
     seed_user(&adapter, "ada", "ada@example.com", at(1)).await;
     seed_user(&adapter, "bob", "bob@example.com", at(2)).await;
     seed_session(&adapter, "s1", "ada").await;
@@ -1221,7 +1221,7 @@ async fn renamed_tables_and_columns_logical_in_logical_out() {
 
 #[tokio::test]
 async fn schema_qualified_tables_crud_and_join() {
-    let url = support::fresh_database("h14 qualified").await;
+    let url = support::fresh_database("qualified").await;
     let client = support::connect(&url).await;
     client
         .batch_execute("CREATE SCHEMA internal_xyz")
@@ -1625,7 +1625,7 @@ async fn two_connections_refreshing_one_session_lose_no_refresh() {
 async fn two_connections_updating_one_row_by_non_unique_where_lose_no_update() {
     const ROUNDS: usize = 100;
     let (_adapter, refreshed, lost) =
-        race_two_connections("q9 concurrent update", ROUNDS, 200_000, |seconds| {
+        race_two_connections("concurrent update", ROUNDS, 200_000, |seconds| {
             Update::new("session")
                 .where_clause(eq("user_id", s("u1")))
                 .data("expires_at", DbValue::Timestamp(at(seconds)))
@@ -1648,7 +1648,7 @@ async fn two_connections_updating_one_row_by_non_unique_where_lose_no_update() {
 /// touched, and `update` returns that row as stored (behaviour.md §3, quirk Q9).
 #[tokio::test]
 async fn single_row_update_and_delete_touch_exactly_one_row() {
-    let (adapter, _url) = default_adapter("q9 single row").await;
+    let (adapter, _url) = default_adapter("single row").await;
     user_with(&adapter, "u1", "u1@example.com", DbValue::Null, false).await;
     user_with(&adapter, "u2", "u2@example.com", DbValue::Null, false).await;
     user_with(&adapter, "u3", "U3@Example.com", s("img"), false).await;

@@ -50,7 +50,7 @@ fn user_where(id: &str) -> FindOne {
 
 #[tokio::test]
 async fn find_one_user_join_account_limit_1_gives_array_of_one() {
-    let adapter = seeded("h28 join limit").await;
+    let adapter = seeded("join limit").await;
     let user = adapter
         .find_one(user_where("u1").join("account", JoinOption::enabled().limit(1)))
         .await
@@ -86,7 +86,7 @@ async fn find_one_user_join_account_limit_1_gives_array_of_one() {
 
 #[tokio::test]
 async fn find_many_users_join_limited_account_and_sessions() {
-    let adapter = seeded("h29 two joins").await;
+    let adapter = seeded("two joins").await;
     let users = adapter
         .find_many(
             FindMany::new("user")
@@ -112,7 +112,7 @@ async fn find_many_users_join_limited_account_and_sessions() {
 
 #[tokio::test]
 async fn account_join_user_is_a_record() {
-    let adapter = seeded("h30 account user").await;
+    let adapter = seeded("account user").await;
     let account = adapter
         .find_one(
             FindOne::new("account")
@@ -130,7 +130,7 @@ async fn account_join_user_is_a_record() {
 
 #[tokio::test]
 async fn user_without_sessions_gets_an_empty_array() {
-    let adapter = seeded("h31 empty join").await;
+    let adapter = seeded("empty join").await;
     let users = adapter
         .find_many(
             FindMany::new("user")
@@ -148,7 +148,7 @@ async fn user_without_sessions_gets_an_empty_array() {
 
 #[tokio::test]
 async fn session_join_user_is_a_record() {
-    let adapter = seeded("h32 session user").await;
+    let adapter = seeded("session user").await;
     let session = adapter
         .find_one(
             FindOne::new("session")
@@ -180,7 +180,7 @@ async fn session_join_user_is_a_record() {
 
 #[tokio::test]
 async fn select_email_with_join_has_no_id_key() {
-    let adapter = seeded("h33 select join").await;
+    let adapter = seeded("select join").await;
     let user = adapter
         .find_one(
             FindOne::new("user")
@@ -246,7 +246,7 @@ async fn joins_inside_transaction(
 
 #[tokio::test]
 async fn joins_inside_a_transaction() {
-    let adapter = seeded("h34 tx joins").await;
+    let adapter = seeded("tx joins").await;
     let (wrapped, direct) = joins_inside_transaction(&adapter).await;
     for (label, users) in [("JoinAdapter", &wrapped), ("tx.find_many", &direct)] {
         assert_eq!(ids(users), ["tx_user"], "{label}");
@@ -265,7 +265,7 @@ async fn joins_inside_a_transaction() {
 
 #[tokio::test]
 async fn joined_find_many_follows_sort_and_repeats_identically() {
-    let adapter = seeded("q8 determinism").await;
+    let adapter = seeded("determinism").await;
     let query = |direction: SortDirection| {
         FindMany::new("user")
             .sort_by(Sort::new("email", direction))
@@ -322,7 +322,7 @@ async fn joined_find_many_follows_sort_and_repeats_identically() {
 
 #[tokio::test]
 async fn ties_and_unsorted_joins_fall_back_to_base_id_order() {
-    let adapter = seeded("q8 ties").await;
+    let adapter = seeded("ties").await;
     // Every user has email_verified = false: the sort ties, the base id decides.
     let tied = adapter
         .find_many(
@@ -353,7 +353,7 @@ async fn ties_and_unsorted_joins_fall_back_to_base_id_order() {
 
 #[tokio::test]
 async fn disabled_joins_are_ignored_and_bad_joins_are_errors() {
-    let adapter = seeded("b7 join edges").await;
+    let adapter = seeded("join edges").await;
     let plain = adapter
         .find_many(FindMany::new("user").sort_by(Sort::new("id", SortDirection::Asc)))
         .await

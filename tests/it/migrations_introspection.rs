@@ -467,7 +467,7 @@ async fn names_longer_than_63_bytes_replan_clean() {
 #[tokio::test]
 async fn unique_field_on_preexisting_column_gets_one_unique_index() {
     let schema = default_schema();
-    let (_, adapter, client) = database("mig_q6", &schema).await;
+    let (_, adapter, client) = database("mig_unique_field_on_preexisting_", &schema).await;
     client
         .batch_execute(&format!(
             "CREATE TABLE users (id TEXT PRIMARY KEY, email TEXT NOT NULL, {USER_COLUMNS})"
@@ -511,7 +511,7 @@ async fn unsupported_column_types_are_refused() {
             .insert_plugin_field("user", name.to_owned(), optional(name, field_type))
             .expect("plugin field");
     }
-    let (_, adapter, client) = database("mig_q5", &schema).await;
+    let (_, adapter, client) = database("mig_unsupported_column_types_are", &schema).await;
     client
         .batch_execute(&format!(
             "CREATE DOMAIN email_text AS text; \

@@ -112,7 +112,7 @@ fn denied(limit: u64, retry_after: u64) -> RateLimitDecision {
 
 #[tokio::test]
 async fn invalid_rules_fail_with_exact_messages_even_without_a_table() {
-    let url = support::fresh_database("rl_h42").await;
+    let url = support::fresh_database("rl_custom_table").await;
     let connection = TokioPostgresConnection::connect(&url)
         .await
         .expect("connect");
@@ -168,7 +168,7 @@ async fn invalid_rules_fail_with_exact_messages_even_without_a_table() {
 
 #[tokio::test]
 async fn invalid_rule_fails_without_waiting_for_an_open_transaction() {
-    let (_url, adapter) = setup("rl_e1_gate").await;
+    let (_url, adapter) = setup("rl_gate").await;
     let store = adapter.rate_limit_store();
     let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let transaction = hold_transaction_open(&adapter, &started, &release, None);
@@ -198,7 +198,7 @@ async fn invalid_rule_fails_without_waiting_for_an_open_transaction() {
 
 #[tokio::test]
 async fn worked_example_window_10s_max_2() {
-    let (url, adapter) = setup("rl_e5").await;
+    let (url, adapter) = setup("rl_worked_example_window_10s_ma").await;
     let raw = support::connect(&url).await;
     let store = adapter.rate_limit_store();
     let rule = rule(time::Duration::seconds(10), 2);
@@ -224,7 +224,7 @@ async fn worked_example_window_10s_max_2() {
 
 #[tokio::test]
 async fn denied_consume_does_not_increment() {
-    let (url, adapter) = setup("rl_h44").await;
+    let (url, adapter) = setup("rl_denied_consume_does_not_incr").await;
     let raw = support::connect(&url).await;
     let store = TokioPostgresRateLimitStore::from(&adapter);
     let rule = rule(time::Duration::seconds(60), 1);
@@ -255,7 +255,7 @@ async fn denied_consume_does_not_increment() {
 
 #[tokio::test]
 async fn negative_stored_count_is_an_adapter_error() {
-    let (url, adapter) = setup("rl_h45").await;
+    let (url, adapter) = setup("rl_negative_stored_count_is_an_").await;
     let raw = support::connect(&url).await;
     let key = "ip|/corrupt";
     adapter
@@ -529,11 +529,11 @@ async fn two_concurrent_consumes_max_one_exactly_one_permitted() {
     let schema = auth_schema(AuthSchemaOptions {
         rate_limit_storage: DbRateLimitStorage::Database,
         rate_limit: TableOptions::default()
-            .with_name("h43_limits")
+            .with_name("limits")
             .with_field_name("count", "hits"),
         ..AuthSchemaOptions::default()
     });
-    let (url, adapter) = setup_with("rl_h43", schema).await;
+    let (url, adapter) = setup_with("rl_two_concurrent_consumes_max_", schema).await;
     let raw = support::connect(&url).await;
     let store = Arc::new(TokioPostgresRateLimitStore::from(&adapter));
     let rule = rule(time::Duration::seconds(60), 1);
@@ -551,7 +551,7 @@ async fn two_concurrent_consumes_max_one_exactly_one_permitted() {
         1
     );
     let hits: i64 = raw
-        .query_one("SELECT hits FROM h43_limits WHERE key = 'ip|/sign-in'", &[])
+        .query_one("SELECT hits FROM limits WHERE key = 'ip|/sign-in'", &[])
         .await
         .expect("row")
         .get(0);
@@ -560,7 +560,7 @@ async fn two_concurrent_consumes_max_one_exactly_one_permitted() {
 
 #[tokio::test]
 async fn two_concurrent_consumes_on_two_connections_max_one() {
-    let (url, _adapter) = setup("rl_h43_two").await;
+    let (url, _adapter) = setup("rl_two").await;
     let raw = support::connect(&url).await;
     let a = TokioPostgresRateLimitStore::connect(&url, "rate_limits")
         .await
@@ -732,14 +732,14 @@ async fn assert_consume_waits_for_transaction(
 
 #[tokio::test]
 async fn adapter_store_waits_for_an_open_adapter_transaction() {
-    let (_url, adapter) = setup("rl_h46").await;
+    let (_url, adapter) = setup("rl_adapter_store_waits_for_an_o").await;
     let store = adapter.rate_limit_store();
     assert_consume_waits_for_transaction(&adapter, store).await;
 }
 
 #[tokio::test]
 async fn store_on_shared_connection_waits_for_an_open_adapter_transaction() {
-    let url = support::fresh_database("rl_h47").await;
+    let url = support::fresh_database("rl_store_on_shared_connection_w").await;
     let schema = schema();
     let connection = TokioPostgresConnection::from_client(support::connect(&url).await);
     let adapter = TokioPostgresAdapter::with_connection(connection.clone(), schema.clone());
@@ -756,7 +756,7 @@ async fn store_on_shared_connection_waits_for_an_open_adapter_transaction() {
 
 #[tokio::test]
 async fn stores_rate_limit_waits_for_an_open_stores_adapter_transaction() {
-    let url = support::fresh_database("rl_e7_stores").await;
+    let url = support::fresh_database("rl_stores").await;
     let stores = TokioPostgresStores::connect_with_schema(&url, schema())
         .await
         .expect("connect stores");
@@ -791,7 +791,7 @@ async fn unshared_setup(
 
 #[tokio::test]
 async fn store_on_unshared_gate_does_not_wait_and_transaction_still_commits() {
-    let (url, adapter, store) = unshared_setup("rl_h48").await;
+    let (url, adapter, store) = unshared_setup("rl_store_on_unshared_gate_does_").await;
     let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let transaction = hold_transaction_open(&adapter, &started, &release, Some("committed"));
     started.notified().await;
@@ -824,7 +824,7 @@ async fn store_on_unshared_gate_does_not_wait_and_transaction_still_commits() {
 
 #[tokio::test]
 async fn consume_on_unshared_gate_does_not_commit_a_failing_transaction() {
-    let (url, adapter, store) = unshared_setup("rl_q15").await;
+    let (url, adapter, store) = unshared_setup("rl_consume_on_unshared_gate_doe").await;
     let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let failure = || RustAuthError::Api("fail after consuming".to_owned());
     let transaction = hold_transaction_open_with(
@@ -878,7 +878,7 @@ async fn consume_on_unshared_gate_does_not_commit_a_failing_transaction() {
 
 #[tokio::test]
 async fn apply_to_options_keeps_configured_rate_limit_settings() {
-    let url = support::fresh_database("rl_q13").await;
+    let url = support::fresh_database("rl_apply_to_options_keeps_confi").await;
     let schema = schema();
     let stores = TokioPostgresStores::connect_with_schema(&url, schema.clone())
         .await

@@ -98,7 +98,7 @@ fn string_field<'a>(record: &'a DbRecord, field: &str) -> &'a str {
 
 #[tokio::test]
 async fn sign_up_get_session_sign_in_and_sign_out() {
-    let app = App::new("routes_h49").await;
+    let app = App::new("routes_sign_up_get_session_sign_in_").await;
 
     let sign_up = app.post("/sign-up/email", SIGN_UP, None).await;
     assert_eq!(sign_up.status(), StatusCode::OK, "{:?}", json(&sign_up));
@@ -173,7 +173,7 @@ async fn sign_up_get_session_sign_in_and_sign_out() {
 
 #[tokio::test]
 async fn password_reset_through_verifications() {
-    let app = App::new("routes_h50").await;
+    let app = App::new("routes_password_reset_through_verif").await;
     let sign_up = app.post("/sign-up/email", SIGN_UP, None).await;
     assert_eq!(sign_up.status(), StatusCode::OK);
 

@@ -97,7 +97,7 @@ fn message(error: &RustAuthError) -> String {
 
 #[tokio::test]
 async fn callback_error_is_returned_and_nothing_is_written() {
-    let adapter = adapter("tx_h36").await;
+    let adapter = adapter("tx_callback_error_is_returned_a").await;
     let result = adapter
         .transaction(Box::new(|tx| {
             Box::pin(async move {
@@ -117,7 +117,7 @@ async fn callback_error_is_returned_and_nothing_is_written() {
 
 #[tokio::test]
 async fn successful_callback_commits() {
-    let (url, adapter) = setup("tx_h37").await;
+    let (url, adapter) = setup("tx_successful_callback_commits").await;
     adapter
         .transaction(Box::new(|tx| {
             Box::pin(async move {
@@ -139,7 +139,7 @@ async fn successful_callback_commits() {
 
 #[tokio::test]
 async fn duplicate_primary_key_inside_reports_23505_and_writes_nothing() {
-    let adapter = adapter("tx_h38").await;
+    let adapter = adapter("tx_duplicate_primary_key_inside").await;
     let result = adapter
         .transaction(Box::new(|tx| {
             Box::pin(async move {
@@ -209,7 +209,7 @@ async fn sql_error_inside_rolls_back_and_connection_stays_usable() {
 
 #[tokio::test]
 async fn transaction_dropped_by_timeout_after_insert_leaves_nothing() {
-    let adapter = adapter("tx_h39").await;
+    let adapter = adapter("tx_transaction_dropped_by_timeo").await;
     let inserted = Arc::new(AtomicBool::new(false));
     let inserted_in_tx = Arc::clone(&inserted);
     let outcome = tokio::time::timeout(
@@ -234,7 +234,7 @@ async fn transaction_dropped_by_timeout_after_insert_leaves_nothing() {
 
 #[tokio::test]
 async fn after_a_cancelled_transaction_a_new_one_commits_only_its_row() {
-    let adapter = adapter("tx_h40").await;
+    let adapter = adapter("tx_after_a_cancelled_transactio").await;
     let outcome = tokio::time::timeout(
         Duration::from_millis(100),
         adapter.transaction(Box::new(|tx| {
@@ -304,7 +304,7 @@ async fn panic_inside_callback_rolls_back_and_releases_the_gate() {
 
 #[tokio::test]
 async fn nested_transaction_is_rejected() {
-    let adapter = adapter("tx_h41").await;
+    let adapter = adapter("tx_nested_transaction_is_reject").await;
     let inner_ran = Arc::new(AtomicBool::new(false));
     let inner_ran_in_tx = Arc::clone(&inner_ran);
     let nested = adapter
@@ -349,7 +349,7 @@ async fn nested_transaction_is_rejected() {
 
 #[tokio::test]
 async fn outer_adapter_inside_its_own_transaction_errors_instead_of_deadlocking() {
-    let adapter = adapter("tx_q16_adapter").await;
+    let adapter = adapter("tx_adapter").await;
     let outer = adapter.clone();
     let outcome = tokio::time::timeout(
         NO_HANG,
@@ -388,7 +388,7 @@ async fn outer_adapter_inside_its_own_transaction_errors_instead_of_deadlocking(
 
 #[tokio::test]
 async fn rate_limit_store_inside_its_adapters_transaction_errors_and_can_roll_back() {
-    let adapter = adapter("tx_q16_store").await;
+    let adapter = adapter("tx_store").await;
     let store = adapter.rate_limit_store();
     let outcome = tokio::time::timeout(
         NO_HANG,
@@ -542,7 +542,7 @@ async fn cancellation_while_a_statement_is_in_flight_still_rolls_back() {
 
 #[tokio::test]
 async fn a_different_connection_inside_a_callback_is_not_refused() {
-    let (url, adapter) = setup("tx_q16_other").await;
+    let (url, adapter) = setup("tx_other").await;
     let other = TokioPostgresAdapter::connect_with_schema(&url, schema())
         .await
         .expect("second connection");
@@ -567,7 +567,7 @@ async fn a_different_connection_inside_a_callback_is_not_refused() {
 
 #[tokio::test]
 async fn outer_adapter_inside_a_transaction_of_another_connection_inside_its_own_errors() {
-    let (url, adapter) = setup("tx_q16_stacked").await;
+    let (url, adapter) = setup("tx_stacked").await;
     let other = TokioPostgresAdapter::connect_with_schema(&url, schema())
         .await
         .expect("second connection");

@@ -100,7 +100,7 @@ const GADGET_KEYS: [&str; 15] = [
 
 #[tokio::test]
 async fn create_select_returns_exactly_the_selected_keys_in_order() {
-    let (adapter, _url) = adapter_with("h15 select", &extended_schema()).await;
+    let (adapter, _url) = adapter_with("select", &extended_schema()).await;
     let profile = DbValue::Json(json!({ "theme": "dark" }));
 
     let created = adapter
@@ -181,7 +181,7 @@ async fn create_select_returns_exactly_the_selected_keys_in_order() {
 
 #[tokio::test]
 async fn json_values_round_trip() {
-    let (adapter, _url) = adapter_with("h16 json", &extended_schema()).await;
+    let (adapter, _url) = adapter_with("json", &extended_schema()).await;
     let cases = [
         (
             "object",
@@ -233,7 +233,7 @@ async fn json_values_round_trip() {
 
 #[tokio::test]
 async fn json_null_is_not_sql_null() {
-    let (adapter, _url) = adapter_with("h16 json null", &extended_schema()).await;
+    let (adapter, _url) = adapter_with("json null", &extended_schema()).await;
     adapter
         .create(user("json_null", DbValue::Json(serde_json::Value::Null)))
         .await
@@ -298,7 +298,7 @@ async fn json_null_is_not_sql_null() {
 
 #[tokio::test]
 async fn string_and_number_arrays_round_trip_including_empty() {
-    let (adapter, _url) = adapter_with("h16 arrays", &extended_schema()).await;
+    let (adapter, _url) = adapter_with("arrays", &extended_schema()).await;
     adapter.create(full_gadget("full")).await.expect("create");
     adapter
         .create(
@@ -363,7 +363,7 @@ async fn string_and_number_arrays_round_trip_including_empty() {
 
 #[tokio::test]
 async fn every_field_type_round_trips_required_and_nullable() {
-    let (adapter, _url) = adapter_with("h16 every type", &extended_schema()).await;
+    let (adapter, _url) = adapter_with("every type", &extended_schema()).await;
     let create = full_gadget("full");
     let expected = create.data.clone();
     adapter.create(create).await.expect("create");
@@ -449,7 +449,7 @@ fn utc(
 
 #[tokio::test]
 async fn timestamps_round_trip_at_microsecond_precision() {
-    let (adapter, _url) = adapter_with("b8 timestamps", &extended_schema()).await;
+    let (adapter, _url) = adapter_with("timestamps", &extended_schema()).await;
     let micro = at(0) + time::Duration::microseconds(123_456);
     let nano = at(0) + time::Duration::nanoseconds(987_654_321);
     let offset = (at(7200) + time::Duration::microseconds(1))
@@ -519,7 +519,7 @@ async fn timestamps_round_trip_at_microsecond_precision() {
 
 #[tokio::test]
 async fn unicode_and_long_strings_round_trip() {
-    let (adapter, _url) = adapter_with("b8 strings", &extended_schema()).await;
+    let (adapter, _url) = adapter_with("strings", &extended_schema()).await;
     let unicode = "Zoë — 🦀 日本語 \u{202e}rtl\u{202c} e\u{301} 'quote' \"double\" \\ back";
     let long = "xyz🦀".repeat(250_000);
     for (id, text) in [("unicode", unicode), ("long", long.as_str()), ("empty", "")] {
@@ -586,7 +586,7 @@ async fn unicode_and_long_strings_round_trip() {
 
 #[tokio::test]
 async fn values_postgres_refuses_are_adapter_errors() {
-    let (adapter, _url) = adapter_with("b8 refused values", &extended_schema()).await;
+    let (adapter, _url) = adapter_with("refused values", &extended_schema()).await;
     // Postgres text cannot hold NUL.
     assert_adapter_error(
         adapter
