@@ -303,12 +303,7 @@ impl TokioPostgresConnection {
         // first) takes the call, with no waiter registered on `released` and no list built.
         // Should its gate be taken, the loop decides as always.
         let least_busy = self
-            .set
-            .members
-            .iter()
-            .filter(|member| {
-                !member.in_transaction.load(Ordering::SeqCst) && !excluded.contains(&member.id())
-            })
+            .eligible(&excluded, true)
             .min_by_key(|member| member.in_flight.load(Ordering::SeqCst));
         if let Some(shared) = least_busy.and_then(Shared::try_take) {
             return Ok(shared);
@@ -317,17 +312,7 @@ impl TokioPostgresConnection {
         loop {
             let mut released = pin!(self.set.released.notified());
             released.as_mut().enable();
-            let mut candidates = self
-                .set
-                .members
-                .iter()
-                .filter(|member| {
-                    !member.in_transaction.load(Ordering::SeqCst)
-                        && !excluded.contains(&member.id())
-                })
-                .collect::<Vec<_>>();
-            candidates.sort_by_key(|member| member.in_flight.load(Ordering::SeqCst));
-            for member in candidates {
+            for member in self.least_busy_first(&excluded, true) {
                 // Fails only if a transaction took the member a moment ago: try the next.
                 if let Some(shared) = Shared::try_take(member) {
                     return Ok(shared);
@@ -366,14 +351,7 @@ impl TokioPostgresConnection {
                 released.await;
                 continue;
             }
-            let mut candidates = self
-                .set
-                .members
-                .iter()
-                .filter(|member| !excluded.contains(&member.id()))
-                .collect::<Vec<_>>();
-            candidates.sort_by_key(|member| member.in_flight.load(Ordering::SeqCst));
-            for member in candidates {
+            for member in self.least_busy_first(&excluded, false) {
                 if let Some(mut taken) = self.take(member) {
                     taken.counted = true;
                     return Ok(taken.lock().await);
@@ -426,6 +404,25 @@ impl TokioPostgresConnection {
             .unwrap_or_default();
         gates.push(exclusive.member.id());
         OPEN_TRANSACTION_GATES.scope(gates, future).await
+    }
+
+    /// The members a call may take: not `excluded` and, when `free`, not inside a transaction.
+    fn eligible<'a>(
+        &'a self,
+        excluded: &'a [usize],
+        free: bool,
+    ) -> impl Iterator<Item = &'a Arc<Member>> + 'a {
+        self.set.members.iter().filter(move |member| {
+            let busy = free && member.in_transaction.load(Ordering::SeqCst);
+            !busy && !excluded.contains(&member.id())
+        })
+    }
+
+    /// [`eligible`](Self::eligible), the fewest calls in flight first.
+    fn least_busy_first<'a>(&'a self, excluded: &'a [usize], free: bool) -> Vec<&'a Arc<Member>> {
+        let mut members = self.eligible(excluded, free).collect::<Vec<_>>();
+        members.sort_by_key(|member| member.in_flight.load(Ordering::SeqCst));
+        members
     }
 
     /// The members this task's open transactions hold. Waiting for them from inside their
