@@ -221,6 +221,12 @@ async fn prepared_attempts(
 
 /// Unprepared mode: parameter types from the live catalog, read again once if a value no
 /// longer fits them or the server reports a stale plan.
+///
+/// Known gap: the readability of returned columns is judged from the catalog as this
+/// connection last read it. If another process changes a returned column to a type this
+/// adapter cannot read after that, a write with RETURNING is applied and then fails to decode
+/// (prepared mode refuses it before it runs; tests/it/live_catalog.rs). Closing it needs the
+/// result's types before execution, which one unnamed round trip does not give.
 async fn unprepared_attempts(
     handle: &ClientHandle,
     sql: Sql<'_>,
