@@ -13,13 +13,12 @@ use rustauth_core::error::RustAuthError;
 use rustauth_core::plugin::PluginMigration;
 use tokio_postgres::Client;
 
-use crate::call::Call;
-use crate::connection::TokioPostgresConnection;
+use crate::call::{Call, CallState};
+use crate::connection::{Lease, Settings, TokioPostgresConnection};
 use crate::live::ClientHandle;
 use crate::rate_limit::TokioPostgresRateLimitStore;
 use crate::runner::Db;
 use crate::transaction::RollbackOnDrop;
-use crate::typed::Router;
 use crate::{migrate, trace, transaction};
 
 /// Identifier the adapter reports.
@@ -50,7 +49,7 @@ pub(crate) fn capabilities(id: &str, name: &str) -> AdapterCapabilities {
 pub struct TokioPostgresAdapter {
     connection: TokioPostgresConnection,
     schema: Arc<DbSchema>,
-    router: Arc<Router>,
+    state: Arc<CallState>,
 }
 
 impl fmt::Debug for TokioPostgresAdapter {
@@ -75,11 +74,11 @@ impl TokioPostgresAdapter {
 
     /// An adapter on a (possibly shared) connection with `schema`. No I/O.
     pub fn with_connection(connection: TokioPostgresConnection, schema: DbSchema) -> Self {
-        let router = Arc::new(Router::new(&schema, true));
+        let state = Arc::new(CallState::new(&schema, true, true));
         Self {
             connection,
             schema: Arc::new(schema),
-            router,
+            state,
         }
     }
 
@@ -92,9 +91,11 @@ impl TokioPostgresAdapter {
         Self {
             connection: self.connection.clone(),
             schema: Arc::clone(&self.schema),
-            router: Arc::new(
-                Router::new(&self.schema, enabled).with_shapes(self.router.shapes().is_some()),
-            ),
+            state: Arc::new(CallState::new(
+                &self.schema,
+                enabled,
+                self.state.shapes().is_some(),
+            )),
         }
     }
 
@@ -104,21 +105,24 @@ impl TokioPostgresAdapter {
     /// previous setting.
     #[doc(hidden)]
     pub fn with_shape_cache(mut self, enabled: bool) -> Self {
-        let router = Router::new(&self.schema, self.router.enabled()).with_shapes(enabled);
-        self.router = Arc::new(router);
+        self.state = Arc::new(CallState::new(
+            &self.schema,
+            self.state.router.enabled(),
+            enabled,
+        ));
         self
     }
 
     /// How many query shapes the generic path keeps planned for this adapter (and its clones).
     #[doc(hidden)]
     pub fn cached_shape_count(&self) -> usize {
-        self.router.shapes().map_or(0, |shapes| shapes.len())
+        self.state.shapes().map_or(0, |shapes| shapes.len())
     }
 
     /// How many calls of this adapter (and its clones) typed statements served.
     #[doc(hidden)]
     pub fn typed_call_count(&self) -> u64 {
-        self.router.served()
+        self.state.served()
     }
 
     /// The connection this adapter runs on.
@@ -130,19 +134,26 @@ impl TokioPostgresAdapter {
         Call {
             db,
             schema: &self.schema,
-            router: &self.router,
+            state: &self.state,
         }
     }
 
-    /// The schema CRUD calls resolve models and fields against.
-    pub(crate) fn schema(&self) -> &DbSchema {
-        &self.schema
+    /// A member of the set for one ordinary call, and its current client.
+    async fn lease(&self) -> Result<(Lease, Arc<ClientHandle>), RustAuthError> {
+        let lease = self.connection.call().await?;
+        let handle = lease.handle().await?;
+        Ok((lease, handle))
     }
 
     /// A rate-limit store sharing this adapter's connection and gate, on the schema's
     /// `rate_limit` table (same as `TokioPostgresRateLimitStore::from(&adapter)`).
     pub fn rate_limit_store(&self) -> TokioPostgresRateLimitStore {
         TokioPostgresRateLimitStore::from(self)
+    }
+
+    /// How busy the adapter's connection set is (see [`TokioPostgresConnection::status`]).
+    pub fn status(&self) -> crate::ConnectionStatus {
+        self.connection.status()
     }
 
     /// Connects to `database_url` (a URL or key/value string) and uses RustAuth's default
@@ -161,24 +172,24 @@ impl TokioPostgresAdapter {
         database_url: &str,
         schema: DbSchema,
     ) -> Result<Self, RustAuthError> {
-        Self::connect_with(database_url, schema, None).await
+        Self::connect_with(database_url, schema, Settings::default()).await
     }
 
-    /// [`connect_with_schema`](Self::connect_with_schema), with `max_connections` overriding
-    /// the string's.
+    /// [`connect_with_schema`](Self::connect_with_schema), with `settings` overriding the
+    /// string's.
     pub(crate) async fn connect_with(
         database_url: &str,
         schema: DbSchema,
-        max_connections: Option<usize>,
+        settings: Settings,
     ) -> Result<Self, RustAuthError> {
-        let connection =
-            TokioPostgresConnection::connect_with(database_url, max_connections).await?;
+        let connection = TokioPostgresConnection::connect_with(database_url, settings).await?;
         let adapter = Self::with_connection(connection, schema);
         // Prepare the typed statements of every connection now (pipelined), so the first
-        // requests do not wait for them; tables that do not exist yet are prepared later.
-        let handles = adapter.connection.handles().await?;
-        futures_util::future::join_all(handles.iter().map(|handle| adapter.router.warm(handle)))
-            .await;
+        // requests do not wait for them (a connection made again prepares them too); tables
+        // that do not exist yet are prepared later.
+        if adapter.state.router.enabled() {
+            adapter.connection.warm(adapter.state.router.wanted()).await;
+        }
         Ok(adapter)
     }
 
@@ -188,8 +199,7 @@ impl TokioPostgresAdapter {
         schema: &DbSchema,
     ) -> Result<SchemaMigrationPlan, RustAuthError> {
         // Planning only reads the catalogs, so it shares the gate (0.3.2 took it exclusively).
-        let shared = self.connection.shared().await?;
-        let handle = shared.handle().await?;
+        let (_lease, handle) = self.lease().await?;
         migrate::plan(&handle.client, schema).await
     }
 
@@ -213,7 +223,7 @@ impl TokioPostgresAdapter {
         F: FnOnce(Arc<ClientHandle>) -> Fut,
         Fut: std::future::Future<Output = Result<(), RustAuthError>>,
     {
-        let mut all = self.connection.exclusive_all().await?;
+        let mut all = self.connection.migration().await?;
         if all.is_empty() {
             return Err(crate::error::adapter("the connection set is empty"));
         }
@@ -223,7 +233,7 @@ impl TokioPostgresAdapter {
         let mut guard = RollbackOnDrop::new(Arc::clone(&handle), first);
         let result = work(Arc::clone(&handle)).await;
         self.connection.clear_statements();
-        self.router.forget_plans();
+        self.state.forget_plans();
         guard.finish();
         drop(all);
         result
@@ -242,72 +252,64 @@ impl DbAdapter for TokioPostgresAdapter {
     fn create<'a>(&'a self, query: Create) -> AdapterFuture<'a, DbRecord> {
         let span = trace::call_span("create", &query.model);
         Box::pin(trace::traced(span, trace::one, move || async move {
-            let shared = self.connection.shared().await?;
-            let handle = shared.handle().await?;
-            self.call(handle.db()).create(query).await
+            let (_lease, handle) = self.lease().await?;
+            self.call(Db::on(&handle)).create(query).await
         }))
     }
 
     fn find_one<'a>(&'a self, query: FindOne) -> AdapterFuture<'a, Option<DbRecord>> {
         let span = trace::call_span("find_one", &query.model);
         Box::pin(trace::traced(span, trace::found, move || async move {
-            let shared = self.connection.shared().await?;
-            let handle = shared.handle().await?;
-            self.call(handle.db()).find_one(query).await
+            let (_lease, handle) = self.lease().await?;
+            self.call(Db::on(&handle)).find_one(query).await
         }))
     }
 
     fn find_many<'a>(&'a self, query: FindMany) -> AdapterFuture<'a, Vec<DbRecord>> {
         let span = trace::call_span("find_many", &query.model);
         Box::pin(trace::traced(span, trace::listed, move || async move {
-            let shared = self.connection.shared().await?;
-            let handle = shared.handle().await?;
-            self.call(handle.db()).find_many(query).await
+            let (_lease, handle) = self.lease().await?;
+            self.call(Db::on(&handle)).find_many(query).await
         }))
     }
 
     fn count<'a>(&'a self, query: Count) -> AdapterFuture<'a, u64> {
         let span = trace::call_span("count", &query.model);
         Box::pin(trace::traced(span, trace::unknown, move || async move {
-            let shared = self.connection.shared().await?;
-            let handle = shared.handle().await?;
-            self.call(handle.db()).count(query).await
+            let (_lease, handle) = self.lease().await?;
+            self.call(Db::on(&handle)).count(query).await
         }))
     }
 
     fn update<'a>(&'a self, query: Update) -> AdapterFuture<'a, Option<DbRecord>> {
         let span = trace::call_span("update", &query.model);
         Box::pin(trace::traced(span, trace::found, move || async move {
-            let shared = self.connection.shared().await?;
-            let handle = shared.handle().await?;
-            self.call(handle.db()).update(query).await
+            let (_lease, handle) = self.lease().await?;
+            self.call(Db::on(&handle)).update(query).await
         }))
     }
 
     fn update_many<'a>(&'a self, query: UpdateMany) -> AdapterFuture<'a, u64> {
         let span = trace::call_span("update_many", &query.model);
         Box::pin(trace::traced(span, trace::counted, move || async move {
-            let shared = self.connection.shared().await?;
-            let handle = shared.handle().await?;
-            self.call(handle.db()).update_many(query).await
+            let (_lease, handle) = self.lease().await?;
+            self.call(Db::on(&handle)).update_many(query).await
         }))
     }
 
     fn delete<'a>(&'a self, query: Delete) -> AdapterFuture<'a, ()> {
         let span = trace::call_span("delete", &query.model);
         Box::pin(trace::traced(span, trace::unknown, move || async move {
-            let shared = self.connection.shared().await?;
-            let handle = shared.handle().await?;
-            self.call(handle.db()).delete(query).await
+            let (_lease, handle) = self.lease().await?;
+            self.call(Db::on(&handle)).delete(query).await
         }))
     }
 
     fn delete_many<'a>(&'a self, query: DeleteMany) -> AdapterFuture<'a, u64> {
         let span = trace::call_span("delete_many", &query.model);
         Box::pin(trace::traced(span, trace::counted, move || async move {
-            let shared = self.connection.shared().await?;
-            let handle = shared.handle().await?;
-            self.call(handle.db()).delete_many(query).await
+            let (_lease, handle) = self.lease().await?;
+            self.call(Db::on(&handle)).delete_many(query).await
         }))
     }
 
@@ -315,7 +317,7 @@ impl DbAdapter for TokioPostgresAdapter {
         Box::pin(transaction::run(
             &self.connection,
             &self.schema,
-            &self.router,
+            &self.state,
             callback,
         ))
     }
@@ -342,5 +344,14 @@ impl DbAdapter for TokioPostgresAdapter {
         Box::pin(self.alone(move |handle| async move {
             migrate::apply_plugin_migrations(&handle.client, migrations).await
         }))
+    }
+}
+
+impl From<&TokioPostgresAdapter> for TokioPostgresRateLimitStore {
+    fn from(adapter: &TokioPostgresAdapter) -> Self {
+        Self::from_connection_with_names(
+            adapter.connection.clone(),
+            rustauth_core::db::sql::SqlRateLimitNames::from_schema(&adapter.schema),
+        )
     }
 }

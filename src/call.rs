@@ -1,70 +1,141 @@
 //! One CRUD call on a connection: the typed statement when the router has one for its shape,
 //! the generic path otherwise. Shared by the adapter and its transaction adapter.
+//!
+//! [`CallState`] is the per-adapter state every call reads: the typed router's decision, the
+//! generic path's shape cache and how many calls typed statements served. The adapter, its
+//! clones and its transaction adapters share one.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::Result;
 use crate::generic;
 use crate::runner::Db;
+use crate::shapes::Shapes;
 use crate::typed::Router;
 use rustauth_core::db::{
     Count, Create, DbRecord, DbSchema, Delete, DeleteMany, FindMany, FindOne, Update, UpdateMany,
 };
+
+/// What one adapter's calls share (see the module docs).
+#[derive(Debug)]
+pub(crate) struct CallState {
+    /// Which calls typed statements may serve (decided when the adapter is built).
+    pub(crate) router: Router,
+    /// The generic path's plans by query shape (`None`: every generic call is planned).
+    shapes: Option<Shapes>,
+    /// Calls typed statements served.
+    served: AtomicU64,
+}
+
+impl CallState {
+    /// The state for `schema`, with typed statements and the shape cache on or off.
+    pub(crate) fn new(schema: &DbSchema, typed: bool, shapes: bool) -> Self {
+        Self {
+            router: Router::new(schema, typed),
+            shapes: shapes.then(Shapes::default),
+            served: AtomicU64::new(0),
+        }
+    }
+
+    /// The generic path's shape cache, when it is on.
+    pub(crate) fn shapes(&self) -> Option<&Shapes> {
+        self.shapes.as_ref()
+    }
+
+    /// Empties the shape cache (after a migration through this adapter).
+    pub(crate) fn forget_plans(&self) {
+        if let Some(shapes) = &self.shapes {
+            shapes.clear();
+        }
+    }
+
+    /// How many calls typed statements have served.
+    pub(crate) fn served(&self) -> u64 {
+        self.served.load(Ordering::SeqCst)
+    }
+
+    /// Counts a call a typed statement served.
+    fn count<T>(&self, routed: Option<Result<T>>) -> Option<Result<T>> {
+        if matches!(routed, Some(Ok(_))) {
+            self.served.fetch_add(1, Ordering::Relaxed);
+        }
+        routed
+    }
+}
 
 /// Where and against what schema a call runs.
 #[derive(Clone, Copy)]
 pub(crate) struct Call<'a> {
     pub(crate) db: Db<'a>,
     pub(crate) schema: &'a DbSchema,
-    pub(crate) router: &'a Router,
+    pub(crate) state: &'a CallState,
 }
 
 impl Call<'_> {
+    fn router(&self) -> &Router {
+        &self.state.router
+    }
+
+    fn shapes(&self) -> Option<&Shapes> {
+        self.state.shapes()
+    }
+
     pub(crate) async fn create(self, query: Create) -> Result<DbRecord> {
-        match self.router.create(self.db, self.schema, &query).await {
+        let routed = self.router().create(self.db, self.schema, &query).await;
+        match self.state.count(routed) {
             Some(result) => result,
-            None => generic::create(self.db, self.schema, self.router.shapes(), query).await,
+            None => generic::create(self.db, self.schema, self.shapes(), query).await,
         }
     }
 
     pub(crate) async fn find_one(self, query: FindOne) -> Result<Option<DbRecord>> {
-        match self.router.find_one(self.db, self.schema, &query).await {
+        let routed = self.router().find_one(self.db, self.schema, &query).await;
+        match self.state.count(routed) {
             Some(result) => result,
-            None => generic::find_one(self.db, self.schema, self.router.shapes(), query).await,
+            None => generic::find_one(self.db, self.schema, self.shapes(), query).await,
         }
     }
 
     pub(crate) async fn find_many(self, query: FindMany) -> Result<Vec<DbRecord>> {
-        match self.router.find_many(self.db, self.schema, &query).await {
+        let routed = self.router().find_many(self.db, self.schema, &query).await;
+        match self.state.count(routed) {
             Some(result) => result,
-            None => generic::find_many(self.db, self.schema, self.router.shapes(), query).await,
+            None => generic::find_many(self.db, self.schema, self.shapes(), query).await,
         }
     }
 
     pub(crate) async fn count(self, query: Count) -> Result<u64> {
-        generic::count(self.db, self.schema, self.router.shapes(), query).await
+        generic::count(self.db, self.schema, self.shapes(), query).await
     }
 
     pub(crate) async fn update(self, query: Update) -> Result<Option<DbRecord>> {
-        match self.router.update(self.db, self.schema, &query).await {
+        let routed = self.router().update(self.db, self.schema, &query).await;
+        match self.state.count(routed) {
             Some(result) => result,
-            None => generic::update(self.db, self.schema, self.router.shapes(), query).await,
+            None => generic::update(self.db, self.schema, self.shapes(), query).await,
         }
     }
 
     pub(crate) async fn update_many(self, query: UpdateMany) -> Result<u64> {
-        generic::update_many(self.db, self.schema, self.router.shapes(), query).await
+        generic::update_many(self.db, self.schema, self.shapes(), query).await
     }
 
     pub(crate) async fn delete(self, query: Delete) -> Result<()> {
-        match self.router.delete(self.db, self.schema, &query).await {
+        let routed = self.router().delete(self.db, self.schema, &query).await;
+        match self.state.count(routed) {
             Some(result) => result,
-            None => generic::delete(self.db, self.schema, self.router.shapes(), query).await,
+            None => generic::delete(self.db, self.schema, self.shapes(), query).await,
         }
     }
 
     pub(crate) async fn delete_many(self, query: DeleteMany) -> Result<u64> {
-        match self.router.delete_many(self.db, self.schema, &query).await {
+        let routed = self
+            .router()
+            .delete_many(self.db, self.schema, &query)
+            .await;
+        match self.state.count(routed) {
             Some(result) => result,
-            None => generic::delete_many(self.db, self.schema, self.router.shapes(), query).await,
+            None => generic::delete_many(self.db, self.schema, self.shapes(), query).await,
         }
     }
 }

@@ -35,13 +35,14 @@ const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_s
 /// The parameters this crate reads itself and removes before tokio-postgres parses the rest
 /// (tokio-postgres rejects every one of them except `sslmode`, whose `verify-*` values it
 /// rejects).
-const OWN_PARAMETERS: [&str; 6] = [
+const OWN_PARAMETERS: [&str; 7] = [
     "sslmode",
     "sslrootcert",
     "sslcert",
     "sslkey",
     "statement_mode",
     "max_connections",
+    "acquire_timeout",
 ];
 
 /// The most connections one `TokioPostgresConnection` opens (`max_connections`).
@@ -115,6 +116,9 @@ pub(crate) struct ConnectOptions {
     pub(crate) statements: StatementMode,
     /// `max_connections`: how many connections to open (default 1).
     pub(crate) max_connections: usize,
+    /// `acquire_timeout` (seconds): how long a call may wait for a connection of the set
+    /// (default 30 s).
+    pub(crate) acquire_timeout: std::time::Duration,
 }
 
 impl ConnectOptions {
@@ -200,6 +204,21 @@ impl ConnectOptions {
                     ))
                 })?,
         };
+        let acquire_timeout = match own("acquire_timeout")? {
+            None => crate::connection::DEFAULT_ACQUIRE_TIMEOUT,
+            Some(value) => value
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|seconds| seconds.is_finite() && *seconds > 0.0 && *seconds <= 86_400.0)
+                .map(std::time::Duration::from_secs_f64)
+                .ok_or_else(|| {
+                    invalid(
+                        "invalid value for `acquire_timeout` (expected seconds, more than 0 \
+                         and at most 86400)",
+                    )
+                })?,
+        };
         let tls = match (tls, &root_cert) {
             // libpq: `sslrootcert=system` means `verify-full` unless said otherwise, and
             // refuses weaker modes (any certificate from a public CA would pass them).
@@ -232,6 +251,7 @@ impl ConnectOptions {
             client_cert,
             statements,
             max_connections,
+            acquire_timeout,
         })
     }
 }
@@ -505,6 +525,7 @@ pub(crate) async fn establish(
     let mut failures = Vec::new();
     let mut permanent = true;
     for (label, mut config) in single_hosts(&options.config) {
+        let started = std::time::Instant::now();
         if read_write {
             config.target_session_attrs(TargetSessionAttrs::ReadWrite);
         }
@@ -524,7 +545,15 @@ pub(crate) async fn establish(
             None => attempt.await,
         };
         match result {
-            Ok(client) => return Ok(client),
+            Ok(client) => {
+                tracing::info!(
+                    target: crate::trace::TARGET,
+                    host = %label,
+                    duration_ms = crate::live::millis(started.elapsed()),
+                    "connection opened"
+                );
+                return Ok(client);
+            }
             Err(failure) => {
                 permanent &= failure.permanent;
                 failures.push((label, failure.error));
@@ -719,8 +748,14 @@ where
     })?;
     tokio::spawn(async move {
         // Ends when the client is dropped or the server goes away; calls made after that
-        // fail with "connection closed".
-        let _ = connection.await;
+        // fail with "connection closed", and the next call connects again.
+        if let Err(error) = connection.await {
+            tracing::warn!(
+                target: crate::trace::TARGET,
+                why = %describe(&error, false),
+                "connection lost"
+            );
+        }
     });
     Ok(client)
 }

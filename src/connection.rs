@@ -1,20 +1,39 @@
 //! `TokioPostgresConnection`: a set of live connections (one, or up to `max_connections`) and
-//! the gates that keep ordinary calls out of someone else's open transaction.
+//! the [`Lease`]s that hand them out.
 //!
-//! Each member of the set is one [`LiveConnection`] (its own client, statement caches,
-//! catalog and reconnect) with a gate. Ordinary calls take the shared side of the gate of the
-//! member with the fewest calls in flight that is not inside a transaction, and pipeline
-//! there. A transaction takes one member's gate exclusively from `BEGIN` until
-//! `COMMIT`/`ROLLBACK` has finished; the other members keep serving. Transactions may hold
-//! every member, but while ordinary calls wait for one, transactions take at most all but one,
-//! so the next member released goes to those calls (an ordinary call waits for at most one
-//! transaction). Waiting has no time limit of its own (wrap a call in a timeout to bound it;
-//! it is cancel-safe). Migrations take every gate.
+//! Who owns what:
+//! - the set owns its members, each one [`LiveConnection`] (its client, statement caches,
+//!   catalog and reconnect) with a gate, and the claims: which members a transaction or a
+//!   migration holds, and who is waiting for one;
+//! - a [`Lease`] owns one member from acquisition to release, for one ordinary call (the
+//!   shared side of the gate: calls pipeline on a member), one transaction or one migration
+//!   (the gate held exclusively). Dropping the lease releases the member on every path:
+//!   success, error, cancellation, panic. A transaction's lease is kept by its rollback guard
+//!   (`transaction.rs`) until `COMMIT` or `ROLLBACK` has finished;
+//! - the live connection knows nothing of leases or of how statements run (`runner.rs`).
+//!
+//! The rules, all decided under one lock (the claims) so that they hold exactly:
+//! - an ordinary call takes the member with the fewest calls in flight that no transaction
+//!   holds; when every member is held, it waits;
+//! - a transaction takes the least busy member no transaction holds, then waits for that
+//!   member's calls in flight to finish. While ordinary calls wait, transactions may hold at
+//!   most all members but one (with one member: that one), so the next member released goes
+//!   to the calls, even to a call that started waiting after a transaction did;
+//! - a migration takes every member at once or none (it never holds some while waiting for
+//!   others that a transaction may need); while one waits, new transactions wait behind it;
+//! - every wait is bounded by `acquire_timeout` (default 30 s): past it the call fails with an
+//!   error saying what it waited for, how long, and how the set was held;
+//! - inside a transaction's callback nothing waits: an outer call takes a member that is free
+//!   now or is refused at once (waiting could be waiting for the very transaction the callback
+//!   belongs to), and a migration is refused at once. A task spawned from a callback is not
+//!   inside it (it may outlive it), so it waits like any caller, within `acquire_timeout`.
 
 use std::fmt;
+use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use rustauth_core::error::RustAuthError;
 use tokio::sync::{Notify, OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
@@ -23,11 +42,18 @@ use tokio_postgres::Client;
 use crate::connect::{establish, ConnectOptions, StatementMode};
 use crate::error::adapter;
 use crate::live::{ClientHandle, LiveConnection};
+use crate::trace::TARGET;
+
+/// How long a call may wait for a member of the set when nothing else says
+/// (`acquire_timeout`), as in sqlx.
+pub(crate) const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A wait for a member longer than this is reported (a `tracing` event), even when it ends well.
+const LONG_WAIT: Duration = Duration::from_secs(1);
 
 tokio::task_local! {
-    /// The gates of the transactions whose callbacks the current task is running (a callback
-    /// of one connection's transaction may open a transaction on another connection).
-    static OPEN_TRANSACTION_GATES: Vec<usize>;
+    /// The members held by the transactions whose callbacks the current task is running.
+    static OPEN_TRANSACTIONS: Vec<usize>;
 }
 
 /// One member of the set: a live connection, its gate and its load.
@@ -37,66 +63,121 @@ struct Member {
     gate: Arc<RwLock<()>>,
     /// Ordinary calls holding the shared side of the gate.
     in_flight: AtomicUsize,
-    /// Taken (or being taken) by a transaction or a migration.
-    in_transaction: AtomicBool,
 }
 
 impl Member {
-    fn new(live: Arc<LiveConnection>) -> Arc<Self> {
-        Arc::new(Self {
-            live,
-            gate: Arc::new(RwLock::new(())),
-            in_flight: AtomicUsize::new(0),
-            in_transaction: AtomicBool::new(false),
-        })
+    /// An identity unique among every member of every set while it lives.
+    fn id(self: &Arc<Self>) -> usize {
+        Arc::as_ptr(self) as usize
     }
+}
 
-    fn id(&self) -> usize {
-        Arc::as_ptr(&self.gate) as usize
+/// What a waiting caller wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    Call,
+    Transaction,
+    Migration,
+}
+
+impl Want {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Call => "call",
+            Self::Transaction => "transaction",
+            Self::Migration => "migration",
+        }
     }
+}
+
+/// Which members are held exclusively, and who waits: changed only under the set's lock.
+#[derive(Debug)]
+struct Claims {
+    /// Per member: held by a transaction or a migration.
+    held: Vec<bool>,
+    /// Transactions holding a member (a migration's members are not counted).
+    transactions: usize,
+    /// Callers waiting, by what they want.
+    calls_waiting: usize,
+    transactions_waiting: usize,
+    migrations_waiting: usize,
 }
 
 #[derive(Debug)]
 struct Set {
     members: Vec<Arc<Member>>,
-    /// Signalled whenever a member leaves a transaction.
+    claims: std::sync::Mutex<Claims>,
+    /// Signalled whenever a member is released or a waiter gives up.
     released: Notify,
-    /// Transactions open (counted against [`Set::transaction_limit`]).
-    transactions: AtomicUsize,
-    /// Ordinary calls waiting because every member is inside a transaction.
-    waiting: AtomicUsize,
+    acquire_timeout: Duration,
 }
 
 impl Set {
-    /// How many transactions may hold members at once: every member, unless ordinary calls
-    /// are waiting for one, in which case all but one (with one member: that one), so the
-    /// next member a transaction releases goes to the waiting calls.
-    fn transaction_limit(&self) -> usize {
-        let members = self.members.len();
-        if self.waiting.load(Ordering::SeqCst) > 0 {
-            members.saturating_sub(1).max(1)
-        } else {
-            members
-        }
+    fn claims(&self) -> MutexGuard<'_, Claims> {
+        // Every change under the lock is a few assignments that cannot panic half-way.
+        self.claims.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The member no transaction holds with the fewest calls in flight, among those `allowed`.
+    fn least_busy_free(
+        &self,
+        claims: &Claims,
+        allowed: impl Fn(&Arc<Member>) -> bool,
+    ) -> Option<usize> {
+        (0..self.members.len())
+            .filter(|index| !claims.held[*index] && allowed(&self.members[*index]))
+            .min_by_key(|index| self.members[*index].in_flight.load(Ordering::SeqCst))
+    }
+
+    fn waiting(&self, want: Want, delta: isize) {
+        let mut claims = self.claims();
+        let counter = match want {
+            Want::Call => &mut claims.calls_waiting,
+            Want::Transaction => &mut claims.transactions_waiting,
+            Want::Migration => &mut claims.migrations_waiting,
+        };
+        *counter = counter.saturating_add_signed(delta);
     }
 }
 
-/// Counts an ordinary call as waiting for a member while it lives.
-struct Waiting<'a>(&'a Set);
+/// Counts a caller as waiting while it lives; its drop lets held-back callers go on.
+struct Waiting<'a> {
+    set: &'a Set,
+    want: Want,
+}
 
 impl<'a> Waiting<'a> {
-    fn new(set: &'a Set) -> Self {
-        set.waiting.fetch_add(1, Ordering::SeqCst);
-        Self(set)
+    fn new(set: &'a Set, want: Want) -> Self {
+        set.waiting(want, 1);
+        Self { set, want }
     }
 }
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
-        // Transactions held back for this call may go on.
-        self.0.released.notify_waiters();
+        self.set.waiting(self.want, -1);
+        self.set.released.notify_waiters();
     }
+}
+
+/// How busy a [`TokioPostgresConnection`] is, as [`status`](TokioPostgresConnection::status)
+/// saw it (each number read at one moment; together they are a snapshot, not a transaction).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionStatus {
+    /// Connections in the set (`max_connections`).
+    pub connections: usize,
+    /// Connections whose server connection is open and usable now (the others connect again
+    /// on their next call).
+    pub connected: usize,
+    /// Ordinary calls running now, over every connection.
+    pub calls_in_flight: usize,
+    /// Transactions holding a connection now.
+    pub transactions: usize,
+    /// Whether a migration holds the set.
+    pub migrating: bool,
+    /// Callers waiting for a connection: ordinary calls, transactions and migrations.
+    pub waiting: usize,
 }
 
 /// A cheap-to-clone handle on one PostgreSQL connection (or a set of them) and its gates.
@@ -112,11 +193,17 @@ impl Drop for Waiting<'_> {
 /// fewer transactions than connections are open. Without it, and with
 /// [`from_client`](Self::from_client), there is one connection, as in 0.3.2.
 ///
+/// No call waits for a connection longer than `acquire_timeout` (default 30 s), and a call
+/// made from inside a transaction's callback never waits: it takes a connection that is free
+/// now or is refused at once. [`status`](Self::status) tells how busy the set is.
+///
 /// A connection made by `connect*` that loses its server (restart, `pg_terminate_backend`,
 /// network) fails the calls in flight on it at once, then connects again on its next call
-/// (up to 5 attempts, 100 ms backoff doubling) and prepares its statements afresh; the other
-/// connections of the set are not affected. A connection built from a caller's `Client`
-/// reports the loss ("connection closed") and leaves reconnecting to the caller.
+/// (one cycle over the string's hosts, each bounded by `connect_timeout`; after a failed
+/// cycle, calls fail at once with its error for a moment before the next cycle) and prepares
+/// its statements afresh; the other connections of the set are not affected. A connection
+/// built from a caller's `Client` reports the loss ("connection closed") and leaves
+/// reconnecting to the caller.
 #[derive(Clone)]
 pub struct TokioPostgresConnection {
     set: Arc<Set>,
@@ -129,97 +216,133 @@ impl fmt::Debug for TokioPostgresConnection {
     }
 }
 
-/// The shared side of one member's gate, for one ordinary call.
-pub(crate) struct Shared {
-    member: Arc<Member>,
-    _gate: OwnedRwLockReadGuard<()>,
+/// How a lease holds its member.
+enum Hold {
+    /// The shared side of the gate: one ordinary call.
+    Call(Option<OwnedRwLockReadGuard<()>>),
+    /// The gate exclusively (once drained): a transaction (`counted`) or part of a migration.
+    Exclusive {
+        gate: Option<OwnedRwLockWriteGuard<()>>,
+        counted: bool,
+    },
 }
 
-impl Shared {
-    /// The shared side of `member`'s gate, unless a transaction holds it.
-    fn try_take(member: &Arc<Member>) -> Option<Self> {
-        let gate = Arc::clone(&member.gate).try_read_owned().ok()?;
-        member.in_flight.fetch_add(1, Ordering::SeqCst);
-        Some(Self {
-            member: Arc::clone(member),
-            _gate: gate,
-        })
-    }
-
-    /// The member's current client, reconnecting first if it was lost.
-    pub(crate) async fn handle(&self) -> Result<Arc<ClientHandle>, RustAuthError> {
-        self.member.live.handle().await
-    }
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        self.member.in_flight.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// One member's gate held exclusively (a transaction or a migration). Dropping it releases
-/// the member for other calls.
-pub(crate) struct Exclusive {
-    member: Arc<Member>,
+/// One member of the set, owned from acquisition to release (see the module docs).
+pub(crate) struct Lease {
     set: Arc<Set>,
-    gate: Option<OwnedRwLockWriteGuard<()>>,
-    /// Counted against the set's transaction limit (migrations are not).
-    counted: bool,
+    index: usize,
+    hold: Hold,
 }
 
-impl Exclusive {
-    /// The member's current client, reconnecting first if it was lost.
+impl Lease {
+    fn member(&self) -> &Arc<Member> {
+        &self.set.members[self.index]
+    }
+
+    /// The member's current client, connecting again first if it was lost.
     pub(crate) async fn handle(&self) -> Result<Arc<ClientHandle>, RustAuthError> {
-        self.member.live.handle().await
+        self.member().live.handle().await
     }
 
-    /// Waits until every ordinary call on the member has finished.
-    async fn lock(mut self) -> Self {
-        self.gate = Some(Arc::clone(&self.member.gate).write_owned().await);
-        self
+    /// Runs `future` as the callback of the transaction holding this lease: calls it makes on
+    /// the outer adapter never wait for this member (see the module docs).
+    pub(crate) async fn scope<F: Future>(&self, future: F) -> F::Output {
+        let mut open = OPEN_TRANSACTIONS.try_with(Clone::clone).unwrap_or_default();
+        open.push(self.member().id());
+        OPEN_TRANSACTIONS.scope(open, future).await
+    }
+
+    /// Waits, until `deadline`, for the ordinary calls in flight on an exclusively held
+    /// member to finish.
+    async fn drain(mut self, deadline: tokio::time::Instant) -> Result<Self, Self> {
+        let gate = Arc::clone(&self.member().gate);
+        match tokio::time::timeout_at(deadline, gate.write_owned()).await {
+            Ok(guard) => {
+                if let Hold::Exclusive { gate, .. } = &mut self.hold {
+                    *gate = Some(guard);
+                }
+                Ok(self)
+            }
+            Err(_) => Err(self),
+        }
     }
 }
 
-impl Drop for Exclusive {
+impl Drop for Lease {
     fn drop(&mut self) {
-        self.gate = None;
-        self.member.in_transaction.store(false, Ordering::SeqCst);
-        if self.counted {
-            self.set.transactions.fetch_sub(1, Ordering::SeqCst);
+        match &mut self.hold {
+            Hold::Call(guard) => {
+                self.set.members[self.index]
+                    .in_flight
+                    .fetch_sub(1, Ordering::SeqCst);
+                guard.take();
+            }
+            Hold::Exclusive { gate, counted } => {
+                // The gate first: a call woken below must find it open.
+                gate.take();
+                let mut claims = self.set.claims();
+                claims.held[self.index] = false;
+                if *counted {
+                    claims.transactions = claims.transactions.saturating_sub(1);
+                }
+                drop(claims);
+                self.set.released.notify_waiters();
+            }
         }
-        self.set.released.notify_waiters();
     }
 }
 
 impl TokioPostgresConnection {
     /// Wraps a client whose connection future the caller drives, with a fresh gate. No I/O.
     pub fn from_client(client: Client) -> Self {
-        Self::from_live(vec![Arc::new(LiveConnection::new(
-            client,
-            StatementMode::Prepared,
-            None,
-        ))])
+        Self::from_live(
+            vec![Arc::new(LiveConnection::new(
+                client,
+                StatementMode::Prepared,
+                None,
+            ))],
+            DEFAULT_ACQUIRE_TIMEOUT,
+        )
     }
 
     /// Like [`from_client`](Self::from_client), but every statement is sent unnamed with
     /// explicit parameter types (`query_typed`) instead of being prepared: for poolers such as
     /// PgBouncer in transaction mode. Still one round trip per call. No I/O.
     pub fn from_client_unprepared(client: Client) -> Self {
-        Self::from_live(vec![Arc::new(LiveConnection::new(
-            client,
-            StatementMode::Unprepared,
-            None,
-        ))])
+        Self::from_live(
+            vec![Arc::new(LiveConnection::new(
+                client,
+                StatementMode::Unprepared,
+                None,
+            ))],
+            DEFAULT_ACQUIRE_TIMEOUT,
+        )
     }
 
-    fn from_live(live: Vec<Arc<LiveConnection>>) -> Self {
+    fn from_live(live: Vec<Arc<LiveConnection>>, acquire_timeout: Duration) -> Self {
+        let members = live
+            .into_iter()
+            .map(|live| {
+                Arc::new(Member {
+                    live,
+                    gate: Arc::new(RwLock::new(())),
+                    in_flight: AtomicUsize::new(0),
+                })
+            })
+            .collect::<Vec<_>>();
+        let claims = Claims {
+            held: vec![false; members.len()],
+            transactions: 0,
+            calls_waiting: 0,
+            transactions_waiting: 0,
+            migrations_waiting: 0,
+        };
         Self {
             set: Arc::new(Set {
-                members: live.into_iter().map(Member::new).collect(),
+                members,
+                claims: std::sync::Mutex::new(claims),
                 released: Notify::new(),
-                transactions: AtomicUsize::new(0),
-                waiting: AtomicUsize::new(0),
+                acquire_timeout,
             }),
         }
     }
@@ -229,20 +352,25 @@ impl TokioPostgresConnection {
     ///
     /// Besides tokio-postgres' parameters the string may set `sslmode`, `sslrootcert`,
     /// `sslcert`/`sslkey`, `statement_mode=unprepared` (see
-    /// [`from_client_unprepared`](Self::from_client_unprepared)) and `max_connections=N`
-    /// (default 1; all N are opened now). Errors carry the server's SQLSTATE (e.g. `3D000`
+    /// [`from_client_unprepared`](Self::from_client_unprepared)), `max_connections=N`
+    /// (default 1; all N are opened now) and `acquire_timeout` (seconds a call may wait for a
+    /// connection of the set; default 30). Errors carry the server's SQLSTATE (e.g. `3D000`
     /// for a missing database) and never the string or its password.
     pub async fn connect(database_url: &str) -> Result<Self, RustAuthError> {
-        Self::connect_with(database_url, None).await
+        Self::connect_with(database_url, Settings::default()).await
     }
 
-    /// [`connect`](Self::connect), with `max_connections` overriding the string's.
+    /// [`connect`](Self::connect), with `settings` overriding the string's.
     pub(crate) async fn connect_with(
         database_url: &str,
-        max_connections: Option<usize>,
+        settings: Settings,
     ) -> Result<Self, RustAuthError> {
         let options = Arc::new(ConnectOptions::parse(database_url)?);
-        let count = max_connections.unwrap_or(options.max_connections).max(1);
+        let count = settings
+            .max_connections
+            .unwrap_or(options.max_connections)
+            .max(1);
+        let acquire_timeout = settings.acquire_timeout.unwrap_or(options.acquire_timeout);
         let clients =
             futures_util::future::try_join_all((0..count).map(|_| establish(&options, false)))
                 .await?;
@@ -257,6 +385,7 @@ impl TokioPostgresConnection {
                     ))
                 })
                 .collect(),
+            acquire_timeout,
         ))
     }
 
@@ -270,12 +399,36 @@ impl TokioPostgresConnection {
                 .iter()
                 .map(|member| Arc::clone(&member.live))
                 .collect(),
+            connection.set.acquire_timeout,
         )
     }
 
-    /// The current client of every member (reconnecting lost ones), e.g. to warm them.
-    pub(crate) async fn handles(&self) -> Result<Vec<Arc<ClientHandle>>, RustAuthError> {
-        futures_util::future::try_join_all(self.set.members.iter().map(|m| m.live.handle())).await
+    /// How busy the set is now: connections, calls in flight, transactions open, callers
+    /// waiting (as deadpool's `Pool::status`). No I/O.
+    pub fn status(&self) -> ConnectionStatus {
+        let claims = self.set.claims();
+        let members = &self.set.members;
+        ConnectionStatus {
+            connections: members.len(),
+            connected: members
+                .iter()
+                .filter(|member| member.live.current().usable())
+                .count(),
+            calls_in_flight: members
+                .iter()
+                .map(|member| member.in_flight.load(Ordering::SeqCst))
+                .sum(),
+            transactions: claims.transactions,
+            // Members held but not by a transaction are a migration's.
+            migrating: claims.held.iter().filter(|held| **held).count() > claims.transactions,
+            waiting: claims.calls_waiting + claims.transactions_waiting + claims.migrations_waiting,
+        }
+    }
+
+    /// Prepares the typed statements of `wanted` on every member now (pipelined), and on each
+    /// member again whenever it connects again.
+    pub(crate) async fn warm(&self, wanted: crate::prepared::Wanted) {
+        futures_util::future::join_all(self.set.members.iter().map(|m| m.live.warm(wanted))).await;
     }
 
     /// Forgets every prepared statement and the catalog (after a migration changed tables).
@@ -295,157 +448,222 @@ impl TokioPostgresConnection {
             .sum()
     }
 
-    /// The shared side of a member's gate: the member with the fewest calls in flight that is
-    /// not inside a transaction; waits while every member is.
-    pub(crate) async fn shared(&self) -> Result<Shared, RustAuthError> {
-        let excluded = self.excluded()?;
-        // The common case first: the least busy free member (the one the loop below would try
-        // first) takes the call, with no waiter registered on `released` and no list built.
-        // Should its gate be taken, the loop decides as always.
-        let least_busy = self
-            .eligible(&excluded, true)
-            .min_by_key(|member| member.in_flight.load(Ordering::SeqCst));
-        if let Some(shared) = least_busy.and_then(Shared::try_take) {
-            return Ok(shared);
+    /// A member for one ordinary call: the least busy one no transaction holds.
+    pub(crate) async fn call(&self) -> Result<Lease, RustAuthError> {
+        let open = open_transactions();
+        if let Some(lease) = self.try_call(&open) {
+            return Ok(lease);
         }
-        let mut waiting = None;
-        loop {
-            let mut released = pin!(self.set.released.notified());
-            released.as_mut().enable();
-            for member in self.least_busy_first(&excluded, true) {
-                // Fails only if a transaction took the member a moment ago: try the next.
-                if let Some(shared) = Shared::try_take(member) {
-                    return Ok(shared);
-                }
-            }
-            // Every member is inside a transaction: say so, so that the next member released
-            // is not taken by another transaction before this call.
-            waiting.get_or_insert_with(|| Waiting::new(&self.set));
-            released.await;
+        if !open.is_empty() {
+            return Err(self.refused(Want::Call));
         }
+        self.wait(Want::Call, || self.try_call(&[])).await
     }
 
-    /// One member's gate, exclusively: the member with the fewest calls in flight that is not
-    /// inside a transaction, once its calls have finished. Waits while the set's transaction
-    /// limit is reached (every member but one busy with a transaction) or no member is free.
-    pub(crate) async fn exclusive(&self) -> Result<Exclusive, RustAuthError> {
-        let excluded = self.excluded()?;
-        loop {
-            let mut released = pin!(self.set.released.notified());
-            released.as_mut().enable();
-            // A transaction opened from inside another one's callback cannot wait for it to
-            // end: it may take any member.
-            let limit = if excluded.is_empty() {
-                self.set.transaction_limit()
-            } else {
-                self.set.members.len()
-            };
-            let counted = self
-                .set
-                .transactions
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |open| {
-                    (open < limit).then_some(open + 1)
-                })
-                .is_ok();
-            if !counted {
-                released.await;
-                continue;
-            }
-            for member in self.least_busy_first(&excluded, false) {
-                if let Some(mut taken) = self.take(member) {
-                    taken.counted = true;
-                    return Ok(taken.lock().await);
-                }
-            }
-            self.set.transactions.fetch_sub(1, Ordering::SeqCst);
-            released.await;
-        }
-    }
-
-    /// Every member's gate, exclusively, in a fixed order (migrations run alone).
-    pub(crate) async fn exclusive_all(&self) -> Result<Vec<Exclusive>, RustAuthError> {
-        self.excluded()?;
-        let mut taken = Vec::with_capacity(self.set.members.len());
-        for member in &self.set.members {
-            loop {
-                let mut released = pin!(self.set.released.notified());
-                released.as_mut().enable();
-                if let Some(exclusive) = self.take(member) {
-                    taken.push(exclusive.lock().await);
-                    break;
-                }
-                released.await;
-            }
-        }
-        Ok(taken)
-    }
-
-    /// Marks `member` as taken by a transaction, if it is not already.
-    fn take(&self, member: &Arc<Member>) -> Option<Exclusive> {
-        member
-            .in_transaction
-            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
-            .ok()?;
-        Some(Exclusive {
-            member: Arc::clone(member),
-            set: Arc::clone(&self.set),
-            gate: None,
-            counted: false,
-        })
-    }
-
-    /// Runs `future` marked as the callback of a transaction holding `exclusive`.
-    pub(crate) async fn inside_transaction<F: std::future::Future>(
-        exclusive: &Exclusive,
-        future: F,
-    ) -> F::Output {
-        let mut gates = OPEN_TRANSACTION_GATES
-            .try_with(Clone::clone)
-            .unwrap_or_default();
-        gates.push(exclusive.member.id());
-        OPEN_TRANSACTION_GATES.scope(gates, future).await
-    }
-
-    /// The members a call may take: not `excluded` and, when `free`, not inside a transaction.
-    fn eligible<'a>(
-        &'a self,
-        excluded: &'a [usize],
-        free: bool,
-    ) -> impl Iterator<Item = &'a Arc<Member>> + 'a {
-        self.set.members.iter().filter(move |member| {
-            let busy = free && member.in_transaction.load(Ordering::SeqCst);
-            !busy && !excluded.contains(&member.id())
-        })
-    }
-
-    /// [`eligible`](Self::eligible), the fewest calls in flight first.
-    fn least_busy_first<'a>(&'a self, excluded: &'a [usize], free: bool) -> Vec<&'a Arc<Member>> {
-        let mut members = self.eligible(excluded, free).collect::<Vec<_>>();
-        members.sort_by_key(|member| member.in_flight.load(Ordering::SeqCst));
-        members
-    }
-
-    /// The members this task's open transactions hold. Waiting for them from inside their
-    /// own callback would never end: when they are all of the set's members, say so instead
-    /// (quirk Q16 in UPSTREAM.md).
-    fn excluded(&self) -> Result<Vec<usize>, RustAuthError> {
-        let open = OPEN_TRANSACTION_GATES
-            .try_with(Clone::clone)
-            .unwrap_or_default();
-        let excluded = self
+    fn try_call(&self, excluded: &[usize]) -> Option<Lease> {
+        let claims = self.set.claims();
+        let index = self
             .set
-            .members
-            .iter()
-            .map(|member| member.id())
-            .filter(|id| open.contains(id))
-            .collect::<Vec<_>>();
-        if !excluded.is_empty() && excluded.len() == self.set.members.len() {
-            return Err(adapter(
-                "tokio-postgres adapter called from inside its own transaction callback; \
-                 use the transaction adapter passed to the callback (waiting for the \
-                 transaction to finish would deadlock)",
-            ));
-        }
-        Ok(excluded)
+            .least_busy_free(&claims, |member| !excluded.contains(&member.id()))?;
+        let member = &self.set.members[index];
+        // Fails only while a migration or transaction drains the member: wait for it then.
+        let guard = Arc::clone(&member.gate).try_read_owned().ok()?;
+        member.in_flight.fetch_add(1, Ordering::SeqCst);
+        drop(claims);
+        Some(Lease {
+            set: Arc::clone(&self.set),
+            index,
+            hold: Hold::Call(Some(guard)),
+        })
     }
+
+    /// A member for one transaction, held exclusively once its calls in flight have finished.
+    pub(crate) async fn transaction(&self) -> Result<Lease, RustAuthError> {
+        let started = Instant::now();
+        let open = open_transactions();
+        let lease = match self.try_transaction(&open) {
+            Some(lease) => lease,
+            None if !open.is_empty() => return Err(self.refused(Want::Transaction)),
+            None => {
+                self.wait(Want::Transaction, || self.try_transaction(&[]))
+                    .await?
+            }
+        };
+        let deadline = tokio::time::Instant::from_std(started + self.set.acquire_timeout);
+        match lease.drain(deadline).await {
+            Ok(lease) => Ok(lease),
+            Err(lease) => {
+                drop(lease);
+                Err(self.timed_out(Want::Transaction, started.elapsed()))
+            }
+        }
+    }
+
+    fn try_transaction(&self, excluded: &[usize]) -> Option<Lease> {
+        let mut claims = self.set.claims();
+        if excluded.is_empty() {
+            // Inside a callback the caps do not apply: it never waits, and the transaction
+            // it belongs to cannot end before it does.
+            let members = self.set.members.len();
+            let limit = if claims.calls_waiting > 0 {
+                members.saturating_sub(1).max(1)
+            } else {
+                members
+            };
+            if claims.migrations_waiting > 0 || claims.transactions >= limit {
+                return None;
+            }
+        }
+        let index = self
+            .set
+            .least_busy_free(&claims, |member| !excluded.contains(&member.id()))?;
+        claims.held[index] = true;
+        claims.transactions += 1;
+        drop(claims);
+        Some(Lease {
+            set: Arc::clone(&self.set),
+            index,
+            hold: Hold::Exclusive {
+                gate: None,
+                counted: true,
+            },
+        })
+    }
+
+    /// Every member, exclusively (migrations run alone): all at once or none.
+    pub(crate) async fn migration(&self) -> Result<Vec<Lease>, RustAuthError> {
+        if !open_transactions().is_empty() {
+            return Err(self.refused(Want::Migration));
+        }
+        let started = Instant::now();
+        let leases = match self.try_migration() {
+            Some(leases) => leases,
+            None => self.wait(Want::Migration, || self.try_migration()).await?,
+        };
+        let deadline = tokio::time::Instant::from_std(started + self.set.acquire_timeout);
+        let mut drained = Vec::with_capacity(leases.len());
+        for lease in leases {
+            match lease.drain(deadline).await {
+                Ok(lease) => drained.push(lease),
+                Err(_) => return Err(self.timed_out(Want::Migration, started.elapsed())),
+            }
+        }
+        Ok(drained)
+    }
+
+    fn try_migration(&self) -> Option<Vec<Lease>> {
+        let mut claims = self.set.claims();
+        if claims.held.iter().any(|held| *held) {
+            return None;
+        }
+        claims.held.iter_mut().for_each(|held| *held = true);
+        drop(claims);
+        Some(
+            (0..self.set.members.len())
+                .map(|index| Lease {
+                    set: Arc::clone(&self.set),
+                    index,
+                    hold: Hold::Exclusive {
+                        gate: None,
+                        counted: false,
+                    },
+                })
+                .collect(),
+        )
+    }
+
+    /// Waits, counted as waiting for `want`, until `attempt` succeeds or `acquire_timeout` has
+    /// passed since the wait began.
+    async fn wait<T>(
+        &self,
+        want: Want,
+        mut attempt: impl FnMut() -> Option<T>,
+    ) -> Result<T, RustAuthError> {
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::from_std(started + self.set.acquire_timeout);
+        let _waiting = Waiting::new(&self.set, want);
+        loop {
+            let mut released = pin!(self.set.released.notified());
+            released.as_mut().enable();
+            if let Some(taken) = attempt() {
+                let waited = started.elapsed();
+                if waited >= LONG_WAIT {
+                    tracing::warn!(
+                        target: TARGET,
+                        waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
+                        want = want.name(),
+                        "waited long for a connection of the set"
+                    );
+                }
+                return Ok(taken);
+            }
+            if tokio::time::timeout_at(deadline, released).await.is_err() {
+                return Err(self.timed_out(want, started.elapsed()));
+            }
+        }
+    }
+
+    /// The error (and event) of a wait that reached `acquire_timeout`.
+    fn timed_out(&self, want: Want, waited: Duration) -> RustAuthError {
+        let status = self.status();
+        tracing::warn!(
+            target: TARGET,
+            waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
+            want = want.name(),
+            connections = status.connections,
+            transactions = status.transactions,
+            migrating = status.migrating,
+            waiting = status.waiting,
+            "timed out waiting for a connection of the set"
+        );
+        adapter(format!(
+            "tokio-postgres adapter: timed out after {:.1} s waiting for a connection for a \
+             {} (acquire_timeout): {} of {} connections held by transactions{}, {} \
+             callers waiting; raise max_connections or acquire_timeout, or shorten \
+             transactions",
+            waited.as_secs_f64(),
+            want.name(),
+            status.transactions,
+            status.connections,
+            if status.migrating {
+                ", the rest by a migration"
+            } else {
+                ""
+            },
+            status.waiting,
+        ))
+    }
+
+    /// The error of a call made from inside a transaction callback that would have to wait.
+    fn refused(&self, want: Want) -> RustAuthError {
+        match want {
+            Want::Migration => adapter(
+                "tokio-postgres adapter: migrations called from inside a transaction callback \
+                 are refused: a migration needs every connection of the set, including the one \
+                 the transaction holds (run migrations before or after the transaction)",
+            ),
+            _ => adapter(format!(
+                "tokio-postgres adapter called from inside its own transaction callback while \
+                 no other connection of the set is free ({} connections, {} held by \
+                 transactions); use the transaction adapter passed to the callback (waiting \
+                 here could wait for this very transaction, a deadlock)",
+                self.set.members.len(),
+                self.set.claims().transactions,
+            )),
+        }
+    }
+}
+
+/// The members this task's open transactions hold (empty outside every callback).
+fn open_transactions() -> Vec<usize> {
+    OPEN_TRANSACTIONS.try_with(Clone::clone).unwrap_or_default()
+}
+
+/// What a caller may set in code instead of the connection string.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Settings {
+    /// Overrides `max_connections`.
+    pub(crate) max_connections: Option<usize>,
+    /// Overrides `acquire_timeout`.
+    pub(crate) acquire_timeout: Option<Duration>,
 }

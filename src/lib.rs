@@ -38,6 +38,6 @@ pub mod driver;
 mod fingerprint;
 
 pub use adapter::TokioPostgresAdapter;
-pub use connection::TokioPostgresConnection;
+pub use connection::{ConnectionStatus, TokioPostgresConnection};
 pub use rate_limit::TokioPostgresRateLimitStore;
 pub use stores::{TokioPostgresStores, TokioPostgresStoresBuilder};

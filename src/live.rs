@@ -1,8 +1,9 @@
 //! One live connection: the state of one server connection ([`ClientHandle`]: the client,
 //! how statements reach the server, the live catalog, both statement caches) and how it is
-//! re-established after a loss ([`LiveConnection`]).
+//! re-established after a loss ([`LiveConnection`]). It knows nothing of how statements run
+//! (`runner.rs` takes a handle) nor of who holds it (`connection.rs` leases it).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -12,9 +13,9 @@ use tokio_postgres::Client;
 use crate::catalog::Catalog;
 use crate::connect::{establish, ConnectOptions, StatementMode};
 use crate::error::adapter;
-use crate::prepared::TypedStatements;
-use crate::runner::Db;
+use crate::prepared::{TypedStatements, Wanted};
 use crate::statements::{StatementCache, DEFAULT_CAPACITY};
+use crate::trace::TARGET;
 
 /// One live server connection: the client, how statements reach the server, what it knows
 /// of the tables (the live catalog) and the statements prepared on it. Replaced as a whole
@@ -60,7 +61,13 @@ impl ClientHandle {
     /// This connection met a read-only server (a standby, or a primary demoted under it):
     /// new calls connect again, to a writable server.
     pub(crate) fn mark_read_only(&self) {
-        self.read_only.store(true, Ordering::SeqCst);
+        if !self.read_only.swap(true, Ordering::SeqCst) {
+            tracing::warn!(
+                target: TARGET,
+                "connection found on a read-only server (SQLSTATE 25006): the next call \
+                 connects again, to a writable server"
+            );
+        }
     }
 
     /// Forgets everything learned about the tables (after a migration changed them).
@@ -83,19 +90,12 @@ impl ClientHandle {
         self.catalog.clear();
     }
 
-    /// Runs statements through the statement cache, outside a transaction.
-    pub(crate) fn db(&self) -> Db<'_> {
-        Db::Cached {
-            handle: self,
-            transaction: None,
-        }
-    }
-
-    /// Runs statements inside a transaction whose "aborted" flag is `aborted`.
-    pub(crate) fn tx_db<'a>(&'a self, aborted: &'a AtomicBool) -> Db<'a> {
-        Db::Cached {
-            handle: self,
-            transaction: Some(aborted),
+    /// Prepares the typed statements of `wanted` on this connection (prepared mode only).
+    pub(crate) async fn prepare_typed(&self, wanted: Wanted) {
+        if self.mode == StatementMode::Prepared {
+            self.typed
+                .get(&self.client, &self.catalog, wanted, true)
+                .await;
         }
     }
 }
@@ -130,6 +130,9 @@ pub(crate) struct LiveConnection {
     reconnect: Option<Arc<ConnectOptions>>,
     /// Held during a reconnect cycle; remembers the last failed one.
     reconnecting: tokio::sync::Mutex<Option<Failed>>,
+    /// The typed statement groups prepared when the connection was opened ([`Wanted`]'s
+    /// bits): a connection made again prepares them too, before its first call.
+    typed: AtomicU8,
 }
 
 impl LiveConnection {
@@ -143,7 +146,15 @@ impl LiveConnection {
             current: std::sync::RwLock::new(Arc::new(ClientHandle::new(client, mode))),
             reconnect,
             reconnecting: tokio::sync::Mutex::new(None),
+            typed: AtomicU8::new(0),
         }
+    }
+
+    /// Prepares the typed statements of `wanted` now, and again whenever the connection is
+    /// made again.
+    pub(crate) async fn warm(&self, wanted: Wanted) {
+        let bits = self.typed.fetch_or(wanted.bits(), Ordering::SeqCst) | wanted.bits();
+        self.current().prepare_typed(Wanted::from_bits(bits)).await;
     }
 
     /// The current client, connecting again first if a connection made from a string was
@@ -167,10 +178,29 @@ impl LiveConnection {
                 return Err(adapter(failed.message.clone()));
             }
         }
-        match establish(options, current.wrong_server()).await {
+        let started = Instant::now();
+        let read_write = current.wrong_server();
+        if last.is_none() {
+            tracing::warn!(
+                target: TARGET,
+                why = if read_write { "read-only server" } else { "connection closed" },
+                "connection unusable; connecting again"
+            );
+        }
+        match establish(options, read_write).await {
             Ok(client) => {
-                *last = None;
                 let handle = Arc::new(ClientHandle::new(client, options.statements));
+                handle
+                    .prepare_typed(Wanted::from_bits(self.typed.load(Ordering::SeqCst)))
+                    .await;
+                tracing::info!(
+                    target: TARGET,
+                    duration_ms = millis(started.elapsed()),
+                    after_failures = last.is_some(),
+                    for_writes = read_write,
+                    "connection re-established"
+                );
+                *last = None;
                 *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::clone(&handle);
                 Ok(handle)
             }
@@ -181,13 +211,22 @@ impl LiveConnection {
                     }
                     other => format!("connection lost; reconnecting failed: {other}"),
                 };
+                let wait = if failure.permanent {
+                    RETRY_AFTER_PERMANENT
+                } else {
+                    RETRY_AFTER
+                };
+                tracing::warn!(
+                    target: TARGET,
+                    duration_ms = millis(started.elapsed()),
+                    fail_fast_ms = millis(wait),
+                    permanent = failure.permanent,
+                    error = %message,
+                    "reconnecting failed; calls fail at once until the next attempt is due"
+                );
                 *last = Some(Failed {
                     at: Instant::now(),
-                    wait: if failure.permanent {
-                        RETRY_AFTER_PERMANENT
-                    } else {
-                        RETRY_AFTER
-                    },
+                    wait,
                     message: message.clone(),
                 });
                 Err(adapter(message))
@@ -199,4 +238,9 @@ impl LiveConnection {
     pub(crate) fn current(&self) -> Arc<ClientHandle> {
         Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
     }
+}
+
+/// Whole milliseconds, for events.
+pub(crate) fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }

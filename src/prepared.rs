@@ -40,6 +40,16 @@ impl Wanted {
         set
     }
 
+    /// The set as bits, to be kept in an atomic.
+    pub(crate) fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// The set `bits` (from [`bits`](Self::bits)) stands for.
+    pub(crate) fn from_bits(bits: u8) -> Self {
+        Self(bits)
+    }
+
     fn bit(table: CoreTable) -> u8 {
         1 << (table as u8)
     }

@@ -19,7 +19,6 @@ use rustauth_core::options::{
     RateLimitStore,
 };
 
-use crate::adapter::TokioPostgresAdapter;
 use crate::connection::TokioPostgresConnection;
 use crate::error::adapter;
 use crate::runner::{Db, Sql};
@@ -47,7 +46,7 @@ impl fmt::Debug for TokioPostgresRateLimitStore {
 impl TokioPostgresRateLimitStore {
     /// A store on `table` (default column names) sharing `connection` and its gate. No I/O.
     pub fn from_connection(connection: &TokioPostgresConnection, table: impl Into<String>) -> Self {
-        Self::with_names(connection.clone(), SqlRateLimitNames::new(table))
+        Self::from_connection_with_names(connection.clone(), SqlRateLimitNames::new(table))
     }
 
     /// A store on `table` with its own connection (and its own gate).
@@ -64,7 +63,9 @@ impl TokioPostgresRateLimitStore {
         &self.connection
     }
 
-    pub(crate) fn with_names(
+    /// A store on the table `names` describe, sharing `connection` (the adapter's store is
+    /// made here, from its connection and its schema's names). No I/O.
+    pub(crate) fn from_connection_with_names(
         connection: TokioPostgresConnection,
         names: SqlRateLimitNames,
     ) -> Self {
@@ -93,18 +94,9 @@ impl TokioPostgresRateLimitStore {
             .statement
             .as_deref()
             .map_err(|message| adapter(message.as_ref()))?;
-        let shared = self.connection.shared().await?;
-        let handle = shared.handle().await?;
-        Ok(consume_with(handle.db(), sql, &self.names, self.typed, input).await?)
-    }
-}
-
-impl From<&TokioPostgresAdapter> for TokioPostgresRateLimitStore {
-    fn from(adapter: &TokioPostgresAdapter) -> Self {
-        Self::with_names(
-            adapter.connection().clone(),
-            SqlRateLimitNames::from_schema(adapter.schema()),
-        )
+        let lease = self.connection.call().await?;
+        let handle = lease.handle().await?;
+        Ok(consume_with(Db::on(&handle), sql, &self.names, self.typed, input).await?)
     }
 }
 

@@ -23,6 +23,12 @@
 //!   the next call connects again, to a writable server. The call itself returns the error
 //!   (nothing is retried: a write is never sent twice);
 //! - **one span per statement**, with its SQL text and kind, never a parameter value.
+//!
+//! `BEGIN`, `COMMIT` and `ROLLBACK` (also the rollback of an abandoned transaction) run here
+//! too ([`Db::control`]), as do the generated statements ([`Db::typed`]): the typed router
+//! gets its client and statements from here, never from the live connection. Migrations and
+//! catalog reads are the exceptions: they run their own statements on the client
+//! (`migrate.rs`, `catalog.rs`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -35,6 +41,7 @@ use tracing::Instrument;
 use crate::connect::StatementMode;
 use crate::error::{value_error, Error, Result};
 use crate::live::ClientHandle;
+use crate::prepared::{Groups, Wanted};
 use crate::values::{
     bind_all, bind_loose, declared_type, param_refs, readable, unreadable, PgParam,
 };
@@ -98,7 +105,92 @@ enum Outcome {
     Count(u64),
 }
 
+/// A transaction's control statements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Control {
+    Begin,
+    Commit,
+    Rollback,
+}
+
+impl Control {
+    fn sql(self) -> &'static str {
+        match self {
+            Self::Begin => "BEGIN",
+            Self::Commit => "COMMIT",
+            Self::Rollback => "ROLLBACK",
+        }
+    }
+}
+
 impl<'a> Db<'a> {
+    /// Statements on one of our connections, outside a transaction.
+    pub(crate) fn on(handle: &'a ClientHandle) -> Self {
+        Self::Cached {
+            handle,
+            transaction: None,
+        }
+    }
+
+    /// Statements inside a transaction on one of our connections; `aborted` is set when one
+    /// of them ends the transaction.
+    pub(crate) fn in_transaction(handle: &'a ClientHandle, aborted: &'a AtomicBool) -> Self {
+        Self::Cached {
+            handle,
+            transaction: Some(aborted),
+        }
+    }
+
+    /// Sends `BEGIN`, `COMMIT` or `ROLLBACK` (one simple-protocol round trip) under the same
+    /// policy as every statement: its span, a failure that ends the transaction marks it
+    /// aborted, a read-only server marks the connection.
+    pub(crate) async fn control(self, control: Control) -> Result<()> {
+        let client = match self {
+            Self::Cached { handle, .. } => &handle.client,
+            Self::Plain(client) => client,
+        };
+        let result = client
+            .batch_execute(control.sql())
+            .instrument(crate::trace::statement_span(control.sql(), "transaction"))
+            .await
+            .map_err(Error::from);
+        if let Err(error) = &result {
+            self.after_failure(error);
+        }
+        result
+    }
+
+    /// The generated statements of this connection for the tables `wanted`, when they can
+    /// run here at all: one of our connections in prepared mode (the driver's unprepared calls
+    /// and `statement_mode=unprepared` never take them). Groups not decided yet are prepared
+    /// only outside a transaction (a failed Parse inside one would abort it).
+    pub(crate) async fn typed(self, wanted: Wanted) -> Option<TypedDb<'a>> {
+        let Self::Cached {
+            handle,
+            transaction,
+        } = self
+        else {
+            return None;
+        };
+        if handle.mode != StatementMode::Prepared {
+            return None;
+        }
+        let groups = handle
+            .typed
+            .get(
+                &handle.client,
+                &handle.catalog,
+                wanted,
+                transaction.is_none(),
+            )
+            .await;
+        Some(TypedDb {
+            handle,
+            transaction,
+            groups,
+        })
+    }
+
     /// Runs a statement and returns its rows.
     pub(crate) async fn query(self, sql: Sql<'_>) -> Result<Vec<Row>> {
         match self.run(sql, Want::Rows).await? {
@@ -150,14 +242,19 @@ impl<'a> Db<'a> {
             .instrument(crate::trace::statement_span(sql.text, kind))
             .await;
         if let Err(error) = &result {
-            if let (Some(aborted), true) = (self.transaction(), error.aborts_transaction()) {
-                aborted.store(true, Ordering::SeqCst);
-            }
-            if let (Self::Cached { handle, .. }, true) = (self, error.read_only_server()) {
-                handle.mark_read_only();
-            }
+            self.after_failure(error);
         }
         result
+    }
+
+    /// What a failed statement means for the transaction and the connection it ran on.
+    fn after_failure(self, error: &Error) {
+        if let (Some(aborted), true) = (self.transaction(), error.aborts_transaction()) {
+            aborted.store(true, Ordering::SeqCst);
+        }
+        if let (Self::Cached { handle, .. }, true) = (self, error.read_only_server()) {
+            handle.mark_read_only();
+        }
     }
 
     async fn dispatch(self, sql: Sql<'_>, want: &Want) -> Result<Outcome> {
@@ -365,43 +462,60 @@ async fn run_prepared(
     }
 }
 
-/// Runs a generated (typed) statement under the same policy: `None` hands the call to the
-/// generic path (a stale plan outside a transaction: the generic path prepares afresh and
-/// the typed statements are prepared again on a later call).
-pub(crate) async fn run_typed<T, R, F>(
-    handle: &ClientHandle,
-    transaction: Option<&AtomicBool>,
-    sql: &'static str,
-    statement: F,
-    map: impl FnOnce(T) -> R,
-) -> Option<Result<R>>
-where
-    F: std::future::Future<Output = std::result::Result<T, tokio_postgres::Error>>,
-{
-    let outcome = statement
-        .instrument(crate::trace::statement_span(sql, "typed"))
-        .await;
-    match outcome {
-        Ok(value) => {
-            tracing::Span::current().record("path", "typed");
-            Some(Ok(map(value)))
-        }
-        Err(error) => {
-            let error = Error::prepared(error);
-            if error.read_only_server() {
-                handle.mark_read_only();
+/// The generated statements of one connection, for one call ([`Db::typed`]).
+pub(crate) struct TypedDb<'a> {
+    handle: &'a ClientHandle,
+    transaction: Option<&'a AtomicBool>,
+    /// The statement groups usable on this connection.
+    pub(crate) groups: Groups,
+}
+
+impl TypedDb<'_> {
+    /// The client to bind generated statements to.
+    pub(crate) fn client(&self) -> &Client {
+        &self.handle.client
+    }
+
+    /// Whether the call runs inside a transaction.
+    pub(crate) fn in_transaction(&self) -> bool {
+        self.transaction.is_some()
+    }
+
+    /// Awaits a generated statement under the same policy as every other and maps its result;
+    /// `None` hands the call to the generic path (a stale plan outside a transaction: the
+    /// generic path prepares afresh and the typed statements are prepared again on a later
+    /// call).
+    pub(crate) async fn run<T, R, F>(
+        &self,
+        sql: &'static str,
+        statement: F,
+        map: impl FnOnce(T) -> R,
+    ) -> Option<Result<R>>
+    where
+        F: std::future::Future<Output = std::result::Result<T, tokio_postgres::Error>>,
+    {
+        let outcome = statement
+            .instrument(crate::trace::statement_span(sql, "typed"))
+            .await;
+        match outcome {
+            Ok(value) => {
+                tracing::Span::current().record("path", "typed");
+                Some(Ok(map(value)))
             }
-            if error.stale_statement() {
-                handle.invalidate_typed();
-                // Outside a transaction, let the generic path prepare afresh.
-                transaction?;
-            }
-            if let Some(aborted) = transaction {
-                if error.aborts_transaction() {
-                    aborted.store(true, Ordering::SeqCst);
+            Err(error) => {
+                let error = Error::prepared(error);
+                if error.stale_statement() {
+                    self.handle.invalidate_typed();
+                    // Outside a transaction, let the generic path prepare afresh.
+                    self.transaction?;
                 }
+                Db::Cached {
+                    handle: self.handle,
+                    transaction: self.transaction,
+                }
+                .after_failure(&error);
+                Some(Err(error))
             }
-            Some(Err(error))
         }
     }
 }

@@ -1,19 +1,21 @@
 //! `TokioPostgresStores`: the adapter and the rate-limit store on one connection.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustauth_core::db::{auth_schema, AuthSchemaOptions, DbAdapter, DbSchema};
 use rustauth_core::error::RustAuthError;
 use rustauth_core::options::{RateLimitStorageOption, RustAuthOptions};
 
 use crate::adapter::TokioPostgresAdapter;
+use crate::connection::Settings;
 use crate::rate_limit::TokioPostgresRateLimitStore;
 
 /// Builds [`TokioPostgresStores`] with a chosen schema.
 #[derive(Debug, Clone)]
 pub struct TokioPostgresStoresBuilder {
     schema: DbSchema,
-    max_connections: Option<usize>,
+    settings: Settings,
 }
 
 impl Default for TokioPostgresStoresBuilder {
@@ -27,7 +29,7 @@ impl TokioPostgresStoresBuilder {
     pub fn new() -> Self {
         Self {
             schema: auth_schema(AuthSchemaOptions::default()),
-            max_connections: None,
+            settings: Settings::default(),
         }
     }
 
@@ -44,15 +46,25 @@ impl TokioPostgresStoresBuilder {
     /// statements and reconnects on its own. `connect` opens all of them.
     #[must_use]
     pub fn max_connections(mut self, count: usize) -> Self {
-        self.max_connections = Some(count.clamp(1, crate::connect::MAX_CONNECTIONS));
+        self.settings.max_connections = Some(count.clamp(1, crate::connect::MAX_CONNECTIONS));
+        self
+    }
+
+    /// Bounds every wait for a connection of the set (an ordinary call while transactions
+    /// hold every connection, a transaction, a migration) at `timeout` instead of the
+    /// connection string's `acquire_timeout` (default 30 s). A call that reaches it fails with
+    /// an error saying what it waited for and how the set was held. A zero `timeout` is taken
+    /// as one millisecond: every wait has a bound, and none is skipped.
+    #[must_use]
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.acquire_timeout = Some(timeout.max(Duration::from_millis(1)));
         self
     }
 
     /// Connects and builds the adapter and a rate-limit store sharing its connection(s).
     pub async fn connect(self, database_url: &str) -> Result<TokioPostgresStores, RustAuthError> {
         let adapter =
-            TokioPostgresAdapter::connect_with(database_url, self.schema, self.max_connections)
-                .await?;
+            TokioPostgresAdapter::connect_with(database_url, self.schema, self.settings).await?;
         let rate_limit = TokioPostgresRateLimitStore::from(&adapter);
         Ok(TokioPostgresStores {
             adapter,

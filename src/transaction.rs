@@ -1,8 +1,9 @@
-//! Transactions: the exclusive gate, BEGIN/COMMIT/ROLLBACK, and rollback when the caller's
-//! future is dropped half-way.
+//! Transactions: a lease on one member of the set, BEGIN/COMMIT/ROLLBACK through the runner,
+//! and rollback when the caller's future is dropped half-way.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use rustauth_core::db::{
     AdapterCapabilities, AdapterFuture, Count, Create, DbAdapter, DbRecord, DbSchema, Delete,
@@ -10,74 +11,73 @@ use rustauth_core::db::{
 };
 use rustauth_core::error::RustAuthError;
 
-use crate::call::Call;
-use crate::connection::{Exclusive, TokioPostgresConnection};
-use crate::error::{adapter, postgres_error};
-use crate::live::ClientHandle;
+use crate::call::{Call, CallState};
+use crate::connection::{Lease, TokioPostgresConnection};
+use crate::error::adapter;
+use crate::live::{millis, ClientHandle};
+use crate::runner::{Control, Db};
 use crate::trace;
-use crate::typed::Router;
 
 /// Identifier the transaction adapter reports.
 const TX_ADAPTER_ID: &str = "tokio-postgres-tx";
 
 /// Runs `callback` inside one database transaction on `connection`.
 ///
-/// The gate is held exclusively from before `BEGIN` until `COMMIT` or `ROLLBACK` has
+/// The lease is held exclusively from before `BEGIN` until `COMMIT` or `ROLLBACK` has
 /// finished. `Ok` commits (a failed COMMIT is rolled back and its error returned); `Err` rolls
 /// back and returns the callback's error unchanged. If this future is dropped half-way (a
 /// timeout, a cancelled request, a panic in the callback), a ROLLBACK is sent on the same
-/// connection and the gate stays held until it has completed, so no later call can see or
+/// connection and the lease stays held until it has completed, so no later call can see or
 /// commit the abandoned writes.
 pub(crate) async fn run(
     connection: &TokioPostgresConnection,
     schema: &Arc<DbSchema>,
-    router: &Arc<Router>,
+    state: &Arc<CallState>,
     callback: TransactionCallback<'_>,
 ) -> Result<(), RustAuthError> {
-    let exclusive = connection.exclusive().await?;
+    let lease = connection.transaction().await?;
     // The whole transaction runs on this client, even if the connection is replaced meanwhile.
-    let handle = exclusive.handle().await?;
-    let mut guard = RollbackOnDrop::new(Arc::clone(&handle), exclusive);
-    handle
-        .client
-        .batch_execute("BEGIN")
-        .await
-        .map_err(postgres_error)?;
+    let handle = lease.handle().await?;
+    let mut guard = RollbackOnDrop::new(Arc::clone(&handle), lease);
     let aborted = Arc::new(AtomicBool::new(false));
-    let tx = TransactionAdapter {
-        handle: Arc::clone(&handle),
-        schema: Arc::clone(schema),
-        router: Arc::clone(router),
-        aborted: Arc::clone(&aborted),
-    };
-    let outcome = match guard.exclusive() {
-        Some(exclusive) => {
-            TokioPostgresConnection::inside_transaction(exclusive, callback(Box::new(tx))).await
+    let db = Db::in_transaction(&handle, &aborted);
+    let result = match db.control(Control::Begin).await {
+        // Nothing ran: whatever BEGIN left (if anything) is rolled back below.
+        Err(error) => Err(error.into()),
+        Ok(()) => {
+            let tx = TransactionAdapter {
+                handle: Arc::clone(&handle),
+                schema: Arc::clone(schema),
+                state: Arc::clone(state),
+                aborted: Arc::clone(&aborted),
+            };
+            match guard.lease() {
+                Some(lease) => lease.scope(callback(Box::new(tx))).await,
+                None => callback(Box::new(tx)).await,
+            }
         }
-        None => callback(Box::new(tx)).await,
     };
-    let client = &handle.client;
-    let result = match outcome {
+    let result = match result {
         // A statement failed inside and the callback went on: Postgres has already aborted the
         // transaction and would turn COMMIT into a silent ROLLBACK. Say so instead of Ok.
         Ok(()) if aborted.load(Ordering::SeqCst) => {
-            let _ = client.batch_execute("ROLLBACK").await;
+            let _ = db.control(Control::Rollback).await;
             Err(adapter(
                 "transaction rolled back: a statement inside it failed and the callback \
                  returned Ok anyway (Postgres aborts a transaction at its first error)",
             ))
         }
-        Ok(()) => match client.batch_execute("COMMIT").await {
+        Ok(()) => match db.control(Control::Commit).await {
             Ok(()) => Ok(()),
             Err(error) => {
-                let _ = client.batch_execute("ROLLBACK").await;
-                Err(postgres_error(error))
+                let _ = db.control(Control::Rollback).await;
+                Err(error.into())
             }
         },
         Err(error) => {
-            // The callback's error is the one that matters; a failed ROLLBACK (e.g. the
-            // connection is gone) leaves nothing committed either way.
-            let _ = client.batch_execute("ROLLBACK").await;
+            // The callback's (or BEGIN's) error is the one that matters; a failed ROLLBACK
+            // (e.g. the connection is gone) leaves nothing committed either way.
+            let _ = db.control(Control::Rollback).await;
             Err(error)
         }
     };
@@ -85,54 +85,72 @@ pub(crate) async fn run(
     result
 }
 
-/// Sends ROLLBACK (and only then releases the gate) if a transaction is abandoned.
+/// Sends ROLLBACK (and only then releases the lease) if a transaction is abandoned.
 pub(crate) struct RollbackOnDrop {
     handle: Arc<ClientHandle>,
-    gate: Option<Exclusive>,
+    lease: Option<Lease>,
     runtime: Option<tokio::runtime::Handle>,
 }
 
 impl RollbackOnDrop {
-    /// Holds `gate` until [`finish`](Self::finish), or until a ROLLBACK sent on drop completes.
-    pub(crate) fn new(handle: Arc<ClientHandle>, gate: Exclusive) -> Self {
+    /// Holds `lease` until [`finish`](Self::finish), or until a ROLLBACK sent on drop completes.
+    pub(crate) fn new(handle: Arc<ClientHandle>, lease: Lease) -> Self {
         Self {
             handle,
-            gate: Some(gate),
+            lease: Some(lease),
             runtime: tokio::runtime::Handle::try_current().ok(),
         }
     }
 
-    /// The gate held, until the transaction ends.
-    pub(crate) fn exclusive(&self) -> Option<&Exclusive> {
-        self.gate.as_ref()
+    /// The lease held, until the transaction ends.
+    pub(crate) fn lease(&self) -> Option<&Lease> {
+        self.lease.as_ref()
     }
 
-    /// The transaction ended normally: release the gate now.
+    /// The transaction ended normally: release the lease now.
     pub(crate) fn finish(&mut self) {
-        self.gate = None;
+        self.lease = None;
     }
 }
 
 impl Drop for RollbackOnDrop {
     fn drop(&mut self) {
-        let Some(gate) = self.gate.take() else {
+        let Some(lease) = self.lease.take() else {
             return;
         };
         let handle = Arc::clone(&self.handle);
         let rollback = async move {
+            let started = Instant::now();
             // Queued behind whatever the abandoned future left in flight on this connection.
-            let _ = handle.client.batch_execute("ROLLBACK").await;
-            drop(gate);
+            let outcome = Db::on(&handle).control(Control::Rollback).await;
+            drop(lease);
+            match outcome {
+                Ok(()) => tracing::info!(
+                    target: trace::TARGET,
+                    duration_ms = millis(started.elapsed()),
+                    "abandoned transaction rolled back"
+                ),
+                // The connection is gone, and the server ended the transaction with it.
+                Err(error) => tracing::warn!(
+                    target: trace::TARGET,
+                    error = %error.kind(),
+                    "abandoned transaction: ROLLBACK failed (a lost connection ends it too)"
+                ),
+            }
         };
-        match &self.runtime {
+        match self
+            .runtime
+            .clone()
+            .or_else(|| tokio::runtime::Handle::try_current().ok())
+        {
             Some(runtime) => {
                 runtime.spawn(rollback);
             }
-            None => {
-                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                    runtime.spawn(rollback);
-                }
-            }
+            None => tracing::error!(
+                target: trace::TARGET,
+                "abandoned transaction could not be rolled back: no Tokio runtime to send \
+                 ROLLBACK on"
+            ),
         }
     }
 }
@@ -142,7 +160,7 @@ impl Drop for RollbackOnDrop {
 pub(crate) struct TransactionAdapter {
     handle: Arc<ClientHandle>,
     schema: Arc<DbSchema>,
-    router: Arc<Router>,
+    state: Arc<CallState>,
     /// Set when a statement of this transaction failed on the server.
     aborted: Arc<AtomicBool>,
 }
@@ -150,9 +168,9 @@ pub(crate) struct TransactionAdapter {
 impl TransactionAdapter {
     fn call(&self) -> Call<'_> {
         Call {
-            db: self.handle.tx_db(&self.aborted),
+            db: Db::in_transaction(&self.handle, &self.aborted),
             schema: &self.schema,
-            router: &self.router,
+            state: &self.state,
         }
     }
 }

@@ -8,7 +8,6 @@
 //! Both paths give the same records, errors and side effects (tests/it/differential.rs).
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rustauth_core::db::sql::{resolve_table_with_logical, select_record};
 use rustauth_core::db::{
@@ -18,14 +17,11 @@ use rustauth_core::db::{
 };
 use time::OffsetDateTime;
 
-use crate::connect::StatementMode;
 use crate::error::Result;
 use crate::generated::queries::{account, session, user, verification};
 use crate::layout::CoreTable;
-use crate::live::ClientHandle;
-use crate::prepared::{Groups, Wanted};
-use crate::runner::{run_typed, Db};
-use crate::shapes::Shapes;
+use crate::prepared::Wanted;
+use crate::runner::{Db, TypedDb};
 
 /// Column indexes `0..n`, sliced to a table's width: the projection of "every column".
 const EVERY_COLUMN: [usize; 13] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
@@ -49,8 +45,10 @@ impl Fit {
     }
 }
 
-/// The typed-path decision for one adapter, made once when it is built.
-#[derive(Debug, Default)]
+/// The typed-path decision for one adapter, made once when it is built. It holds no state
+/// of its own beyond that decision: the call state (`call.rs`) owns the router, the shape
+/// cache and the counters; the runner gives it the statements of a connection.
+#[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Router {
     user: Fit,
     session: Fit,
@@ -58,9 +56,6 @@ pub(crate) struct Router {
     verification: Fit,
     /// Whether typed statements may serve calls at all (fixed when the adapter is built).
     enabled: bool,
-    served: AtomicU64,
-    /// The generic path's plans by query shape (`None`: every generic call is planned).
-    shapes: Option<Shapes>,
 }
 
 impl Router {
@@ -76,29 +71,6 @@ impl Router {
             account: fit(schema, &canonical, CoreTable::Account),
             verification: fit(schema, &canonical, CoreTable::Verification),
             enabled,
-            served: AtomicU64::new(0),
-            shapes: Some(Shapes::default()),
-        }
-    }
-
-    /// The same decision with the generic path's shape cache on or off (the typed switch is
-    /// carried over).
-    pub(crate) fn with_shapes(self, enabled: bool) -> Self {
-        Self {
-            shapes: enabled.then(Shapes::default),
-            ..self
-        }
-    }
-
-    /// The generic path's shape cache, when it is on.
-    pub(crate) fn shapes(&self) -> Option<&Shapes> {
-        self.shapes.as_ref()
-    }
-
-    /// Empties the shape cache (after a migration through this adapter).
-    pub(crate) fn forget_plans(&self) {
-        if let Some(shapes) = &self.shapes {
-            shapes.clear();
         }
     }
 
@@ -107,22 +79,8 @@ impl Router {
         self.enabled
     }
 
-    /// How many calls typed statements have served.
-    pub(crate) fn served(&self) -> u64 {
-        self.served.load(Ordering::SeqCst)
-    }
-
-    /// Prepares every typed statement this adapter can use on `handle`'s connection.
-    pub(crate) async fn warm(&self, handle: &ClientHandle) {
-        if handle.mode == StatementMode::Prepared {
-            handle
-                .typed
-                .get(&handle.client, &handle.catalog, self.wanted(), true)
-                .await;
-        }
-    }
-
-    fn wanted(&self) -> Wanted {
+    /// The tables whose typed statements this adapter can use.
+    pub(crate) fn wanted(&self) -> Wanted {
         Wanted::of(
             [
                 CoreTable::User,
@@ -146,17 +104,11 @@ impl Router {
     }
 
     /// The statements of `db`'s connection, when this call may use them.
-    async fn statements<'a>(&'a self, db: Db<'a>) -> Option<Typed<'a>> {
+    async fn statements<'a>(&self, db: Db<'a>) -> Option<TypedDb<'a>> {
         if !self.enabled {
             return None;
         }
-        let (handle, transaction, groups) = typed_groups(db, self.wanted()).await?;
-        Some(Typed {
-            handle,
-            aborted: transaction,
-            groups,
-            served: &self.served,
-        })
+        db.typed(self.wanted()).await
     }
 
     /// The core table and its fit, if `model` names one the typed path may serve (never
@@ -191,7 +143,7 @@ impl Router {
                 let pick = projection(&query.select, CoreTable::Session, fit)?;
                 let typed = self.statements(db).await?;
                 let statement = &typed.groups.session.as_ref()?.by_token;
-                let found = statement.bind(&typed.handle.client, token).opt();
+                let found = statement.bind(typed.client(), token).opt();
                 typed
                     .run(statement.sql(), found, |row| {
                         row.map(|row| project(session_values(row), &pick))
@@ -202,7 +154,7 @@ impl Router {
                 let pick = projection(&query.select, CoreTable::User, fit)?;
                 let typed = self.statements(db).await?;
                 let statements = typed.groups.user.as_ref()?;
-                let client = &typed.handle.client;
+                let client = typed.client();
                 if let Some(id) = eq_text(clause, "id") {
                     let found = statements.by_id.bind(client, id).opt();
                     typed
@@ -248,7 +200,7 @@ impl Router {
         let pick = projection(&query.select, CoreTable::User, fit)?;
         let typed = self.statements(db).await?;
         let statement = &typed.groups.user_with_accounts.as_ref()?.by_email;
-        let rows = statement.bind(&typed.handle.client, email).all();
+        let rows = statement.bind(typed.client(), email).all();
         // The output key is the logical model name, however the join was spelled.
         let key = join_logical.to_owned();
         typed
@@ -294,7 +246,7 @@ impl Router {
                 let pick = projection(&query.select, CoreTable::Verification, fit)?;
                 let typed = self.statements(db).await?;
                 let statement = &typed.groups.verification.as_ref()?.newest_by_identifier;
-                let found = statement.bind(&typed.handle.client, identifier).opt();
+                let found = statement.bind(typed.client(), identifier).opt();
                 typed
                     .run(statement.sql(), found, |row| {
                         row.map(|row| project(verification_values(row), &pick))
@@ -317,7 +269,7 @@ impl Router {
                 };
                 let typed = self.statements(db).await?;
                 let statements = typed.groups.session.as_ref()?;
-                let client = &typed.handle.client;
+                let client = typed.client();
                 let to_records = |rows: Vec<session::Session>| {
                     rows.into_iter()
                         .map(|row| project(session_values(row), &pick))
@@ -363,7 +315,7 @@ impl Router {
         }
         let data = &query.data;
         let typed = self.statements(db).await?;
-        let client = &typed.handle.client;
+        let client = typed.client();
         let echo = |_: String| select_record(query.data.clone(), &query.select);
         match model {
             CoreTable::User => {
@@ -485,7 +437,7 @@ impl Router {
                 let typed = self.statements(db).await?;
                 let statement = &typed.groups.session.as_ref()?.update_expiry;
                 let updated = statement
-                    .bind(&typed.handle.client, &expires_at, &updated_at, token)
+                    .bind(typed.client(), &expires_at, &updated_at, token)
                     .opt();
                 typed
                     .run(statement.sql(), updated, |row| {
@@ -502,7 +454,7 @@ impl Router {
                 let typed = self.statements(db).await?;
                 let statement = &typed.groups.user.as_ref()?.set_email_verified;
                 let updated = statement
-                    .bind(&typed.handle.client, &verified, &updated_at, id)
+                    .bind(typed.client(), &verified, &updated_at, id)
                     .opt();
                 typed
                     .run(statement.sql(), updated, |row| {
@@ -526,13 +478,7 @@ impl Router {
                 let typed = self.statements(db).await?;
                 let statement = &typed.groups.account.as_ref()?.update_password;
                 let updated = statement
-                    .bind(
-                        &typed.handle.client,
-                        password,
-                        &updated_at,
-                        user_id,
-                        provider_id,
-                    )
+                    .bind(typed.client(), password, &updated_at, user_id, provider_id)
                     .opt();
                 typed
                     .run(statement.sql(), updated, |row| {
@@ -560,14 +506,14 @@ impl Router {
                 let token = eq_text(clause, "token")?;
                 let typed = self.statements(db).await?;
                 let statement = &typed.groups.session.as_ref()?.delete_by_token;
-                let deleted = statement.bind(&typed.handle.client, token).all();
+                let deleted = statement.bind(typed.client(), token).all();
                 typed.run(statement.sql(), deleted, |_| ()).await
             }
             CoreTable::Verification => {
                 let identifier = eq_text(clause, "identifier")?;
                 let typed = self.statements(db).await?;
                 let statement = &typed.groups.verification.as_ref()?.delete_by_identifier;
-                let deleted = statement.bind(&typed.handle.client, identifier).all();
+                let deleted = statement.bind(typed.client(), identifier).all();
                 typed.run(statement.sql(), deleted, |_| ()).await
             }
             _ => None,
@@ -597,14 +543,14 @@ impl Router {
                 let now = timestamp(&clause.value)?;
                 let typed = self.statements(db).await?;
                 let statement = &typed.groups.verification.as_ref()?.delete_expired;
-                let deleted = statement.bind(&typed.handle.client, &now).all();
+                let deleted = statement.bind(typed.client(), &now).all();
                 typed.run(statement.sql(), deleted, count).await
             }
             CoreTable::Session => {
                 let user_id = eq_text(clause, "user_id")?;
                 let typed = self.statements(db).await?;
                 let statement = &typed.groups.session.as_ref()?.delete_by_user_id;
-                let deleted = statement.bind(&typed.handle.client, user_id).all();
+                let deleted = statement.bind(typed.client(), user_id).all();
                 typed.run(statement.sql(), deleted, count).await
             }
             _ => None,
@@ -612,8 +558,9 @@ impl Router {
     }
 }
 
-/// The rate-limit consume on the generated statement (default table names only): the row it
-/// returned (`permitted`, `count`, `last_request`), or `None` for the generic path.
+/// The rate-limit consume on the generated statement (default table names only, outside a
+/// transaction): the row it returned (`permitted`, `count`, `last_request`), or `None` for the
+/// generic path.
 pub(crate) async fn consume_rate_limit(
     db: Db<'_>,
     key: &str,
@@ -621,75 +568,19 @@ pub(crate) async fn consume_rate_limit(
     window_ms: i64,
     max: i64,
 ) -> Option<Result<Option<(bool, i64, i64)>>> {
-    let (handle, None, groups) = typed_groups(db, Wanted::of([CoreTable::RateLimit])).await? else {
+    let typed = db.typed(Wanted::of([CoreTable::RateLimit])).await?;
+    if typed.in_transaction() {
         return None;
-    };
-    let statement = &groups.rate_limit.as_ref()?.consume;
+    }
+    let statement = &typed.groups.rate_limit.as_ref()?.consume;
     let row = statement
-        .bind(&handle.client, &key, &now_ms, &window_ms, &max)
+        .bind(typed.client(), &key, &now_ms, &window_ms, &max)
         .opt();
-    run_typed(handle, None, statement.sql(), row, |row| {
-        row.map(|row| (row.permitted, row.count, row.last_request))
-    })
-    .await
-}
-
-/// The connection, transaction flag and typed statements of `db` for the tables `wanted`,
-/// when generated statements can run there at all: a connection of this crate's in prepared
-/// mode (the driver's unprepared calls and `statement_mode=unprepared` never take them).
-/// Groups not decided yet are prepared only outside a transaction.
-async fn typed_groups(
-    db: Db<'_>,
-    wanted: Wanted,
-) -> Option<(&ClientHandle, Option<&AtomicBool>, Groups)> {
-    let Db::Cached {
-        handle,
-        transaction,
-    } = db
-    else {
-        return None;
-    };
-    if handle.mode != StatementMode::Prepared {
-        return None;
-    }
-    let groups = handle
-        .typed
-        .get(
-            &handle.client,
-            &handle.catalog,
-            wanted,
-            transaction.is_none(),
-        )
-        .await;
-    Some((handle, transaction, groups))
-}
-
-/// The typed statements of one connection, for one call.
-struct Typed<'a> {
-    handle: &'a ClientHandle,
-    aborted: Option<&'a AtomicBool>,
-    groups: Groups,
-    served: &'a AtomicU64,
-}
-
-impl Typed<'_> {
-    /// Awaits a generated statement through the runner and maps its result; `None` hands the
-    /// call to the generic path.
-    async fn run<T, R, F>(
-        &self,
-        sql: &'static str,
-        statement: F,
-        map: impl FnOnce(T) -> R,
-    ) -> Option<Result<R>>
-    where
-        F: std::future::Future<Output = std::result::Result<T, tokio_postgres::Error>>,
-    {
-        let result = run_typed(self.handle, self.aborted, sql, statement, map).await;
-        if matches!(result, Some(Ok(_))) {
-            self.served.fetch_add(1, Ordering::Relaxed);
-        }
-        result
-    }
+    typed
+        .run(statement.sql(), row, |row| {
+            row.map(|row| (row.permitted, row.count, row.last_request))
+        })
+        .await
 }
 
 /// Compares one table of `schema` with the canonical one.

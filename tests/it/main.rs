@@ -17,6 +17,7 @@ mod crud;
 mod differential;
 mod injection;
 mod joins;
+mod leases;
 mod live_catalog;
 mod migrations_introspection;
 mod model;

@@ -1,0 +1,503 @@
+//! No call waits forever: every wait for a connection of the set is bounded by
+//! `acquire_timeout`, and a call from inside a transaction callback takes a free connection or
+//! is refused at once. Each case runs with 1, 2 and 4 connections and asserts an answer within
+//! a bound, then that the adapter still serves calls. States are observed through
+//! `status()`, never guessed with sleeps.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use crate::crud_common::{at, default_schema, install, s, seed_user};
+use crate::support;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustauth_core::db::{Count, DbAdapter, FindOne, Where};
+use rustauth_core::error::RustAuthError;
+use rustauth_tokio_postgres::{ConnectionStatus, TokioPostgresAdapter, TokioPostgresStores};
+use tokio::sync::{oneshot, Barrier};
+
+/// Far longer than any answer here needs; a call that takes it is hung.
+const ANSWER: Duration = Duration::from_secs(20);
+
+/// The text of the refusal of an outer call made from inside a callback.
+const REFUSED: &str = "called from inside its own transaction callback";
+
+async fn adapter(label: &str, connections: usize, acquire_timeout: &str) -> TokioPostgresAdapter {
+    let url = support::fresh_database(label).await;
+    let adapter = TokioPostgresAdapter::connect_with_schema(
+        &format!("{url}?max_connections={connections}&acquire_timeout={acquire_timeout}"),
+        default_schema(),
+    )
+    .await
+    .expect("connect");
+    install(&adapter, &default_schema()).await;
+    seed_user(&adapter, "u1", "a@example.com", at(0)).await;
+    adapter
+}
+
+/// `future`'s output, failing the test if it does not come within [`ANSWER`].
+async fn answered<F: Future>(what: &str, future: F) -> F::Output {
+    tokio::time::timeout(ANSWER, future)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no answer within {ANSWER:?} (a hang)"))
+}
+
+/// Waits until `status()` satisfies `ready` (each check yields to the runtime first).
+async fn until(
+    adapter: &TokioPostgresAdapter,
+    what: &str,
+    ready: impl Fn(ConnectionStatus) -> bool,
+) {
+    answered(what, async {
+        while !ready(adapter.status()) {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+}
+
+/// The adapter still serves an ordinary call, a transaction and a migration, and holds
+/// nothing afterwards.
+async fn still_serves(adapter: &TokioPostgresAdapter) {
+    let found = answered(
+        "a call afterwards",
+        adapter.find_one(FindOne::new("user").where_clause(Where::new("id", s("u1")))),
+    )
+    .await
+    .expect("a call afterwards");
+    assert!(found.is_some());
+    answered(
+        "a transaction afterwards",
+        adapter.transaction(Box::new(|tx| {
+            Box::pin(async move {
+                tx.count(Count::new("user")).await?;
+                Ok(())
+            })
+        })),
+    )
+    .await
+    .expect("a transaction afterwards");
+    answered(
+        "a migration afterwards",
+        adapter.run_migrations(&default_schema()),
+    )
+    .await
+    .expect("a migration afterwards");
+    let status = adapter.status();
+    assert_eq!(
+        (
+            status.transactions,
+            status.waiting,
+            status.calls_in_flight,
+            status.migrating
+        ),
+        (0, 0, 0, false),
+        "{status:?}"
+    );
+}
+
+fn refused<T: std::fmt::Debug>(result: &Result<T, RustAuthError>) -> bool {
+    matches!(result, Err(error) if error.to_string().contains(REFUSED))
+}
+
+/// Two transactions open at once whose callbacks each call the outer adapter: with a free
+/// connection the outer calls run there, without one they are refused at once; either way
+/// both transactions finish and the adapter serves afterwards (the app kept serving).
+#[tokio::test]
+async fn two_transactions_calling_the_outer_adapter_never_hang() {
+    for connections in [1, 2, 4] {
+        let adapter = adapter(&format!("lease_two_tx_{connections}"), connections, "30").await;
+        // Both callbacks call out once both are open (with one connection the second cannot
+        // open until the first ends: the first gives up waiting for it after a moment).
+        let both_open = Arc::new(Barrier::new(2));
+        let run = |adapter: TokioPostgresAdapter| {
+            let both_open = Arc::clone(&both_open);
+            let outer = adapter.clone();
+            tokio::spawn(async move {
+                let (sent, outcome) = oneshot::channel();
+                let result = adapter
+                    .transaction(Box::new(move |tx| {
+                        Box::pin(async move {
+                            tx.count(Count::new("user")).await?;
+                            let patience = if connections == 1 {
+                                Duration::from_millis(300)
+                            } else {
+                                ANSWER
+                            };
+                            let _ = tokio::time::timeout(patience, both_open.wait()).await;
+                            let _ = sent.send(outer.count(Count::new("user")).await);
+                            Ok(())
+                        })
+                    }))
+                    .await;
+                (result, outcome.await.expect("the callback ran"))
+            })
+        };
+        let started = Instant::now();
+        let first = run(adapter.clone());
+        let second = run(adapter.clone());
+        for task in [first, second] {
+            let (result, outer) = answered("a transaction", task).await.expect("task");
+            result.expect("the transaction commits");
+            if connections >= 3 {
+                assert_eq!(outer.expect("a free connection serves it"), 1);
+            } else {
+                assert!(refused(&outer), "{connections}: {outer:?}");
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        still_serves(&adapter).await;
+    }
+}
+
+/// `run_migrations` on the outer adapter from inside a callback is refused at once, for every
+/// size of the set (a migration needs the connection the transaction holds).
+#[tokio::test]
+async fn migrations_inside_a_callback_are_refused_at_once() {
+    for connections in [1, 2, 4] {
+        let adapter = adapter(&format!("lease_mig_cb_{connections}"), connections, "30").await;
+        let outer = adapter.clone();
+        let (sent, outcome) = oneshot::channel();
+        answered(
+            "the transaction",
+            adapter.transaction(Box::new(move |_tx| {
+                Box::pin(async move {
+                    let started = Instant::now();
+                    let result = outer.run_migrations(&default_schema()).await;
+                    let _ = sent.send((result, started.elapsed()));
+                    Ok(())
+                })
+            })),
+        )
+        .await
+        .expect("the transaction commits");
+        let (result, took) = outcome.await.expect("ran");
+        let error = result.expect_err("refused");
+        assert!(
+            error
+                .to_string()
+                .contains("migrations called from inside a transaction callback"),
+            "{error}"
+        );
+        assert!(
+            took < Duration::from_secs(2),
+            "refused at once, not after {took:?}"
+        );
+        still_serves(&adapter).await;
+    }
+}
+
+/// A migration waiting for the set while the transaction that holds a connection calls the
+/// outer adapter: the migration holds nothing while it waits, so the outer call takes a free
+/// connection (or, with none, is refused at once), the transaction ends, the migration runs.
+#[tokio::test]
+async fn a_waiting_migration_holds_nothing() {
+    for connections in [1, 2, 4] {
+        let adapter = adapter(&format!("lease_mig_wait_{connections}"), connections, "30").await;
+        let (opened, is_open) = oneshot::channel();
+        let (go, proceed) = oneshot::channel::<()>();
+        let outer = adapter.clone();
+        let transaction = {
+            let adapter = adapter.clone();
+            tokio::spawn(async move {
+                let (sent, outcome) = oneshot::channel();
+                let result = adapter
+                    .transaction(Box::new(move |tx| {
+                        Box::pin(async move {
+                            tx.count(Count::new("user")).await?;
+                            let _ = opened.send(());
+                            let _ = proceed.await;
+                            let _ = sent.send(outer.count(Count::new("user")).await);
+                            Ok(())
+                        })
+                    }))
+                    .await;
+                (result, outcome.await.expect("ran"))
+            })
+        };
+        answered("the transaction opens", is_open)
+            .await
+            .expect("open");
+        let migration = {
+            let adapter = adapter.clone();
+            tokio::spawn(async move { adapter.run_migrations(&default_schema()).await })
+        };
+        until(&adapter, "the migration waits", |status| {
+            status.waiting == 1
+        })
+        .await;
+        let status = adapter.status();
+        assert!(
+            !status.migrating,
+            "a waiting migration holds no connection: {status:?}"
+        );
+        go.send(()).expect("callback waiting");
+        let (result, outer) = answered("the transaction", transaction)
+            .await
+            .expect("task");
+        result.expect("the transaction commits");
+        if connections > 1 {
+            assert_eq!(outer.expect("a free connection serves the outer call"), 1);
+        } else {
+            assert!(refused(&outer), "{outer:?}");
+        }
+        answered("the migration", migration)
+            .await
+            .expect("task")
+            .expect("the migration runs once the transaction ended");
+        still_serves(&adapter).await;
+    }
+}
+
+/// A task spawned inside a callback is not inside it: it waits like any caller, and with every
+/// connection held it gets the acquire-timeout error instead of hanging (0.3.2 hung).
+#[tokio::test]
+async fn a_task_spawned_in_a_callback_waits_within_acquire_timeout() {
+    for connections in [1, 2, 4] {
+        let adapter = adapter(&format!("lease_spawned_{connections}"), connections, "0.5").await;
+        let outer = adapter.clone();
+        let (sent, outcome) = oneshot::channel();
+        answered(
+            "the transaction",
+            adapter.transaction(Box::new(move |_tx| {
+                Box::pin(async move {
+                    let started = Instant::now();
+                    let spawned =
+                        tokio::spawn(async move { outer.count(Count::new("user")).await });
+                    let result = spawned.await.expect("spawned task");
+                    let _ = sent.send((result, started.elapsed()));
+                    Ok(())
+                })
+            })),
+        )
+        .await
+        .expect("the transaction commits");
+        let (result, took) = outcome.await.expect("ran");
+        if connections > 1 {
+            assert_eq!(result.expect("a free connection serves it"), 1);
+        } else {
+            let error = result.expect_err("timed out");
+            let text = error.to_string();
+            assert!(
+                text.contains("timed out after")
+                    && text.contains("waiting for a connection for a call")
+                    && text.contains("1 of 1 connections held by transactions"),
+                "{text}"
+            );
+            assert!(
+                took >= Duration::from_millis(500),
+                "waited the bound: {took:?}"
+            );
+            assert!(took < Duration::from_secs(5), "and not much more: {took:?}");
+        }
+        still_serves(&adapter).await;
+    }
+}
+
+/// Holds `count` transactions open until the returned sender is dropped or sent to.
+async fn hold_all(
+    adapter: &TokioPostgresAdapter,
+    count: usize,
+) -> (
+    Vec<oneshot::Sender<()>>,
+    Vec<tokio::task::JoinHandle<Result<(), RustAuthError>>>,
+) {
+    let mut releases = Vec::new();
+    let mut tasks = Vec::new();
+    for _ in 0..count {
+        let (release, released) = oneshot::channel::<()>();
+        let adapter = adapter.clone();
+        tasks.push(tokio::spawn(async move {
+            adapter
+                .transaction(Box::new(move |tx| {
+                    Box::pin(async move {
+                        tx.count(Count::new("user")).await?;
+                        let _ = released.await;
+                        Ok(())
+                    })
+                }))
+                .await
+        }));
+        releases.push(release);
+    }
+    until(adapter, "every connection held", |status| {
+        status.transactions == count
+    })
+    .await;
+    (releases, tasks)
+}
+
+/// `acquire_timeout` bounds every kind of wait: an ordinary call, a transaction and a
+/// migration each fail after it with an error saying what waited, how long and how the set
+/// was held; the set is intact afterwards.
+#[tokio::test]
+async fn acquire_timeout_bounds_calls_transactions_and_migrations() {
+    for connections in [1, 2] {
+        let adapter = adapter(&format!("lease_timeout_{connections}"), connections, "0.3").await;
+        let (releases, holders) = hold_all(&adapter, connections).await;
+        let started = Instant::now();
+        let call = answered("a call", adapter.count(Count::new("user"))).await;
+        let call_took = started.elapsed();
+        let transaction = answered(
+            "a transaction",
+            adapter.transaction(Box::new(|_tx| Box::pin(async { Ok(()) }))),
+        )
+        .await;
+        let migration = answered("a migration", adapter.run_migrations(&default_schema())).await;
+        for (what, error) in [
+            ("call", call.expect_err("timed out").to_string()),
+            (
+                "transaction",
+                transaction.expect_err("timed out").to_string(),
+            ),
+            ("migration", migration.expect_err("timed out").to_string()),
+        ] {
+            assert!(
+                error.contains(&format!(
+                    "waiting for a connection for a {what} (acquire_timeout)"
+                )) && error.contains(&format!(
+                    "{connections} of {connections} connections held by transactions"
+                )),
+                "{error}"
+            );
+        }
+        assert!(call_took >= Duration::from_millis(300), "{call_took:?}");
+        assert!(call_took < Duration::from_secs(5), "{call_took:?}");
+        assert_eq!(adapter.status().waiting, 0, "nobody is left waiting");
+        drop(releases);
+        for holder in holders {
+            answered("a holder", holder)
+                .await
+                .expect("task")
+                .expect("commits");
+        }
+        still_serves(&adapter).await;
+    }
+}
+
+/// The N − 1 rule: while ordinary calls wait, transactions hold at most all connections but
+/// one, so a connection released goes to the waiting call, even when a transaction started
+/// waiting before it.
+#[tokio::test(flavor = "current_thread")]
+async fn a_released_connection_goes_to_a_waiting_call_before_an_earlier_transaction() {
+    let adapter = adapter("lease_cap", 2, "30").await;
+    let (mut releases, holders) = hold_all(&adapter, 2).await;
+    // A third transaction waits first (and, once it has a connection, keeps it) …
+    let (release_third, third_released) = oneshot::channel::<()>();
+    let third = {
+        let adapter = adapter.clone();
+        tokio::spawn(async move {
+            adapter
+                .transaction(Box::new(move |tx| {
+                    Box::pin(async move {
+                        tx.count(Count::new("user")).await?;
+                        let _ = third_released.await;
+                        Ok(())
+                    })
+                }))
+                .await
+        })
+    };
+    until(&adapter, "the transaction waits", |status| {
+        status.waiting == 1
+    })
+    .await;
+    // … then an ordinary call.
+    let call = {
+        let adapter = adapter.clone();
+        tokio::spawn(async move { adapter.count(Count::new("user")).await })
+    };
+    until(&adapter, "the call waits", |status| status.waiting == 2).await;
+    // One transaction ends: its connection must serve the call. Had the third transaction
+    // taken it, the call would wait for a connection until its acquire_timeout (30 s).
+    releases.remove(0).send(()).expect("holder waiting");
+    let count = tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .expect("the waiting call got the released connection")
+        .expect("task");
+    assert_eq!(count.expect("count"), 1);
+    drop(releases);
+    drop(release_third);
+    for holder in holders {
+        answered("a holder", holder)
+            .await
+            .expect("task")
+            .expect("commits");
+    }
+    answered("the third transaction", third)
+        .await
+        .expect("task")
+        .expect("commits");
+    still_serves(&adapter).await;
+}
+
+/// `status()` reports the set as it is: connections, calls in flight, transactions, waiting.
+#[tokio::test]
+async fn status_reports_the_set() {
+    let adapter = adapter("lease_status", 3, "30").await;
+    let idle = adapter.status();
+    assert_eq!(
+        (
+            idle.connections,
+            idle.connected,
+            idle.calls_in_flight,
+            idle.transactions,
+            idle.waiting,
+            idle.migrating
+        ),
+        (3, 3, 0, 0, 0, false),
+        "{idle:?}"
+    );
+    let (releases, holders) = hold_all(&adapter, 2).await;
+    let held = adapter.status();
+    assert_eq!(held.transactions, 2, "{held:?}");
+    // The third connection still serves ordinary calls.
+    assert_eq!(adapter.count(Count::new("user")).await.expect("count"), 1);
+    drop(releases);
+    for holder in holders {
+        answered("a holder", holder)
+            .await
+            .expect("task")
+            .expect("commits");
+    }
+    assert_eq!(adapter.status().transactions, 0);
+    // The stores builder sets the bound too.
+    let url = support::fresh_database("lease_status_builder").await;
+    let stores = TokioPostgresStores::builder()
+        .acquire_timeout(Duration::from_millis(200))
+        .connect(&url)
+        .await
+        .expect("stores");
+    install(&stores.adapter, &default_schema()).await;
+    let (release, holder) = hold_all(&stores.adapter, 1).await;
+    let started = Instant::now();
+    let error = answered("a call", stores.adapter.count(Count::new("user")))
+        .await
+        .expect_err("timed out");
+    assert!(error.to_string().contains("timed out after"), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop(release);
+    for holder in holder {
+        holder.await.expect("task").expect("commits");
+    }
+}
+
+/// Bad `acquire_timeout` values are refused before connecting, naming the parameter.
+#[tokio::test]
+async fn acquire_timeout_out_of_range_is_refused() {
+    let url = support::fresh_database("lease_bad_timeout").await;
+    for bad in ["0", "-1", "soon", "NaN", "100000"] {
+        let error = TokioPostgresAdapter::connect(&format!("{url}?acquire_timeout={bad}"))
+            .await
+            .expect_err("refused");
+        assert!(
+            error.to_string().contains("`acquire_timeout`"),
+            "{bad}: {error}"
+        );
+    }
+}
