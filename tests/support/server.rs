@@ -18,9 +18,12 @@
 //!    or just delete the directory after a reboot. When running as root, `initdb` and `pg_ctl`
 //!    run as the `postgres` OS user through `runuser` (or `su`).
 //!
-//! [`fresh_database`] creates a uniquely named database per call. Databases left behind by test
-//! processes that have exited are dropped in the background on the servers this module owns or
-//! found locally (steps 2 and 3), never on a `DATABASE_URL` server.
+//! [`fresh_database`] creates a uniquely named database per call and drops it when the Tokio
+//! runtime it was made on shuts down: for a `#[tokio::test]`, when the test ends, passed or
+//! failed (a guard held by a task of that runtime; the drop uses `WITH (FORCE)`, so
+//! connections the test left open do not keep it). Databases left behind by test processes
+//! that were killed are dropped in the background on the servers this module owns or found
+//! locally (steps 2 and 3), never on a `DATABASE_URL` server.
 
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
@@ -129,7 +132,66 @@ pub async fn fresh_database(label: &str) -> String {
             ),
         }
     }
+    drop_with_runtime(admin_url.clone(), name.clone());
     database_url_with(admin_url, &name)
+}
+
+/// Drops database `name` when the current Tokio runtime shuts down (see the module docs).
+fn drop_with_runtime(admin_url: String, name: String) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let guard = DropDatabase { admin_url, name };
+    runtime.spawn(async move {
+        let _guard = guard;
+        std::future::pending::<()>().await;
+    });
+}
+
+/// Drops its database when dropped (on a thread of its own: the runtime is shutting down).
+struct DropDatabase {
+    admin_url: String,
+    name: String,
+}
+
+impl Drop for DropDatabase {
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let name = self.name.clone();
+        let dropper = std::thread::Builder::new()
+            .name("drop-test-database".to_owned())
+            .spawn(move || {
+                let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                runtime.block_on(async move {
+                    let Ok(client) = try_connect(&admin_url).await else {
+                        return;
+                    };
+                    let quoted = quote_ident(&name);
+                    let forced = format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)");
+                    if client.batch_execute(&forced).await.is_err() {
+                        // Before PostgreSQL 13: end its sessions, then drop it.
+                        let _ = client
+                            .execute(
+                                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+                                &[&name],
+                            )
+                            .await;
+                        let _ = client
+                            .batch_execute(&format!("DROP DATABASE IF EXISTS {quoted}"))
+                            .await;
+                    }
+                });
+            });
+        if let Ok(dropper) = dropper {
+            let _ = dropper.join();
+        }
+    }
 }
 
 /// Connects without TLS and drives the connection on the current tokio runtime.
