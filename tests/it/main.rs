@@ -18,6 +18,7 @@ mod differential;
 mod injection;
 mod joins;
 mod leases;
+mod lifetime;
 mod live_catalog;
 mod migrations_introspection;
 mod model;

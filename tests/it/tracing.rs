@@ -18,15 +18,34 @@ use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
+/// A span or an event as the capture saw it (events are named `event:<LEVEL>`).
 #[derive(Debug, Clone, Default)]
-struct Captured {
-    name: String,
+pub(crate) struct Captured {
+    pub(crate) name: String,
     parent: Option<String>,
-    fields: BTreeMap<String, String>,
+    pub(crate) fields: BTreeMap<String, String>,
 }
 
+/// Every span and event of the threads it is the default subscriber of.
 #[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<(u64, Captured)>>>);
+pub(crate) struct Capture(pub(crate) Arc<Mutex<Vec<(u64, Captured)>>>);
+
+impl Capture {
+    /// The events captured so far whose message is `message`.
+    pub(crate) fn events(&self, message: &str) -> Vec<Captured> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, captured)| captured)
+            .filter(|captured| {
+                captured.name.starts_with("event:")
+                    && captured.fields.get("message").map(String::as_str) == Some(message)
+            })
+            .cloned()
+            .collect()
+    }
+}
 
 /// Makes `capture` this thread's subscriber until the guard drops.
 ///
@@ -38,7 +57,7 @@ struct Capture(Arc<Mutex<Vec<(u64, Captured)>>>);
 /// second dispatcher kept alive for the whole binary makes every such decision ask all of
 /// them, so each thread's own subscriber decides per span; the rebuild re-asks the callsites
 /// registered before.
-fn capture_on_this_thread(capture: &Capture) -> tracing::subscriber::DefaultGuard {
+pub(crate) fn capture_on_this_thread(capture: &Capture) -> tracing::subscriber::DefaultGuard {
     static SECOND_DISPATCHER: OnceLock<tracing::Dispatch> = OnceLock::new();
     SECOND_DISPATCHER
         .get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
