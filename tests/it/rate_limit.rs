@@ -952,3 +952,54 @@ async fn apply_to_options_keeps_configured_rate_limit_settings() {
     );
     assert!(defaults.rate_limit.custom_store.is_some());
 }
+
+/// The window's edge decided through behaviour on a renamed table (the statement built from
+/// the schema's names, not the generated one): a request exactly `window` after the last one
+/// is still inside the window, one millisecond later it is not (as core's arithmetic says).
+#[tokio::test]
+async fn the_window_edge_on_a_renamed_table() {
+    let schema = auth_schema(AuthSchemaOptions {
+        rate_limit_storage: DbRateLimitStorage::Database,
+        rate_limit: TableOptions::default()
+            .with_name("throttle")
+            .with_field_name("last_request", "seen_ms"),
+        ..AuthSchemaOptions::default()
+    });
+    let (url, adapter) = setup_with("rl_window_edge_renamed", schema).await;
+    let raw = support::connect(&url).await;
+    let store = adapter.rate_limit_store();
+    let rule = rule(time::Duration::seconds(10), 1);
+    let window_ms = validate_rate_limit_rule(&rule).expect("valid");
+    let key = "edge";
+    let start = 50_000;
+    // First request, then one exactly at the edge (denied: still inside), then one just past
+    // it (permitted: a new window), then the edge of that window again.
+    let steps = [
+        (start, true),
+        (start + window_ms, false),
+        (start + window_ms + 1, true),
+        (start + 2 * window_ms + 1, false),
+        (start + 2 * window_ms + 2, true),
+    ];
+    for (now_ms, expect_permitted) in steps {
+        let decision = store
+            .consume(input(key, &rule, now_ms))
+            .await
+            .expect("consume");
+        assert_eq!(
+            decision.permitted, expect_permitted,
+            "at t={now_ms}: {decision:?}"
+        );
+    }
+    let row = raw
+        .query_one(
+            "SELECT count, seen_ms FROM throttle WHERE key = $1",
+            &[&key],
+        )
+        .await
+        .expect("row");
+    assert_eq!(
+        (row.get::<_, i64>(0), row.get::<_, i64>(1)),
+        (1, start + 2 * window_ms + 2)
+    );
+}
