@@ -631,29 +631,112 @@ async fn contention_soak_loses_no_refresh_and_rate_limits_exactly() {
 }
 
 /// Mixed RustAuth traffic over one adapter with `max_connections=4` while four tasks keep
-/// transactions open and a backend of the set is killed every few hundred milliseconds: no
-/// refresh finds its session missing, no key admits more than its limit (and keys whose calls
-/// all completed admit exactly `min(max, attempts)`), no call hangs, and no server
-/// transaction is left open. CI: 3,000 operations; `RUSTAUTH_PG_SOAK=full`: 100,000.
+/// transactions open (every third one cancelled half-way) and a backend of the set is killed
+/// every few hundred milliseconds: no refresh finds its session missing, no key admits more
+/// than its limit (and keys whose calls all completed admit exactly `min(max, attempts)`), no
+/// call hangs, and no server transaction is left open. CI: 3,000 operations;
+/// `RUSTAUTH_PG_SOAK=full`: 100,000.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_set_soak_with_killed_backends() {
+    let url = support::fresh_database("soak_set").await;
+    let tag = "soak_set_app";
+    let target = SoakTarget {
+        connect: format!("{url}?application_name={tag}"),
+        direct: url,
+        backends: Backends::Tagged(tag),
+        operations: if full() { 100_000 } else { 3_000 },
+    };
+    connection_set_soak(target).await;
+}
+
+/// The same soak through PgBouncer in transaction mode, in unprepared mode: the killed
+/// connections are PgBouncer's server connections of the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_set_soak_through_pgbouncer() {
+    let bouncer = support::pgbouncer::PgBouncer::start_with(support::pgbouncer::Settings {
+        pool_size: 4,
+        ..support::pgbouncer::Settings::default()
+    })
+    .await;
+    let url = support::fresh_database("soak_bouncer").await;
+    let target = SoakTarget {
+        connect: format!("{}?statement_mode=unprepared", bouncer.url_for(&url)),
+        direct: url,
+        backends: Backends::OfDatabase,
+        operations: if full() { 20_000 } else { 1_500 },
+    };
+    connection_set_soak(target).await;
+}
+
+/// Which server processes a soak kills and checks.
+enum Backends {
+    /// Those with this `application_name` on the soak's database (the adapter's own
+    /// connections; another process running the same soak has another database).
+    Tagged(&'static str),
+    /// Every other connection to the soak's database (a pooler's server connections).
+    OfDatabase,
+}
+
+impl Backends {
+    /// The processes, ordered by pid, read on `admin` (a connection to the soak's database,
+    /// never counted itself).
+    async fn pids(&self, admin: &tokio_postgres::Client, state: Option<&str>) -> Vec<i32> {
+        let state = state.unwrap_or("%");
+        let rows = match self {
+            Self::Tagged(tag) => {
+                admin
+                    .query(
+                        "SELECT pid FROM pg_stat_activity WHERE application_name = $1 \
+                         AND datname = current_database() AND pid <> pg_backend_pid() \
+                         AND coalesce(state, '') LIKE $2 ORDER BY pid",
+                        &[tag, &state],
+                    )
+                    .await
+            }
+            Self::OfDatabase => {
+                admin
+                    .query(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+                         AND backend_type = 'client backend' AND pid <> pg_backend_pid() \
+                         AND coalesce(state, '') LIKE $1 ORDER BY pid",
+                        &[&state],
+                    )
+                    .await
+            }
+        };
+        rows.expect("pg_stat_activity")
+            .iter()
+            .map(|row| row.get(0))
+            .collect()
+    }
+}
+
+/// Where a connection-set soak runs.
+struct SoakTarget {
+    /// The string the adapter connects with.
+    connect: String,
+    /// The database, directly (for the admin connection).
+    direct: String,
+    backends: Backends,
+    operations: usize,
+}
+
+async fn connection_set_soak(target: SoakTarget) {
     const SET: usize = 4;
     const STREAMS: usize = 8;
     const HOLDERS: usize = 4;
-    let operations: usize = if full() { 100_000 } else { 3_000 };
+    let operations = target.operations;
     let seed = seed();
     let max = (operations / (4 * KEYS)).max(2) as u64;
     let rule = RateLimitRule {
         window: time::Duration::days(365),
         max,
     };
-    let url = support::fresh_database("soak_set").await;
-    let tag = "soak_set_app";
     let schema = schema();
     let stores = TokioPostgresStores::builder()
         .schema(schema.clone())
         .max_connections(SET)
-        .connect(&format!("{url}?application_name={tag}"))
+        .connect(&target.connect)
         .await
         .expect("connect");
     stores
@@ -683,28 +766,20 @@ async fn connection_set_soak_with_killed_backends() {
     }
 
     let stop = Arc::new(AtomicBool::new(false));
-    let admin = Arc::new(support::connect(&url).await);
+    let admin = Arc::new(support::connect(&target.direct).await);
+    let backends = Arc::new(target.backends);
     // Kills one backend of the set every 300 ms (2 s in the full run).
     let killer = {
         let stop = Arc::clone(&stop);
         let admin = Arc::clone(&admin);
+        let backends = Arc::clone(&backends);
         tokio::spawn(async move {
             let every = Duration::from_millis(if full() { 2_000 } else { 300 });
             let mut killed = Vec::new();
             let mut turn = 0usize;
             while !stop.load(Ordering::SeqCst) {
                 tokio::time::sleep(every).await;
-                let pids: Vec<i32> = admin
-                    .query(
-                        "SELECT pid FROM pg_stat_activity WHERE application_name = $1 \
-                         ORDER BY pid",
-                        &[&tag],
-                    )
-                    .await
-                    .expect("backends")
-                    .iter()
-                    .map(|row| row.get(0))
-                    .collect();
+                let pids = backends.pids(&admin, None).await;
                 if let Some(pid) = pids.get(turn % pids.len().max(1)) {
                     admin
                         .execute("SELECT pg_terminate_backend($1)", &[pid])
@@ -723,10 +798,19 @@ async fn connection_set_soak_with_killed_backends() {
         let adapter = stores.adapter.clone();
         let stop = Arc::clone(&stop);
         holders.push(tokio::spawn(async move {
-            let (mut committed, mut failed) = (0u64, 0u64);
+            let (mut committed, mut failed, mut cancelled) = (0u64, 0u64, 0u64);
+            let mut turn = 0u64;
             while !stop.load(Ordering::SeqCst) {
-                let result = bounded(
-                    "holding transaction",
+                turn += 1;
+                // Every third transaction is cancelled half-way (its future dropped while
+                // its callback sleeps): the rollback on drop must leave nothing open.
+                let patience = if turn % 3 == 0 {
+                    Duration::from_millis(10)
+                } else {
+                    NO_HANG
+                };
+                let transaction = tokio::time::timeout(
+                    patience,
                     adapter.transaction(Box::new(move |tx| {
                         Box::pin(async move {
                             tx.count(Count::new("session")).await?;
@@ -739,14 +823,15 @@ async fn connection_set_soak_with_killed_backends() {
                             Ok(())
                         })
                     })),
-                )
-                .await;
-                match result {
-                    Ok(()) => committed += 1,
-                    Err(_) => failed += 1,
+                );
+                match transaction.await {
+                    Ok(Ok(())) => committed += 1,
+                    Ok(Err(_)) => failed += 1,
+                    Err(_) if turn % 3 == 0 => cancelled += 1,
+                    Err(_) => panic!("holding transaction did not finish within {NO_HANG:?}"),
                 }
             }
-            (committed, failed)
+            (committed, failed, cancelled)
         }));
     }
 
@@ -863,11 +948,12 @@ async fn connection_set_soak_with_killed_backends() {
     stop.store(true, Ordering::SeqCst);
     let killed = killer.await.expect("killer");
     let kills = killed.len();
-    let mut held = (0, 0);
+    let mut held = (0, 0, 0);
     for holder in holders {
-        let (committed, failed) = holder.await.expect("holder");
+        let (committed, failed, cancelled) = holder.await.expect("holder");
         held.0 += committed;
         held.1 += failed;
+        held.2 += cancelled;
     }
     let elapsed = started.elapsed();
 
@@ -947,23 +1033,40 @@ async fn connection_set_soak_with_killed_backends() {
         .count(Count::new("session"))
         .await
         .expect("a call after the run");
-    let open: i64 = admin
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 \
-             AND state LIKE 'idle in transaction%'",
-            &[&tag],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(open, 0, "no server transaction left open");
+    let open = backends.pids(&admin, Some("idle in transaction%")).await;
+    if !open.is_empty() {
+        let rows = admin
+            .query(
+                "SELECT pid, state, query, now() - state_change FROM pg_stat_activity \
+                 WHERE pid = ANY($1)",
+                &[&open],
+            )
+            .await
+            .expect("pg_stat_activity");
+        let described = rows
+            .iter()
+            .map(|row| {
+                format!(
+                    "{} {:?} {:?}",
+                    row.get::<_, i32>(0),
+                    row.get::<_, Option<String>>(1),
+                    row.get::<_, Option<String>>(2)
+                )
+            })
+            .collect::<Vec<_>>();
+        panic!(
+            "no server transaction may be left open: {described:#?}; status {:?}",
+            stores.adapter.status()
+        );
+    }
     eprintln!(
         "connection set soak (seed {seed}): {operations} operations over {SET} connections in \
          {elapsed:?}; {kills} backends killed; {} calls failed with the lost connection; \
-         transactions held: {} committed, {} failed; 0 refreshes lost",
+         transactions held: {} committed, {} failed, {} cancelled; 0 refreshes lost",
         failures.load(Ordering::SeqCst),
         held.0,
-        held.1
+        held.1,
+        held.2
     );
     assert!(kills > 0, "the run killed backends");
 }
