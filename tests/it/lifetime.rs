@@ -398,3 +398,52 @@ async fn the_life_of_a_connection_is_told_in_events() {
         }
     }
 }
+
+/// A connection made again prepares the typed statements its first connect prepared, before
+/// its first call: even when that call is inside a transaction (where nothing may be
+/// prepared, since a failed Parse would abort it), typed statements serve it.
+#[tokio::test]
+async fn a_reconnected_connection_prepares_its_typed_statements_first() {
+    let url = support::fresh_database("life_reprepare").await;
+    let admin = support::connect(&support::server_url().await).await;
+    let setup = TokioPostgresAdapter::connect_with_schema(&url, default_schema())
+        .await
+        .expect("connect");
+    install(&setup, &default_schema()).await;
+    seed_user(&setup, "u1", "a@example.com", at(0)).await;
+    drop(setup);
+    let tag = "life_reprepare";
+    // Connected after the tables exist: its first connect prepares the typed statements.
+    let adapter = TokioPostgresAdapter::connect_with_schema(
+        &format!("{url}?application_name={tag}"),
+        default_schema(),
+    )
+    .await
+    .expect("connect");
+    let in_transaction = |adapter: TokioPostgresAdapter| async move {
+        adapter
+            .transaction(Box::new(|tx| {
+                Box::pin(async move {
+                    let found = tx.find_one(by_id()).await?;
+                    assert!(found.is_some());
+                    Ok(())
+                })
+            }))
+            .await
+            .expect("transaction");
+    };
+    let before = adapter.typed_call_count();
+    in_transaction(adapter.clone()).await;
+    assert_eq!(
+        adapter.typed_call_count(),
+        before + 1,
+        "typed from the first connect"
+    );
+    kill(&admin, &adapter, tag).await;
+    in_transaction(adapter.clone()).await;
+    assert_eq!(
+        adapter.typed_call_count(),
+        before + 2,
+        "typed on the connection made again, inside a transaction"
+    );
+}
