@@ -148,7 +148,7 @@ fn drop_with_runtime(admin_url: String, name: String) {
     });
 }
 
-/// Drops its database when dropped (on a thread of its own: the runtime is shutting down).
+/// Drops its database when dropped (see [`drop_database`]).
 struct DropDatabase {
     admin_url: String,
     name: String,
@@ -156,10 +156,24 @@ struct DropDatabase {
 
 impl Drop for DropDatabase {
     fn drop(&mut self) {
-        let admin_url = self.admin_url.clone();
-        let name = self.name.clone();
-        let dropper = std::thread::Builder::new()
-            .name("drop-test-database".to_owned())
+        drop_database(&self.admin_url, &self.name);
+    }
+}
+
+/// A request to the dropping thread: the server, the database, and where to say it is done.
+type DropRequest = (String, String, std::sync::mpsc::Sender<()>);
+
+/// Drops database `name` and returns once it is gone (or could not be dropped). Drops run on
+/// one thread of this process with a runtime of its own (the caller's is shutting down), each
+/// on a connection of its own, several at once. The database's sessions are ended first and
+/// waited for in short steps: `DROP DATABASE … WITH (FORCE)` alone waits in steps of 100 ms.
+fn drop_database(admin_url: &str, name: &str) {
+    static DROPPER: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<DropRequest>> =
+        std::sync::OnceLock::new();
+    let sender = DROPPER.get_or_init(|| {
+        let (sender, mut requests) = tokio::sync::mpsc::unbounded_channel::<DropRequest>();
+        let _ = std::thread::Builder::new()
+            .name("drop-test-databases".to_owned())
             .spawn(move || {
                 let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -168,29 +182,60 @@ impl Drop for DropDatabase {
                     return;
                 };
                 runtime.block_on(async move {
-                    let Ok(client) = try_connect(&admin_url).await else {
-                        return;
-                    };
-                    let quoted = quote_ident(&name);
-                    let forced = format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)");
-                    if client.batch_execute(&forced).await.is_err() {
-                        // Before PostgreSQL 13: end its sessions, then drop it.
-                        let _ = client
-                            .execute(
-                                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                                 WHERE datname = $1 AND pid <> pg_backend_pid()",
-                                &[&name],
-                            )
-                            .await;
-                        let _ = client
-                            .batch_execute(&format!("DROP DATABASE IF EXISTS {quoted}"))
-                            .await;
+                    while let Some((admin_url, name, done)) = requests.recv().await {
+                        tokio::spawn(async move {
+                            if let Ok(client) = try_connect(&admin_url).await {
+                                drop_on(&client, &name).await;
+                            }
+                            let _ = done.send(());
+                        });
                     }
                 });
             });
-        if let Ok(dropper) = dropper {
-            let _ = dropper.join();
+        sender
+    });
+    let (done, finished) = std::sync::mpsc::channel();
+    if sender
+        .send((admin_url.to_owned(), name.to_owned(), done))
+        .is_ok()
+    {
+        let _ = finished.recv_timeout(Duration::from_secs(30));
+    }
+}
+
+async fn drop_on(client: &Client, name: &str) {
+    let _ = client
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&name],
+        )
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let left = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
+                &[&name],
+            )
+            .await
+            .map(|row| row.get::<_, i64>(0))
+            .unwrap_or(0);
+        if left == 0 {
+            break;
         }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let quoted = quote_ident(name);
+    if client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {quoted}"))
+        .await
+        .is_err()
+    {
+        // A session arrived meanwhile (or before PostgreSQL 13 nothing else works): force it.
+        let _ = client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
+            .await;
     }
 }
 
