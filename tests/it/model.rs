@@ -1217,7 +1217,9 @@ fn adapter_agrees_with_memory_adapter_oracle() {
 /// declared types instead of the types the server inferred).
 #[test]
 fn unprepared_statements_agree_with_memory_adapter_oracle() {
-    check_against_oracle("model_unprepared", Mode::Unprepared, cases().div_ceil(2));
+    // As many cases as the prepared run: with half as many, a run whose filters never matched
+    // a row (failing the non-vacuity check below) was seen about once in thirty runs.
+    check_against_oracle("model_unprepared", Mode::Unprepared, cases());
 }
 
 /// The same model with the generic path planning every call afresh (no shape cache): both
