@@ -746,7 +746,7 @@ where
         permanent: is_permanent(&error),
         error: connect_error(&error, options),
     })?;
-    tokio::spawn(async move {
+    let driver = tokio::spawn(async move {
         // Ends when the client is dropped or the server goes away; calls made after that
         // fail with "connection closed", and the next call connects again.
         if let Err(error) = connection.await {
@@ -757,8 +757,24 @@ where
             );
         }
     });
+    // The session runs in UTC, before any statement: every server-side conversion between
+    // `timestamp` and `timestamptz` (a statement prepared before another process changed a
+    // column from one to the other, a parameter declared from a stale catalog) then keeps the
+    // instant exactly. A `SET`, not the `options` startup parameter, since poolers such as
+    // PgBouncer refuse `options` but track `TimeZone` and set it on every server connection
+    // they hand this client.
+    if let Err(error) = client.batch_execute(UTC_SESSION).await {
+        driver.abort();
+        return Err(ConnectError {
+            permanent: false,
+            error: postgres_error(error),
+        });
+    }
     Ok(client)
 }
+
+/// Makes a session's time zone UTC (see [`connect_with`]).
+pub(crate) const UTC_SESSION: &str = "SET TimeZone = 'UTC'";
 
 /// Whether a connection failure would repeat on every attempt.
 fn is_permanent(error: &tokio_postgres::Error) -> bool {
