@@ -17,7 +17,7 @@ use tokio_postgres::Client;
 
 use crate::error::Result;
 
-/// The columns of one table: name → type (domains resolved to their base type).
+/// The columns of one table: name → type (domains resolved to their base type, at any depth).
 #[derive(Debug, Default)]
 pub(crate) struct TableColumns {
     columns: HashMap<String, Type>,
@@ -41,16 +41,27 @@ pub(crate) struct Catalog {
 
 /// One query for the columns of many tables. Names are SQL identifiers as the statements
 /// spell them (quoted, optionally schema-qualified) and resolve through `search_path` exactly
-/// as the statements' do.
+/// as the statements' do (`to_regclass`; a name that resolves to nothing is simply absent,
+/// never an error in the server's log). A domain is resolved to its base type at any depth
+/// (a domain over a domain), for a column and for an array's element; `typtype` tells an
+/// enum (`e`).
 const COLUMNS_SQL: &str = "SELECT r.name, a.attname::text, ty.oid, ty.typname::text, \
-tn.nspname::text, COALESCE(el.oid, 0::oid), COALESCE(el.typname::text, ''), \
+tn.nspname::text, ty.typtype::text, COALESCE(el.oid, 0::oid), COALESCE(el.typname::text, ''), \
 COALESCE(en.nspname::text, '') \
 FROM unnest($1::text[]) AS r(name) \
 JOIN pg_catalog.pg_attribute a ON a.attrelid = pg_catalog.to_regclass(r.name) \
-JOIN pg_catalog.pg_type t0 ON t0.oid = a.atttypid \
-JOIN pg_catalog.pg_type ty ON ty.oid = CASE WHEN t0.typtype = 'd' THEN t0.typbasetype ELSE t0.oid END \
+JOIN LATERAL (WITH RECURSIVE d(oid, depth) AS (SELECT a.atttypid, 0 UNION ALL \
+SELECT t.typbasetype, d.depth + 1 FROM d JOIN pg_catalog.pg_type t ON t.oid = d.oid \
+WHERE t.typtype = 'd' AND d.depth < 64) SELECT d.oid FROM d ORDER BY d.depth DESC LIMIT 1) \
+AS base ON true \
+JOIN pg_catalog.pg_type ty ON ty.oid = base.oid \
 JOIN pg_catalog.pg_namespace tn ON tn.oid = ty.typnamespace \
-LEFT JOIN pg_catalog.pg_type el ON el.oid = ty.typelem AND ty.typcategory = 'A' \
+LEFT JOIN LATERAL (WITH RECURSIVE d(oid, depth) AS (SELECT ty.typelem, 0 \
+WHERE ty.typcategory = 'A' UNION ALL \
+SELECT t.typbasetype, d.depth + 1 FROM d JOIN pg_catalog.pg_type t ON t.oid = d.oid \
+WHERE t.typtype = 'd' AND d.depth < 64) SELECT d.oid FROM d ORDER BY d.depth DESC LIMIT 1) \
+AS element ON true \
+LEFT JOIN pg_catalog.pg_type el ON el.oid = element.oid \
 LEFT JOIN pg_catalog.pg_namespace en ON en.oid = el.typnamespace \
 WHERE a.attnum > 0 AND NOT a.attisdropped";
 
@@ -103,9 +114,11 @@ impl Catalog {
         for row in rows {
             let table: String = row.try_get(0)?;
             let column: String = row.try_get(1)?;
+            let enumeration = row.try_get::<_, String>(5)? == "e";
             let ty = column_type(
                 (row.try_get(2)?, row.try_get(3)?, row.try_get(4)?),
-                (row.try_get(5)?, row.try_get(6)?, row.try_get(7)?),
+                enumeration,
+                (row.try_get(6)?, row.try_get(7)?, row.try_get(8)?),
             );
             read.entry(table).or_default().columns.insert(column, ty);
         }
@@ -129,15 +142,19 @@ impl Catalog {
 }
 
 /// A `Type` for a catalog type: the built-in one for its OID, else one carrying its name
-/// (how tokio-postgres' own conversions recognise e.g. `citext`), arrays with their element.
+/// (how tokio-postgres' own conversions recognise e.g. `citext`), arrays with their element,
+/// enums as enums (their labels are not needed: a value is sent as its label's text).
 fn column_type(
     (oid, name, schema): (u32, String, String),
+    enumeration: bool,
     (element_oid, element_name, element_schema): (u32, String, String),
 ) -> Type {
     if let Some(ty) = Type::from_oid(oid) {
         return ty;
     }
-    let kind = if element_oid == 0 {
+    let kind = if enumeration {
+        Kind::Enum(Vec::new())
+    } else if element_oid == 0 {
         Kind::Simple
     } else {
         let element = Type::from_oid(element_oid)
@@ -163,17 +180,20 @@ mod tests {
     fn extension_types_keep_their_name_and_arrays_their_element() {
         let citext = column_type(
             (16_385, "citext".to_owned(), "public".to_owned()),
+            false,
             (0, String::new(), String::new()),
         );
         assert_eq!(citext.name(), "citext");
         assert_eq!(citext.oid(), 16_385);
         let array = column_type(
             (16_390, "_citext".to_owned(), "public".to_owned()),
+            false,
             (16_385, "citext".to_owned(), "public".to_owned()),
         );
         assert!(matches!(array.kind(), Kind::Array(element) if element.name() == "citext"));
         let int4 = column_type(
             (Type::INT4.oid(), "int4".to_owned(), "pg_catalog".to_owned()),
+            false,
             (0, String::new(), String::new()),
         );
         assert_eq!(int4, Type::INT4);

@@ -16,8 +16,9 @@
 //!   found again and not planned forever (quirk Q6);
 //! - for each schema field whose column exists: its type in the `information_schema` vocabulary
 //!   (`text`, `integer`, `bigint`, `boolean`, `uuid`, `jsonb`, `timestamp with time zone`, ...;
-//!   arrays by their element-type name such as `_text` or `_int8`; other types, domains
-//!   included, by their own name such as `citext`); its nullability; whether it is in the primary
+//!   arrays by their element-type name such as `_text` or `_int8`; a domain by its base type
+//!   at any depth (the adapter binds and reads it as that type); other types by their own name
+//!   such as `citext`); its nullability; whether it is in the primary
 //!   key; its generated id (see "Generated ids"); and its first foreign key by constraint name,
 //!   the referenced table written unqualified when the source table is unqualified and the
 //!   referenced table lives in `current_schema()`, otherwise as `schema.table`;
@@ -58,9 +59,7 @@
 //! `StringArray` fields (blank-padded values would not round-trip). For those the plan gets a
 //! [`SchemaMigrationWarning::ColumnTypeMismatch`] naming the table, the column, the type core
 //! would create and the actual type, appended after core's own warnings, so that applying it
-//! through [`migrate`] is refused before anything runs. Domains are reported by their own name
-//! (not their base type), which core refuses too: tokio-postgres cannot bind a Rust string to a
-//! domain-typed parameter.
+//! through [`migrate`] is refused before anything runs.
 //!
 //! # Applying
 //!
@@ -133,7 +132,11 @@ const COLUMNS_QUERY: &str = " \
      FROM target t \
      LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = t.rel AND a.attnum > 0 AND NOT a.attisdropped \
      LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
-     LEFT JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid \
+     LEFT JOIN LATERAL (WITH RECURSIVE b(oid, depth) AS (SELECT a.atttypid, 0 UNION ALL \
+     SELECT bt.typbasetype, b.depth + 1 FROM b JOIN pg_catalog.pg_type bt ON bt.oid = b.oid \
+     WHERE bt.typtype = 'd' AND b.depth < 64) SELECT b.oid FROM b ORDER BY b.depth DESC LIMIT 1) \
+     AS base ON true \
+     LEFT JOIN pg_catalog.pg_type ty ON ty.oid = base.oid \
      ORDER BY t.ord, a.attnum";
 
 /// Indexes of the target tables.

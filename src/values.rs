@@ -58,8 +58,14 @@ impl ToSql for PgParam {
         ty: &Type,
         out: &mut BytesMut,
     ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        // A domain is written as its base type; an enum as its label's text (its binary form).
+        let ty = base(ty);
         match self {
             Self::Null => Ok(IsNull::Yes),
+            Self::Text(value) if matches!(ty.kind(), Kind::Enum(_)) => {
+                out.extend_from_slice(value.as_bytes());
+                Ok(IsNull::No)
+            }
             Self::Text(value) => value.to_sql_checked(ty, out),
             Self::Uuid(value) => value.to_sql_checked(ty, out),
             Self::Int8(value) => value.to_sql_checked(ty, out),
@@ -98,7 +104,7 @@ pub(crate) fn bind_all(
         .zip(types)
         .enumerate()
         .map(|(index, (param, ty))| {
-            bind(param, ty).map_err(|problem| {
+            bind(param, base(ty)).map_err(|problem| {
                 let target = targets.get(index).copied().flatten();
                 value_error(match target {
                     Some(column) => format!("column `{column}`: {problem}"),
@@ -107,6 +113,15 @@ pub(crate) fn bind_all(
             })
         })
         .collect()
+}
+
+/// The type a value of `ty` is written and read as: a domain's base type (at any depth),
+/// else `ty` itself.
+pub(crate) fn base(ty: &Type) -> &Type {
+    match ty.kind() {
+        Kind::Domain(inner) => base(inner),
+        _ => ty,
+    }
 }
 
 /// Converts the parameters of a statement for their declared schema field types: the types an
@@ -336,6 +351,21 @@ enum Reader {
     Int8Array,
     Int4Array,
     Int2Array,
+    /// An enum: its label, as text.
+    Label,
+}
+
+/// An enum value's label (its binary form is the label's text).
+struct Label(String);
+
+impl<'a> FromSql<'a> for Label {
+    fn from_sql(_ty: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn StdError + Sync + Send>> {
+        Ok(Self(std::str::from_utf8(raw)?.to_owned()))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        matches!(ty.kind(), Kind::Enum(_))
+    }
 }
 
 fn reader(ty: &Type) -> Option<Reader> {
@@ -360,14 +390,16 @@ fn reader(ty: &Type) -> Option<Reader> {
         _ if <String as FromSql>::accepts(ty) => Reader::Text,
         _ => match ty.kind() {
             Kind::Array(element) if <String as FromSql>::accepts(element) => Reader::TextArray,
+            Kind::Enum(_) => Reader::Label,
             _ => return None,
         },
     })
 }
 
-/// Whether a column of type `ty` can be read into a `DbValue`.
+/// Whether a column of type `ty` can be read into a `DbValue` (a domain as its base type: the
+/// server describes a result column of a domain type by its base type).
 pub(crate) fn readable(ty: &Type) -> bool {
-    reader(ty).is_some()
+    reader(base(ty)).is_some()
 }
 
 /// The error for a column this adapter cannot read.
@@ -375,7 +407,8 @@ pub(crate) fn unreadable(table: &str, column: &str, ty: &Type) -> Error {
     value_error(format!(
         "column `{column}` of table `{table}` has PostgreSQL type `{}`, which this adapter \
          cannot read (it reads text, varchar, char, name, citext, smallint, integer, bigint, \
-         boolean, timestamp, timestamptz, date, uuid, json, jsonb and arrays of these)",
+         boolean, timestamp, timestamptz, date, uuid, json, jsonb, enums, arrays of these, and \
+         domains over any of them)",
         ty.name()
     ))
 }
@@ -420,6 +453,7 @@ pub(crate) fn decode(row: &Row, index: usize, field: &DbField) -> Result<DbValue
             .map(|values| DbValue::NumberArray(values.into_iter().map(i64::from).collect())),
         Reader::Int2Array => get::<Vec<i16>>(row, index)?
             .map(|values| DbValue::NumberArray(values.into_iter().map(i64::from).collect())),
+        Reader::Label => get::<Label>(row, index)?.map(|label| DbValue::String(label.0)),
     };
     Ok(value.unwrap_or(DbValue::Null))
 }
