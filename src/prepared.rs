@@ -193,17 +193,16 @@ impl TypedStatements {
             return current.groups;
         }
         // Every core table at once, whatever this call wants: one catalog query per
-        // connection (until something clears it).
+        // connection (until something clears it). The catalog first, then only the groups
+        // whose tables it shows as `migrations/` declares them: a statement on a table that
+        // does not exist (yet) is never sent, so the server logs no error for it.
         let tables = CoreTable::ALL.map(CoreTable::table);
-        let (read, (prepared, refused)) = tokio::join!(
-            catalog.load(client, &tables),
-            prepare_missing(client, &current.groups, wanted)
-        );
-        if read.is_err() {
+        if catalog.load(client, &tables).await.is_err() {
             // Nothing decided: a later call reads the catalog again.
             return current.groups;
         }
         let live = LiveFit::check(catalog, wanted);
+        let (prepared, refused) = prepare_missing(client, &current.groups, live.fits).await;
         for table in CoreTable::ALL {
             // The catalog explained the other refusals already; this one it did not (the
             // table changed between the two, or a type differs in a way it cannot show).

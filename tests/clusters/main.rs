@@ -10,6 +10,7 @@ mod support_proxy;
 
 mod failover;
 mod pgbouncer;
+mod quiet_log;
 mod reconnect;
 mod soak;
 mod tls;
