@@ -8,6 +8,7 @@ mod support;
 #[path = "../support_proxy/mod.rs"]
 mod support_proxy;
 
+mod any_session;
 mod bad_input;
 mod codegen;
 mod connection;
