@@ -955,3 +955,90 @@ async fn prepared_mode_binding_another_processes_statement_fails_with_the_unprep
         "failures that do not mention {HINT}: {without_hint:#?}"
     );
 }
+
+/// The UTC session holds through PgBouncer in transaction mode: the database's time zone is
+/// New York, its server connections move between this adapter's two client connections and
+/// another client's, and another process changes `sessions.expires_at` from Prisma's
+/// `timestamp(3)` to `timestamptz` while the adapter's catalog still says `timestamp`. Every
+/// instant is stored and read back exactly (PgBouncer tracks the `TimeZone` the adapter set and
+/// sets it on every server connection it hands the adapter's clients).
+#[tokio::test]
+async fn instants_stay_exact_through_pgbouncer_under_a_new_york_database() {
+    let bouncer = PgBouncer::start().await;
+    let (direct, pooled) = fresh_through(&bouncer, "pgb_zone").await;
+    let database = database_of(&direct);
+    let admin = support::connect(&direct).await;
+    // Set up directly, so that PgBouncer opens its server connections only after the
+    // database's time zone is New York.
+    let setup = TokioPostgresAdapter::connect_with_schema(&direct, schema())
+        .await
+        .expect("connect directly");
+    setup.create_schema(&schema(), None).await.expect("migrate");
+    setup.create(user("u1")).await.expect("user");
+    drop(setup);
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{database}\" SET timezone = 'America/New_York'; \
+             ALTER TABLE sessions ALTER expires_at TYPE timestamp(3) \
+             USING expires_at AT TIME ZONE 'UTC'"
+        ))
+        .await
+        .expect("prisma layout, New York");
+    let adapter =
+        TokioPostgresAdapter::connect_with_schema(&format!("{pooled}&max_connections=2"), schema())
+            .await
+            .expect("connect");
+    let other = pooled_adapter(&pooled).await;
+    let expires = OffsetDateTime::from_unix_timestamp(1_704_070_800).expect("instant")
+        + time::Duration::milliseconds(250);
+    let session = |id: &str| {
+        Create::new("session")
+            .data("id", text(id))
+            .data("user_id", text("u1"))
+            .data("token", DbValue::String(format!("token-{id}")))
+            .data("expires_at", DbValue::Timestamp(expires))
+            .data("created_at", DbValue::Timestamp(expires))
+            .data("updated_at", DbValue::Timestamp(expires))
+    };
+    for index in 0..4 {
+        adapter
+            .create(session(&format!("a{index}")))
+            .await
+            .expect("create before the alter");
+        user_count(&other).await;
+    }
+    admin
+        .batch_execute(
+            "ALTER TABLE sessions ALTER expires_at TYPE timestamptz \
+             USING expires_at AT TIME ZONE 'UTC'",
+        )
+        .await
+        .expect("alter");
+    for index in 0..4 {
+        adapter
+            .create(session(&format!("b{index}")))
+            .await
+            .expect("create after the alter");
+        user_count(&other).await;
+    }
+    let stored: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM sessions WHERE expires_at = $1",
+            &[&expires],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(stored, 8, "every row holds the instant");
+    let found = adapter
+        .find_many(
+            FindMany::new("session")
+                .where_clause(Where::new("expires_at", DbValue::Timestamp(expires))),
+        )
+        .await
+        .expect("find");
+    assert_eq!(found.len(), 8);
+    for record in found {
+        assert_eq!(record.get("expires_at"), Some(&DbValue::Timestamp(expires)));
+    }
+}
