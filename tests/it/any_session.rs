@@ -55,6 +55,17 @@ fn session(id: &str, expires_at: OffsetDateTime) -> Create {
         .data("updated_at", DbValue::Timestamp(at(0)))
 }
 
+/// A user `id` (email `b@example.com`) created and updated at `at`.
+fn user(id: &str, at: OffsetDateTime) -> Create {
+    Create::new("user")
+        .data("id", s(id))
+        .data("name", s("Bee"))
+        .data("email", s("b@example.com"))
+        .data("email_verified", DbValue::Boolean(false))
+        .data("created_at", DbValue::Timestamp(at))
+        .data("updated_at", DbValue::Timestamp(at))
+}
+
 fn timestamp(record: &DbRecord, field: &str) -> OffsetDateTime {
     match record.get(field) {
         Some(DbValue::Timestamp(value)) => *value,
@@ -286,16 +297,7 @@ async fn enum_columns_read_and_accept_strings() {
             .expect("enum");
         let adapter = adapter(&url, mode, "").await;
         adapter
-            .create(
-                Create::new("user")
-                    .data("id", s("u2"))
-                    .data("name", s("Bee"))
-                    .data("email", s("b@example.com"))
-                    .data("email_verified", DbValue::Boolean(false))
-                    .data("image", s("avatar"))
-                    .data("created_at", DbValue::Timestamp(at(1)))
-                    .data("updated_at", DbValue::Timestamp(at(1))),
-            )
+            .create(user("u2", at(1)).data("image", s("avatar")))
             .await
             .unwrap_or_else(|error| panic!("{mode}: create: {error}"));
         let found = adapter
@@ -345,15 +347,7 @@ async fn a_shadowing_table_earlier_on_search_path_is_the_one_used() {
         let adapter = adapter(&url, mode, "&options=-c%20search_path%3Dshadow%2Cpublic").await;
         let created = instant(7);
         adapter
-            .create(
-                Create::new("user")
-                    .data("id", s("u2"))
-                    .data("name", s("Bee"))
-                    .data("email", s("b@example.com"))
-                    .data("email_verified", DbValue::Boolean(false))
-                    .data("created_at", DbValue::Timestamp(created))
-                    .data("updated_at", DbValue::Timestamp(created)),
-            )
+            .create(user("u2", created))
             .await
             .unwrap_or_else(|error| panic!("{mode}: {error}"));
         let found = adapter

@@ -299,8 +299,8 @@ async fn a_task_spawned_in_a_callback_waits_within_acquire_timeout() {
     }
 }
 
-/// Holds `count` transactions open until the returned sender is dropped or sent to.
-async fn hold_all(
+/// Holds `count` transactions open until their senders are dropped or sent to.
+pub(crate) async fn hold_all(
     adapter: &TokioPostgresAdapter,
     count: usize,
 ) -> (

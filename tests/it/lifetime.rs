@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use crate::crud_common::{at, default_schema, install, s, seed_user};
+use crate::leases::hold_all;
 use crate::support;
 use crate::support_proxy::CountingProxy;
 use crate::tracing::{capture_on_this_thread, Capture};
@@ -331,24 +332,8 @@ async fn the_life_of_a_connection_is_told_in_events() {
     assert_eq!(capture.events("abandoned transaction rolled back").len(), 1);
 
     // A long wait (over a second), then a time-out (1.5 s).
-    let (release, released) = tokio::sync::oneshot::channel::<()>();
-    let holder = {
-        let adapter = adapter.clone();
-        tokio::spawn(async move {
-            adapter
-                .transaction(Box::new(move |tx| {
-                    Box::pin(async move {
-                        tx.count(Count::new("user")).await?;
-                        let _ = released.await;
-                        Ok(())
-                    })
-                }))
-                .await
-        })
-    };
-    while adapter.status().transactions == 0 {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let (mut releases, holders) = hold_all(&adapter, 1).await;
+    let release = releases.remove(0);
     let releaser = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(1_100)).await;
         let _ = release.send(());
@@ -360,27 +345,12 @@ async fn the_life_of_a_connection_is_told_in_events() {
     let long = capture.events("waited long for a connection of the set");
     assert_eq!(long.len(), 1, "{long:#?}");
     assert_eq!(long[0].fields["want"], "call");
-    holder.await.expect("task").expect("commits");
+    for holder in holders {
+        holder.await.expect("task").expect("commits");
+    }
     releaser.await.expect("releaser");
 
-    let (release, released) = tokio::sync::oneshot::channel::<()>();
-    let holder = {
-        let adapter = adapter.clone();
-        tokio::spawn(async move {
-            adapter
-                .transaction(Box::new(move |tx| {
-                    Box::pin(async move {
-                        tx.count(Count::new("user")).await?;
-                        let _ = released.await;
-                        Ok(())
-                    })
-                }))
-                .await
-        })
-    };
-    while adapter.status().transactions == 0 {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let (releases, holders) = hold_all(&adapter, 1).await;
     adapter
         .count(Count::new("user"))
         .await
@@ -388,8 +358,10 @@ async fn the_life_of_a_connection_is_told_in_events() {
     let timed_out = capture.events("timed out waiting for a connection of the set");
     assert_eq!(timed_out.len(), 1, "{timed_out:#?}");
     assert_eq!(timed_out[0].fields["transactions"], "1");
-    let _ = release.send(());
-    holder.await.expect("task").expect("commits");
+    drop(releases);
+    for holder in holders {
+        holder.await.expect("task").expect("commits");
+    }
 
     // No event carries a connection string or a password.
     for event in capture.0.lock().unwrap().iter() {
