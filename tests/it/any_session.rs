@@ -73,15 +73,15 @@ fn timestamp(record: &DbRecord, field: &str) -> OffsetDateTime {
     }
 }
 
-/// Which way another process changes `sessions.expires_at`, and which path writes after it.
+/// What another process changes `sessions.expires_at` to, and which path writes after it.
 #[derive(Debug, Clone, Copy)]
 enum Alter {
     /// Prisma's `timestamp(3)` → `timestamptz`, the table served by the generic path.
-    ToTimestamptz,
+    Timestamptz,
     /// `timestamptz` → `timestamp(3)` under the typed statements.
-    ToTimestampTyped,
+    TimestampTyped,
     /// The same on the generic path (typed statements off).
-    ToTimestampGeneric,
+    TimestampGeneric,
 }
 
 /// An instant written before and after another process changes the column's type (the
@@ -92,9 +92,9 @@ async fn instants_stay_exact_when_another_process_alters_the_column_type() {
     for zone in ["America/New_York", "Asia/Kolkata"] {
         for mode in MODES {
             for alter in [
-                Alter::ToTimestamptz,
-                Alter::ToTimestampTyped,
-                Alter::ToTimestampGeneric,
+                Alter::Timestamptz,
+                Alter::TimestampTyped,
+                Alter::TimestampGeneric,
             ] {
                 instants_case(zone, mode, alter).await;
             }
@@ -119,7 +119,7 @@ async fn instants_case(zone: &str, mode: &str, alter: Alter) {
         ))
         .await
         .expect("database time zone");
-    if matches!(alter, Alter::ToTimestamptz) {
+    if matches!(alter, Alter::Timestamptz) {
         admin
             .batch_execute(
                 "ALTER TABLE sessions ALTER expires_at TYPE timestamp(3) \
@@ -130,7 +130,7 @@ async fn instants_case(zone: &str, mode: &str, alter: Alter) {
     }
     let adapter = adapter(&url, mode, "").await;
     let adapter = match alter {
-        Alter::ToTimestampGeneric => adapter.with_typed_statements(false),
+        Alter::TimestampGeneric => adapter.with_typed_statements(false),
         _ => adapter,
     };
     let expires = instant(3_600);
@@ -142,7 +142,7 @@ async fn instants_case(zone: &str, mode: &str, alter: Alter) {
         .expect("find")
         .expect("s1");
     assert_eq!(timestamp(&first, "expires_at"), expires, "{context}");
-    if matches!(alter, Alter::ToTimestampTyped) && mode == "prepared" {
+    if matches!(alter, Alter::TimestampTyped) && mode == "prepared" {
         assert!(
             adapter.typed_call_count() > 0,
             "{context}: typed statements are warm"
@@ -150,7 +150,7 @@ async fn instants_case(zone: &str, mode: &str, alter: Alter) {
     }
 
     let new_type = match alter {
-        Alter::ToTimestamptz => "timestamptz",
+        Alter::Timestamptz => "timestamptz",
         _ => "timestamp(3)",
     };
     admin
@@ -178,7 +178,7 @@ async fn instants_case(zone: &str, mode: &str, alter: Alter) {
 
     // Stored exactly: the server itself finds both rows at the instant.
     let stored: i64 = match alter {
-        Alter::ToTimestamptz => admin
+        Alter::Timestamptz => admin
             .query_one(
                 "SELECT count(*) FROM sessions WHERE expires_at = $1",
                 &[&expires],
