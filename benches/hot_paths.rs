@@ -15,7 +15,9 @@
 //! `BENCH_POOL_TASKS` / `BENCH_POOL_CONNECTIONS` (pool mode, default 16 tasks over 4
 //! connections), `BENCH_RATIOS_OUT` (a file to which the pool mode's rustauth-deadpool-postgres
 //! / floor ratios are written, for `benches/pool-compare.sh`),
-//! `BENCH_WORKERS` (tokio worker threads, default: one per core), `BENCH_SHAPE_CACHE=0` (the
+//! `BENCH_WORKERS` (tokio worker threads, default: one per core), `BENCH_RTT_US` (every
+//! implementation connects through a delay proxy adding this round-trip time; see
+//! `benches/workload/delay.rs`), `BENCH_SHAPE_CACHE=0` (the
 //! generic and Better Auth adapters plan every call), `DATABASE_URL` (server; see
 //! `tests/support/server.rs` for how one is found otherwise).
 //!
@@ -176,13 +178,43 @@ async fn copy_rows(client: &Client, from: &DbSchema, to: &DbSchema) {
 async fn run(config: Config) {
     let started = Instant::now();
     let load_at_start = load_average();
-    let (url, schema, floor_sql, database) = benchmark_database("bench").await;
+    let (direct_url, schema, floor_sql, database) = benchmark_database("bench").await;
+    // BENCH_RTT_US: every implementation connects through a delay proxy (setup does not).
+    let (url, latency) = match config.rtt_us {
+        Some(rtt) => {
+            let parsed: tokio_postgres::Config = direct_url.parse().expect("the server URL");
+            let host = match parsed.get_hosts().first() {
+                Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+                _ => panic!("BENCH_RTT_US needs a TCP server (a host name or address)"),
+            };
+            let port = parsed.get_ports().first().copied().unwrap_or(5432);
+            let upstream = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+                .expect("resolve the server")
+                .next()
+                .expect("an address");
+            let proxy = workload::delay::DelayProxy::start(upstream, Duration::from_micros(rtt));
+            let url = proxy.url_for(&direct_url);
+            let check = workload::delay::self_check(
+                &server::connect(&direct_url).await,
+                &server::connect(&url).await,
+            )
+            .await;
+            eprintln!(
+                "hot_paths: delay proxy adds {rtt} µs per round trip; timers fire {:?} late \
+                 (median of a 200 µs sleep); SELECT 1 round trip {:?} direct, {:?} through \
+                 the proxy",
+                check.timer_late, check.direct, check.proxied
+            );
+            (url, Some((rtt, check)))
+        }
+        None => (direct_url.clone(), None),
+    };
     let ba_schema = rustauth_tokio_postgres::layout::better_auth_schema();
     let ba_floor_sql = floor_sql.renamed(&physical_renames(&schema, &ba_schema));
     check_floor_sql(&ba_schema, &ba_floor_sql);
 
     // Every implementation gets its own connection; `setup` seeds and cleans up.
-    let setup = server::connect(&url).await;
+    let setup = server::connect(&direct_url).await;
     let ours = rustauth_tokio_postgres::TokioPostgresAdapter::with_schema(
         server::connect(&url).await,
         schema.clone(),
@@ -472,6 +504,24 @@ async fn run(config: Config) {
              {load_at_start} at start; tokio multi-thread runtime, {workers} workers"
         ),
     );
+    match &latency {
+        Some((rtt, check)) => line(
+            &mut out,
+            &format!(
+                "- Network: every implementation through a delay proxy adding {rtt} µs per \
+                 round trip (half each way; `BENCH_RTT_US`); self-check: a 200 µs sleep fires \
+                 {:.0} µs late (median), `SELECT 1` takes {:.0} µs direct and **{:.0} µs \
+                 through the proxy** (median of 200, the effective round trip)",
+                check.timer_late.as_secs_f64() * 1e6,
+                check.direct.as_secs_f64() * 1e6,
+                check.proxied.as_secs_f64() * 1e6
+            ),
+        ),
+        None => line(
+            &mut out,
+            "- Network: loopback (no delay proxy; set `BENCH_RTT_US` for one)",
+        ),
+    }
     line(
         &mut out,
         &format!(

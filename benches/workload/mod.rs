@@ -6,6 +6,8 @@
 //! both run the very same operations.
 #![allow(dead_code)]
 
+pub mod delay;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -1359,6 +1361,8 @@ pub struct Config {
     pub pool_connections: usize,
     pub workers: Option<usize>,
     pub filters: Vec<String>,
+    /// `BENCH_RTT_US`: a delay proxy adding this round trip (µs) in front of the server.
+    pub rtt_us: Option<u64>,
     /// Whether "generic" and the Better Auth adapter keep plans per query shape.
     pub shape_cache: bool,
 }
@@ -1399,6 +1403,7 @@ impl Config {
                 pool_connections: 4,
                 workers: None,
                 filters,
+                rtt_us: None,
                 shape_cache: true,
             };
         }
@@ -1421,6 +1426,7 @@ impl Config {
                 .clamp(1, 64),
             workers: env_number("BENCH_WORKERS"),
             filters,
+            rtt_us: env_number("BENCH_RTT_US").filter(|rtt: &u64| *rtt > 0),
             shape_cache: std::env::var("BENCH_SHAPE_CACHE").map_or(true, |v| v.trim() != "0"),
         }
     }
@@ -1459,6 +1465,9 @@ impl Config {
         }
         if !self.shape_cache {
             env.push("BENCH_SHAPE_CACHE=0".to_owned());
+        }
+        if let Some(rtt) = self.rtt_us {
+            env.push(format!("BENCH_RTT_US={rtt}"));
         }
         let filters = if self.filters.is_empty() {
             String::new()
