@@ -71,6 +71,10 @@ pub(crate) struct Call<'a> {
     pub(crate) state: &'a CallState,
 }
 
+/// The generic path's futures are boxed where a typed statement may serve the call instead
+/// (the typed statement's own future is boxed by the runner): the generic future is about
+/// 3 KB (planning, the shape cache, decoding), and inline it would size every call's future,
+/// which each call then moves several times (`benches/instructions.sh` measures the cost).
 impl Call<'_> {
     fn router(&self) -> &Router {
         &self.state.router
@@ -84,7 +88,7 @@ impl Call<'_> {
         let routed = self.router().create(self.db, self.schema, &query).await;
         match self.state.count(routed) {
             Some(result) => result,
-            None => generic::create(self.db, self.schema, self.shapes(), query).await,
+            None => Box::pin(generic::create(self.db, self.schema, self.shapes(), query)).await,
         }
     }
 
@@ -92,7 +96,15 @@ impl Call<'_> {
         let routed = self.router().find_one(self.db, self.schema, &query).await;
         match self.state.count(routed) {
             Some(result) => result,
-            None => generic::find_one(self.db, self.schema, self.shapes(), query).await,
+            None => {
+                Box::pin(generic::find_one(
+                    self.db,
+                    self.schema,
+                    self.shapes(),
+                    query,
+                ))
+                .await
+            }
         }
     }
 
@@ -100,7 +112,15 @@ impl Call<'_> {
         let routed = self.router().find_many(self.db, self.schema, &query).await;
         match self.state.count(routed) {
             Some(result) => result,
-            None => generic::find_many(self.db, self.schema, self.shapes(), query).await,
+            None => {
+                Box::pin(generic::find_many(
+                    self.db,
+                    self.schema,
+                    self.shapes(),
+                    query,
+                ))
+                .await
+            }
         }
     }
 
@@ -112,7 +132,7 @@ impl Call<'_> {
         let routed = self.router().update(self.db, self.schema, &query).await;
         match self.state.count(routed) {
             Some(result) => result,
-            None => generic::update(self.db, self.schema, self.shapes(), query).await,
+            None => Box::pin(generic::update(self.db, self.schema, self.shapes(), query)).await,
         }
     }
 
@@ -124,7 +144,7 @@ impl Call<'_> {
         let routed = self.router().delete(self.db, self.schema, &query).await;
         match self.state.count(routed) {
             Some(result) => result,
-            None => generic::delete(self.db, self.schema, self.shapes(), query).await,
+            None => Box::pin(generic::delete(self.db, self.schema, self.shapes(), query)).await,
         }
     }
 
@@ -135,7 +155,15 @@ impl Call<'_> {
             .await;
         match self.state.count(routed) {
             Some(result) => result,
-            None => generic::delete_many(self.db, self.schema, self.shapes(), query).await,
+            None => {
+                Box::pin(generic::delete_many(
+                    self.db,
+                    self.schema,
+                    self.shapes(),
+                    query,
+                ))
+                .await
+            }
         }
     }
 }

@@ -168,6 +168,18 @@ impl LiveConnection {
             // A caller's client: its calls fail with "connection closed".
             return Ok(current);
         };
+        // Boxed: connecting and preparing is a future of kilobytes that would otherwise size
+        // every call's future (and be copied with it several times per call), for a path
+        // taken once per lost connection.
+        Box::pin(self.reconnect(options)).await
+    }
+
+    /// The slow path of [`handle`](Self::handle): one reconnect cycle shared by every waiting
+    /// caller, or the last failed cycle's error while it is fresh.
+    async fn reconnect(
+        &self,
+        options: &Arc<ConnectOptions>,
+    ) -> Result<Arc<ClientHandle>, RustAuthError> {
         let mut last = self.reconnecting.lock().await;
         let current = self.current();
         if current.usable() {
