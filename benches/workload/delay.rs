@@ -63,10 +63,7 @@ impl DelayProxy {
             .rsplit_once('@')
             .map(|(user, _)| format!("{user}@"))
             .unwrap_or_default();
-        format!(
-            "{scheme}://{user}127.0.0.1:{}{path}",
-            self.address.port()
-        )
+        format!("{scheme}://{user}127.0.0.1:{}{path}", self.address.port())
     }
 }
 
@@ -85,7 +82,10 @@ fn pipe(from: &TcpStream, to: &TcpStream, delay: Duration) {
                 match from.read(&mut buffer) {
                     Ok(0) | Err(_) => break,
                     Ok(read) => {
-                        if chunks.send((Instant::now() + delay, buffer[..read].to_vec())).is_err() {
+                        if chunks
+                            .send((Instant::now() + delay, buffer[..read].to_vec()))
+                            .is_err()
+                        {
                             break;
                         }
                     }
