@@ -97,6 +97,32 @@ async fn still_serves(adapter: &TokioPostgresAdapter) {
     );
 }
 
+/// Runs `call` on the outer adapter from inside a transaction callback (same task), and
+/// returns its output and how long it took; the transaction must commit within [`ANSWER`].
+async fn from_callback<T, F, Fut>(adapter: &TokioPostgresAdapter, call: F) -> (T, Duration)
+where
+    F: FnOnce(TokioPostgresAdapter) -> Fut + Send + 'static,
+    Fut: Future<Output = T> + Send,
+    T: Send + 'static,
+{
+    let outer = adapter.clone();
+    let (sent, outcome) = oneshot::channel();
+    answered(
+        "the transaction",
+        adapter.transaction(Box::new(move |_tx| {
+            Box::pin(async move {
+                let started = Instant::now();
+                let result = call(outer).await;
+                let _ = sent.send((result, started.elapsed()));
+                Ok(())
+            })
+        })),
+    )
+    .await
+    .expect("the transaction commits");
+    outcome.await.expect("the callback ran")
+}
+
 fn refused<T: std::fmt::Debug>(result: &Result<T, RustAuthError>) -> bool {
     matches!(result, Err(error) if error.to_string().contains(REFUSED))
 }
@@ -161,22 +187,10 @@ async fn two_transactions_calling_the_outer_adapter_never_hang() {
 async fn migrations_inside_a_callback_are_refused_at_once() {
     for connections in [1, 2, 4] {
         let adapter = adapter(&format!("lease_mig_cb_{connections}"), connections, "30").await;
-        let outer = adapter.clone();
-        let (sent, outcome) = oneshot::channel();
-        answered(
-            "the transaction",
-            adapter.transaction(Box::new(move |_tx| {
-                Box::pin(async move {
-                    let started = Instant::now();
-                    let result = outer.run_migrations(&default_schema()).await;
-                    let _ = sent.send((result, started.elapsed()));
-                    Ok(())
-                })
-            })),
-        )
-        .await
-        .expect("the transaction commits");
-        let (result, took) = outcome.await.expect("ran");
+        let (result, took) = from_callback(&adapter, |outer| async move {
+            outer.run_migrations(&default_schema()).await
+        })
+        .await;
         let error = result.expect_err("refused");
         assert!(
             error
@@ -260,24 +274,12 @@ async fn a_waiting_migration_holds_nothing() {
 async fn a_task_spawned_in_a_callback_waits_within_acquire_timeout() {
     for connections in [1, 2, 4] {
         let adapter = adapter(&format!("lease_spawned_{connections}"), connections, "0.5").await;
-        let outer = adapter.clone();
-        let (sent, outcome) = oneshot::channel();
-        answered(
-            "the transaction",
-            adapter.transaction(Box::new(move |_tx| {
-                Box::pin(async move {
-                    let started = Instant::now();
-                    let spawned =
-                        tokio::spawn(async move { outer.count(Count::new("user")).await });
-                    let result = spawned.await.expect("spawned task");
-                    let _ = sent.send((result, started.elapsed()));
-                    Ok(())
-                })
-            })),
-        )
-        .await
-        .expect("the transaction commits");
-        let (result, took) = outcome.await.expect("ran");
+        let (result, took) = from_callback(&adapter, |outer| async move {
+            tokio::spawn(async move { outer.count(Count::new("user")).await })
+                .await
+                .expect("spawned task")
+        })
+        .await;
         if connections > 1 {
             assert_eq!(result.expect("a free connection serves it"), 1);
         } else {

@@ -52,6 +52,17 @@ async fn kill(admin: &tokio_postgres::Client, adapter: &TokioPostgresAdapter, ta
     .expect("the adapter sees its connection closed");
 }
 
+/// Lets the database accept connections, or refuse them (SQLSTATE 55000: a failure that does
+/// not last).
+async fn allow_connections(admin: &tokio_postgres::Client, database: &str, allow: bool) {
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{database}\" WITH ALLOW_CONNECTIONS {allow}"
+        ))
+        .await
+        .expect("ALLOW_CONNECTIONS");
+}
+
 fn by_id() -> FindOne {
     FindOne::new("user").where_clause(Where::new("id", s("u1")))
 }
@@ -77,12 +88,7 @@ async fn calls_within_the_fail_fast_window_make_no_connection_attempt() {
     assert_eq!(proxy.connections(), 1);
 
     // A transient failure: the database refuses connections for a while.
-    admin
-        .batch_execute(&format!(
-            "ALTER DATABASE \"{database}\" WITH ALLOW_CONNECTIONS false"
-        ))
-        .await
-        .expect("refuse connections");
+    allow_connections(&admin, &database, false).await;
     kill(&admin, &adapter, tag).await;
     let first = adapter
         .find_one(by_id())
@@ -99,12 +105,7 @@ async fn calls_within_the_fail_fast_window_make_no_connection_attempt() {
         assert_eq!(proxy.connections(), 2, "no attempt inside the window");
         assert_eq!(again.to_string(), first.to_string());
     }
-    admin
-        .batch_execute(&format!(
-            "ALTER DATABASE \"{database}\" WITH ALLOW_CONNECTIONS true"
-        ))
-        .await
-        .expect("accept connections");
+    allow_connections(&admin, &database, true).await;
     // The window is a time: wait it out, then the next call reconnects.
     tokio::time::sleep(Duration::from_millis(250)).await;
     assert!(adapter
@@ -247,12 +248,7 @@ async fn the_life_of_a_connection_is_told_in_events() {
     assert_eq!(capture.events("connection re-established").len(), 1);
 
     // A reconnect cycle that fails.
-    admin
-        .batch_execute(&format!(
-            "ALTER DATABASE \"{database}\" WITH ALLOW_CONNECTIONS false"
-        ))
-        .await
-        .expect("refuse connections");
+    allow_connections(&admin, &database, false).await;
     kill(&admin, &adapter, tag).await;
     adapter
         .find_one(by_id())
@@ -262,12 +258,7 @@ async fn the_life_of_a_connection_is_told_in_events() {
         capture.events("reconnecting failed; calls fail at once until the next attempt is due");
     assert_eq!(failed.len(), 1, "{failed:#?}");
     assert_eq!(failed[0].fields["permanent"], "false");
-    admin
-        .batch_execute(&format!(
-            "ALTER DATABASE \"{database}\" WITH ALLOW_CONNECTIONS true"
-        ))
-        .await
-        .expect("accept connections");
+    allow_connections(&admin, &database, true).await;
     tokio::time::sleep(Duration::from_millis(250)).await;
     assert!(adapter
         .find_one(by_id())
