@@ -503,3 +503,113 @@ async fn acquire_timeout_out_of_range_is_refused() {
         );
     }
 }
+
+/// A transaction's wait for the calls in flight on its connection is bounded too: a call held
+/// up on the server (a table another session locked) keeps the connection busy, and the
+/// transaction gets the acquire-timeout error instead of waiting for it; once the lock is
+/// gone, everything completes.
+#[tokio::test]
+async fn a_transaction_waiting_for_calls_in_flight_times_out() {
+    let url = support::fresh_database("lease_drain").await;
+    let adapter = TokioPostgresAdapter::connect_with_schema(
+        &format!("{url}?acquire_timeout=0.5"),
+        default_schema(),
+    )
+    .await
+    .expect("connect");
+    install(&adapter, &default_schema()).await;
+    seed_user(&adapter, "u1", "a@example.com", at(0)).await;
+    let locker = support::connect(&url).await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    let stuck = {
+        let adapter = adapter.clone();
+        tokio::spawn(async move { adapter.count(Count::new("user")).await })
+    };
+    until(&adapter, "the call is in flight", |status| {
+        status.calls_in_flight == 1
+    })
+    .await;
+    let started = Instant::now();
+    let error = answered(
+        "the transaction",
+        adapter.transaction(Box::new(|_tx| Box::pin(async { Ok(()) }))),
+    )
+    .await
+    .expect_err("timed out waiting for the call in flight");
+    assert!(
+        error
+            .to_string()
+            .contains("waiting for a connection for a transaction (acquire_timeout)"),
+        "{error}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    assert_eq!(adapter.status().transactions, 0, "the claim was given back");
+    locker.batch_execute("ROLLBACK").await.expect("unlock");
+    assert_eq!(
+        answered("the call", stuck)
+            .await
+            .expect("task")
+            .expect("count"),
+        1
+    );
+    still_serves(&adapter).await;
+}
+
+/// While a migration waits for the set, a new transaction waits behind it instead of taking
+/// a free connection (a stream of transactions would otherwise keep the migration out for
+/// ever); the migration runs as soon as the transaction holding the set ends, then the other.
+#[tokio::test(flavor = "current_thread")]
+async fn a_waiting_migration_goes_before_later_transactions() {
+    let adapter = adapter("lease_mig_first", 2, "30").await;
+    let (releases, holders) = hold_all(&adapter, 1).await;
+    let migration = {
+        let adapter = adapter.clone();
+        tokio::spawn(async move { adapter.run_migrations(&default_schema()).await })
+    };
+    until(&adapter, "the migration waits", |status| {
+        status.waiting == 1
+    })
+    .await;
+    let later = {
+        let adapter = adapter.clone();
+        tokio::spawn(async move {
+            adapter
+                .transaction(Box::new(|tx| {
+                    Box::pin(async move {
+                        tx.count(Count::new("user")).await?;
+                        Ok(())
+                    })
+                }))
+                .await
+        })
+    };
+    until(&adapter, "the later transaction waits", |status| {
+        status.waiting == 2
+    })
+    .await;
+    let status = adapter.status();
+    assert_eq!(
+        (status.transactions, status.migrating),
+        (1, false),
+        "the free connection stays free for the migration: {status:?}"
+    );
+    drop(releases);
+    for holder in holders {
+        answered("the holder", holder)
+            .await
+            .expect("task")
+            .expect("commits");
+    }
+    answered("the migration", migration)
+        .await
+        .expect("task")
+        .expect("migrates");
+    answered("the later transaction", later)
+        .await
+        .expect("task")
+        .expect("commits");
+    still_serves(&adapter).await;
+}
