@@ -23,10 +23,12 @@
 //!   others that a transaction may need); while one waits, new transactions wait behind it;
 //! - every wait is bounded by `acquire_timeout` (default 30 s): past it the call fails with an
 //!   error saying what it waited for, how long, and how the set was held;
-//! - inside a transaction's callback nothing waits: an outer call takes a member that is free
-//!   now or is refused at once (waiting could be waiting for the very transaction the callback
-//!   belongs to), and a migration is refused at once. A task spawned from a callback is not
-//!   inside it (it may outlive it), so it waits like any caller, within `acquire_timeout`.
+//! - inside the callback of a transaction on this set nothing on this set waits: an outer call
+//!   takes a member that is free now or is refused at once (waiting could be waiting for the
+//!   very transaction the callback belongs to), and a migration is refused at once. A task
+//!   spawned from a callback is not inside it (it may outlive it), so it waits like any
+//!   caller, within `acquire_timeout`; so does a call on another set (another adapter's
+//!   connections) from a callback.
 
 use std::fmt;
 use std::future::Future;
@@ -194,8 +196,9 @@ pub struct ConnectionStatus {
 /// [`from_client`](Self::from_client), there is one connection, as in 0.3.2.
 ///
 /// No call waits for a connection longer than `acquire_timeout` (default 30 s), and a call
-/// made from inside a transaction's callback never waits: it takes a connection that is free
-/// now or is refused at once. [`status`](Self::status) tells how busy the set is.
+/// made from inside the callback of a transaction on this connection never waits: it takes a
+/// connection that is free now or is refused at once. [`status`](Self::status) tells how busy
+/// the set is.
 ///
 /// A connection made by `connect*` that loses its server (restart, `pg_terminate_backend`,
 /// network) fails the calls in flight on it at once, then connects again on its next call
@@ -450,7 +453,7 @@ impl TokioPostgresConnection {
 
     /// A member for one ordinary call: the least busy one no transaction holds.
     pub(crate) async fn call(&self) -> Result<Lease, RustAuthError> {
-        let open = open_transactions();
+        let open = self.held_by_this_task();
         if let Some(lease) = self.try_call(&open) {
             return Ok(lease);
         }
@@ -480,7 +483,7 @@ impl TokioPostgresConnection {
     /// A member for one transaction, held exclusively once its calls in flight have finished.
     pub(crate) async fn transaction(&self) -> Result<Lease, RustAuthError> {
         let started = Instant::now();
-        let open = open_transactions();
+        let open = self.held_by_this_task();
         let lease = match self.try_transaction(&open) {
             Some(lease) => lease,
             None if !open.is_empty() => return Err(self.refused(Want::Transaction)),
@@ -532,7 +535,7 @@ impl TokioPostgresConnection {
 
     /// Every member, exclusively (migrations run alone): all at once or none.
     pub(crate) async fn migration(&self) -> Result<Vec<Lease>, RustAuthError> {
-        if !open_transactions().is_empty() {
+        if !self.held_by_this_task().is_empty() {
             return Err(self.refused(Want::Migration));
         }
         let started = Instant::now();
@@ -634,6 +637,23 @@ impl TokioPostgresConnection {
         ))
     }
 
+    /// The members of this set that transactions of the current task hold: non-empty inside
+    /// the callback of a transaction on this set, where no call on this set may wait (it could
+    /// be waiting for that very transaction). A callback of a transaction on another set is
+    /// an ordinary caller here.
+    fn held_by_this_task(&self) -> Vec<usize> {
+        let open = open_transactions();
+        if open.is_empty() {
+            return open;
+        }
+        self.set
+            .members
+            .iter()
+            .map(Member::id)
+            .filter(|id| open.contains(id))
+            .collect()
+    }
+
     /// The error of a call made from inside a transaction callback that would have to wait.
     fn refused(&self, want: Want) -> RustAuthError {
         match want {
@@ -654,7 +674,8 @@ impl TokioPostgresConnection {
     }
 }
 
-/// The members this task's open transactions hold (empty outside every callback).
+/// The members (of any set) held by the transactions whose callbacks the current task is
+/// running; empty outside every callback.
 fn open_transactions() -> Vec<usize> {
     OPEN_TRANSACTIONS.try_with(Clone::clone).unwrap_or_default()
 }

@@ -613,3 +613,35 @@ async fn a_waiting_migration_goes_before_later_transactions() {
         .expect("commits");
     still_serves(&adapter).await;
 }
+
+/// Only calls on the set whose transaction the callback belongs to are refused instead of
+/// waiting: from inside a transaction on one adapter, a call on another adapter (its own
+/// connection, held for a moment by someone else's transaction) waits for it like any caller.
+#[tokio::test]
+async fn a_callback_waits_for_another_adapters_connection() {
+    let first = adapter("lease_two_sets_a", 1, "30").await;
+    let second = adapter("lease_two_sets_b", 1, "30").await;
+    let (mut releases, holders) = hold_all(&second, 1).await;
+    let release = releases.remove(0);
+    let releaser = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let _ = release.send(());
+    });
+    let (result, took) = from_callback(&first, move |_outer| async move {
+        second.count(Count::new("user")).await
+    })
+    .await;
+    assert_eq!(
+        result.expect("waited for the other adapter, then served"),
+        1
+    );
+    assert!(took >= Duration::from_millis(150), "it waited: {took:?}");
+    for holder in holders {
+        answered("the holder", holder)
+            .await
+            .expect("task")
+            .expect("commits");
+    }
+    releaser.await.expect("releaser");
+    still_serves(&first).await;
+}
