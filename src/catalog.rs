@@ -39,31 +39,47 @@ pub(crate) struct Catalog {
     loading: tokio::sync::Mutex<()>,
 }
 
+/// SQL for the base type of a type (`$oid`: an expression of type `oid`): a domain resolved
+/// through every level (a domain over a domain), any other type itself, `NULL` for `NULL`. A
+/// subquery to join `LATERAL … AS alias ON true`, giving `alias.oid`; the one place the crate
+/// resolves domains (the live catalog and migration introspection both use it).
+macro_rules! base_type_sql {
+    ($oid:literal) => {
+        concat!(
+            "(WITH RECURSIVE base_type(oid, depth) AS (SELECT ",
+            $oid,
+            ", 0 UNION ALL SELECT domain_type.typbasetype, base_type.depth + 1 FROM base_type \
+             JOIN pg_catalog.pg_type domain_type ON domain_type.oid = base_type.oid \
+             WHERE domain_type.typtype = 'd' AND base_type.depth < 64) \
+             SELECT base_type.oid FROM base_type ORDER BY base_type.depth DESC LIMIT 1)"
+        )
+    };
+}
+pub(crate) use base_type_sql;
+
 /// One query for the columns of many tables. Names are SQL identifiers as the statements
 /// spell them (quoted, optionally schema-qualified) and resolve through `search_path` exactly
 /// as the statements' do (`to_regclass`; a name that resolves to nothing is simply absent,
-/// never an error in the server's log). A domain is resolved to its base type at any depth
-/// (a domain over a domain), for a column and for an array's element; `typtype` tells an
-/// enum (`e`).
-const COLUMNS_SQL: &str = "SELECT r.name, a.attname::text, ty.oid, ty.typname::text, \
-tn.nspname::text, ty.typtype::text, COALESCE(el.oid, 0::oid), COALESCE(el.typname::text, ''), \
-COALESCE(en.nspname::text, '') \
-FROM unnest($1::text[]) AS r(name) \
-JOIN pg_catalog.pg_attribute a ON a.attrelid = pg_catalog.to_regclass(r.name) \
-JOIN LATERAL (WITH RECURSIVE d(oid, depth) AS (SELECT a.atttypid, 0 UNION ALL \
-SELECT t.typbasetype, d.depth + 1 FROM d JOIN pg_catalog.pg_type t ON t.oid = d.oid \
-WHERE t.typtype = 'd' AND d.depth < 64) SELECT d.oid FROM d ORDER BY d.depth DESC LIMIT 1) \
-AS base ON true \
-JOIN pg_catalog.pg_type ty ON ty.oid = base.oid \
-JOIN pg_catalog.pg_namespace tn ON tn.oid = ty.typnamespace \
-LEFT JOIN LATERAL (WITH RECURSIVE d(oid, depth) AS (SELECT ty.typelem, 0 \
-WHERE ty.typcategory = 'A' UNION ALL \
-SELECT t.typbasetype, d.depth + 1 FROM d JOIN pg_catalog.pg_type t ON t.oid = d.oid \
-WHERE t.typtype = 'd' AND d.depth < 64) SELECT d.oid FROM d ORDER BY d.depth DESC LIMIT 1) \
-AS element ON true \
-LEFT JOIN pg_catalog.pg_type el ON el.oid = element.oid \
-LEFT JOIN pg_catalog.pg_namespace en ON en.oid = el.typnamespace \
-WHERE a.attnum > 0 AND NOT a.attisdropped";
+/// never an error in the server's log). A column's type and an array's element type are
+/// resolved to their base type ([`base_type_sql`]); `typtype` tells an enum (`e`).
+const COLUMNS_SQL: &str = concat!(
+    "SELECT r.name, a.attname::text, ty.oid, ty.typname::text, tn.nspname::text, \
+     ty.typtype::text, COALESCE(el.oid, 0::oid), COALESCE(el.typname::text, ''), \
+     COALESCE(en.nspname::text, '') \
+     FROM unnest($1::text[]) AS r(name) \
+     JOIN pg_catalog.pg_attribute a ON a.attrelid = pg_catalog.to_regclass(r.name) \
+     JOIN LATERAL ",
+    base_type_sql!("a.atttypid"),
+    " AS base ON true \
+     JOIN pg_catalog.pg_type ty ON ty.oid = base.oid \
+     JOIN pg_catalog.pg_namespace tn ON tn.oid = ty.typnamespace \
+     LEFT JOIN LATERAL ",
+    base_type_sql!("CASE WHEN ty.typcategory = 'A' THEN ty.typelem END"),
+    " AS element ON true \
+     LEFT JOIN pg_catalog.pg_type el ON el.oid = element.oid \
+     LEFT JOIN pg_catalog.pg_namespace en ON en.oid = el.typnamespace \
+     WHERE a.attnum > 0 AND NOT a.attisdropped"
+);
 
 impl Catalog {
     /// The columns of `table` as last read, without I/O; `None` when not read yet or absent.

@@ -87,6 +87,7 @@ use rustauth_core::plugin::{PluginMigration, PluginMigrationBody};
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Row};
 
+use crate::catalog::base_type_sql;
 use crate::error::{adapter, postgres_error};
 
 /// The longest identifier PostgreSQL keeps (`NAMEDATALEN - 1`); longer names are truncated.
@@ -124,7 +125,8 @@ const TARGET_CTE: &str = "WITH target AS (\
 /// Columns of the target tables (a table without columns yields one row of NULLs).
 ///
 /// Columns: key, column name, type, identity, default expression.
-const COLUMNS_QUERY: &str = " \
+const COLUMNS_QUERY: &str = concat!(
+    " \
      SELECT t.key, a.attname::text, \
      CASE WHEN ty.typtype <> 'd' AND ty.typelem <> 0 AND ty.typlen = -1 THEN ty.typname::text \
      ELSE pg_catalog.format_type(ty.oid, NULL) END, \
@@ -132,12 +134,12 @@ const COLUMNS_QUERY: &str = " \
      FROM target t \
      LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = t.rel AND a.attnum > 0 AND NOT a.attisdropped \
      LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
-     LEFT JOIN LATERAL (WITH RECURSIVE b(oid, depth) AS (SELECT a.atttypid, 0 UNION ALL \
-     SELECT bt.typbasetype, b.depth + 1 FROM b JOIN pg_catalog.pg_type bt ON bt.oid = b.oid \
-     WHERE bt.typtype = 'd' AND b.depth < 64) SELECT b.oid FROM b ORDER BY b.depth DESC LIMIT 1) \
-     AS base ON true \
+     LEFT JOIN LATERAL ",
+    base_type_sql!("a.atttypid"),
+    " AS base ON true \
      LEFT JOIN pg_catalog.pg_type ty ON ty.oid = base.oid \
-     ORDER BY t.ord, a.attnum";
+     ORDER BY t.ord, a.attnum"
+);
 
 /// Indexes of the target tables.
 ///
