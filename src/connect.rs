@@ -549,7 +549,7 @@ pub(crate) async fn establish(
                 tracing::info!(
                     target: crate::trace::TARGET,
                     host = %label,
-                    duration_ms = crate::live::millis(started.elapsed()),
+                    duration_ms = crate::trace::millis(started.elapsed()),
                     "connection opened"
                 );
                 return Ok(client);

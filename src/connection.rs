@@ -44,7 +44,7 @@ use tokio_postgres::Client;
 use crate::connect::{establish, ConnectOptions, StatementMode};
 use crate::error::adapter;
 use crate::live::{ClientHandle, LiveConnection};
-use crate::trace::TARGET;
+use crate::trace::{millis, TARGET};
 
 /// How long a call may wait for a member of the set when nothing else says
 /// (`acquire_timeout`), as in sqlx.
@@ -74,15 +74,15 @@ impl Member {
     }
 }
 
-/// What a waiting caller wants.
+/// What a caller takes members for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Want {
+enum Purpose {
     Call,
     Transaction,
     Migration,
 }
 
-impl Want {
+impl Purpose {
     fn name(self) -> &'static str {
         match self {
             Self::Call => "call",
@@ -99,7 +99,7 @@ struct Claims {
     held: Vec<bool>,
     /// Transactions holding a member (a migration's members are not counted).
     transactions: usize,
-    /// Callers waiting, by what they want.
+    /// Callers waiting, by purpose.
     calls_waiting: usize,
     transactions_waiting: usize,
     migrations_waiting: usize,
@@ -131,12 +131,12 @@ impl Set {
             .min_by_key(|index| self.members[*index].in_flight.load(Ordering::SeqCst))
     }
 
-    fn waiting(&self, want: Want, delta: isize) {
+    fn waiting(&self, purpose: Purpose, delta: isize) {
         let mut claims = self.claims();
-        let counter = match want {
-            Want::Call => &mut claims.calls_waiting,
-            Want::Transaction => &mut claims.transactions_waiting,
-            Want::Migration => &mut claims.migrations_waiting,
+        let counter = match purpose {
+            Purpose::Call => &mut claims.calls_waiting,
+            Purpose::Transaction => &mut claims.transactions_waiting,
+            Purpose::Migration => &mut claims.migrations_waiting,
         };
         *counter = counter.saturating_add_signed(delta);
     }
@@ -145,19 +145,19 @@ impl Set {
 /// Counts a caller as waiting while it lives; its drop lets held-back callers go on.
 struct Waiting<'a> {
     set: &'a Set,
-    want: Want,
+    purpose: Purpose,
 }
 
 impl<'a> Waiting<'a> {
-    fn new(set: &'a Set, want: Want) -> Self {
-        set.waiting(want, 1);
-        Self { set, want }
+    fn new(set: &'a Set, purpose: Purpose) -> Self {
+        set.waiting(purpose, 1);
+        Self { set, purpose }
     }
 }
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.set.waiting(self.want, -1);
+        self.set.waiting(self.purpose, -1);
         self.set.released.notify_waiters();
     }
 }
@@ -228,6 +228,17 @@ enum Hold {
         gate: Option<OwnedRwLockWriteGuard<()>>,
         counted: bool,
     },
+}
+
+impl Hold {
+    /// Held exclusively, the gate not taken yet (see [`Lease::drain`]); `counted` against the
+    /// transaction limit (a transaction) or not (a migration's members).
+    fn exclusive(counted: bool) -> Self {
+        Self::Exclusive {
+            gate: None,
+            counted,
+        }
+    }
 }
 
 /// One member of the set, owned from acquisition to release (see the module docs).
@@ -458,9 +469,9 @@ impl TokioPostgresConnection {
             return Ok(lease);
         }
         if !open.is_empty() {
-            return Err(self.refused(Want::Call));
+            return Err(self.refused(Purpose::Call));
         }
-        self.wait(Want::Call, || self.try_call(&[])).await
+        self.wait(Purpose::Call, || self.try_call(&[])).await
     }
 
     fn try_call(&self, excluded: &[usize]) -> Option<Lease> {
@@ -473,11 +484,7 @@ impl TokioPostgresConnection {
         let guard = Arc::clone(&member.gate).try_read_owned().ok()?;
         member.in_flight.fetch_add(1, Ordering::SeqCst);
         drop(claims);
-        Some(Lease {
-            set: Arc::clone(&self.set),
-            index,
-            hold: Hold::Call(Some(guard)),
-        })
+        Some(self.lease(index, Hold::Call(Some(guard))))
     }
 
     /// A member for one transaction, held exclusively once its calls in flight have finished.
@@ -486,9 +493,9 @@ impl TokioPostgresConnection {
         let open = self.held_by_this_task();
         let lease = match self.try_transaction(&open) {
             Some(lease) => lease,
-            None if !open.is_empty() => return Err(self.refused(Want::Transaction)),
+            None if !open.is_empty() => return Err(self.refused(Purpose::Transaction)),
             None => {
-                self.wait(Want::Transaction, || self.try_transaction(&[]))
+                self.wait(Purpose::Transaction, || self.try_transaction(&[]))
                     .await?
             }
         };
@@ -497,7 +504,7 @@ impl TokioPostgresConnection {
             Ok(lease) => Ok(lease),
             Err(lease) => {
                 drop(lease);
-                Err(self.timed_out(Want::Transaction, started.elapsed()))
+                Err(self.timed_out(Purpose::Transaction, started.elapsed()))
             }
         }
     }
@@ -523,32 +530,28 @@ impl TokioPostgresConnection {
         claims.held[index] = true;
         claims.transactions += 1;
         drop(claims);
-        Some(Lease {
-            set: Arc::clone(&self.set),
-            index,
-            hold: Hold::Exclusive {
-                gate: None,
-                counted: true,
-            },
-        })
+        Some(self.lease(index, Hold::exclusive(true)))
     }
 
     /// Every member, exclusively (migrations run alone): all at once or none.
     pub(crate) async fn migration(&self) -> Result<Vec<Lease>, RustAuthError> {
         if !self.held_by_this_task().is_empty() {
-            return Err(self.refused(Want::Migration));
+            return Err(self.refused(Purpose::Migration));
         }
         let started = Instant::now();
         let leases = match self.try_migration() {
             Some(leases) => leases,
-            None => self.wait(Want::Migration, || self.try_migration()).await?,
+            None => {
+                self.wait(Purpose::Migration, || self.try_migration())
+                    .await?
+            }
         };
         let deadline = tokio::time::Instant::from_std(started + self.set.acquire_timeout);
         let mut drained = Vec::with_capacity(leases.len());
         for lease in leases {
             match lease.drain(deadline).await {
                 Ok(lease) => drained.push(lease),
-                Err(_) => return Err(self.timed_out(Want::Migration, started.elapsed())),
+                Err(_) => return Err(self.timed_out(Purpose::Migration, started.elapsed())),
             }
         }
         Ok(drained)
@@ -563,28 +566,30 @@ impl TokioPostgresConnection {
         drop(claims);
         Some(
             (0..self.set.members.len())
-                .map(|index| Lease {
-                    set: Arc::clone(&self.set),
-                    index,
-                    hold: Hold::Exclusive {
-                        gate: None,
-                        counted: false,
-                    },
-                })
+                .map(|index| self.lease(index, Hold::exclusive(false)))
                 .collect(),
         )
     }
 
-    /// Waits, counted as waiting for `want`, until `attempt` succeeds or `acquire_timeout` has
+    /// The lease on member `index`, whose claim (or shared gate) the caller has just taken.
+    fn lease(&self, index: usize, hold: Hold) -> Lease {
+        Lease {
+            set: Arc::clone(&self.set),
+            index,
+            hold,
+        }
+    }
+
+    /// Waits, counted as waiting for `purpose`, until `attempt` succeeds or `acquire_timeout` has
     /// passed since the wait began.
     async fn wait<T>(
         &self,
-        want: Want,
+        purpose: Purpose,
         mut attempt: impl FnMut() -> Option<T>,
     ) -> Result<T, RustAuthError> {
         let started = Instant::now();
         let deadline = tokio::time::Instant::from_std(started + self.set.acquire_timeout);
-        let _waiting = Waiting::new(&self.set, want);
+        let _waiting = Waiting::new(&self.set, purpose);
         loop {
             let mut released = pin!(self.set.released.notified());
             released.as_mut().enable();
@@ -593,26 +598,26 @@ impl TokioPostgresConnection {
                 if waited >= LONG_WAIT {
                     tracing::warn!(
                         target: TARGET,
-                        waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
-                        want = want.name(),
+                        waited_ms = millis(waited),
+                        want = purpose.name(),
                         "waited long for a connection of the set"
                     );
                 }
                 return Ok(taken);
             }
             if tokio::time::timeout_at(deadline, released).await.is_err() {
-                return Err(self.timed_out(want, started.elapsed()));
+                return Err(self.timed_out(purpose, started.elapsed()));
             }
         }
     }
 
     /// The error (and event) of a wait that reached `acquire_timeout`.
-    fn timed_out(&self, want: Want, waited: Duration) -> RustAuthError {
+    fn timed_out(&self, purpose: Purpose, waited: Duration) -> RustAuthError {
         let status = self.status();
         tracing::warn!(
             target: TARGET,
-            waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
-            want = want.name(),
+            waited_ms = millis(waited),
+            want = purpose.name(),
             connections = status.connections,
             transactions = status.transactions,
             migrating = status.migrating,
@@ -625,7 +630,7 @@ impl TokioPostgresConnection {
              callers waiting; raise max_connections or acquire_timeout, or shorten \
              transactions",
             waited.as_secs_f64(),
-            want.name(),
+            purpose.name(),
             status.transactions,
             status.connections,
             if status.migrating {
@@ -655,9 +660,9 @@ impl TokioPostgresConnection {
     }
 
     /// The error of a call made from inside a transaction callback that would have to wait.
-    fn refused(&self, want: Want) -> RustAuthError {
-        match want {
-            Want::Migration => adapter(
+    fn refused(&self, purpose: Purpose) -> RustAuthError {
+        match purpose {
+            Purpose::Migration => adapter(
                 "tokio-postgres adapter: migrations called from inside a transaction callback \
                  are refused: a migration needs every connection of the set, including the one \
                  the transaction holds (run migrations before or after the transaction)",

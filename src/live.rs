@@ -15,7 +15,7 @@ use crate::connect::{establish, ConnectOptions, StatementMode};
 use crate::error::adapter;
 use crate::prepared::{TypedStatements, Wanted};
 use crate::statements::{StatementCache, DEFAULT_CAPACITY};
-use crate::trace::TARGET;
+use crate::trace::{millis, TARGET};
 
 /// One live server connection: the client, how statements reach the server, what it knows
 /// of the tables (the live catalog) and the statements prepared on it. Replaced as a whole
@@ -250,9 +250,4 @@ impl LiveConnection {
     pub(crate) fn current(&self) -> Arc<ClientHandle> {
         Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
     }
-}
-
-/// Whole milliseconds, for events.
-pub(crate) fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }

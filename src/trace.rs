@@ -11,6 +11,11 @@ use tracing::{field, Instrument, Span};
 /// Target of every span this crate emits.
 pub(crate) const TARGET: &str = "rustauth_tokio_postgres";
 
+/// Whole milliseconds, for the fields of events (`duration_ms`, `waited_ms`, …).
+pub(crate) fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// The span of one adapter call. `path` starts as `generic`; the typed router records
 /// `typed` when a generated statement served the call.
 pub(crate) fn call_span(operation: &'static str, model: &str) -> Span {

@@ -14,9 +14,9 @@ use rustauth_core::error::RustAuthError;
 use crate::call::{Call, CallState};
 use crate::connection::{Lease, TokioPostgresConnection};
 use crate::error::adapter;
-use crate::live::{millis, ClientHandle};
+use crate::live::ClientHandle;
 use crate::runner::{Control, Db};
-use crate::trace;
+use crate::trace::{self, millis};
 
 /// Identifier the transaction adapter reports.
 const TX_ADAPTER_ID: &str = "tokio-postgres-tx";
