@@ -273,13 +273,6 @@ async fn run(config: Config) {
         }
     };
     let ours_limiter = ours.rate_limit_store();
-    let adapter_engine = |adapter: rustauth_tokio_postgres::TokioPostgresAdapter| {
-        let limiter = adapter.rate_limit_store();
-        Engine::Adapter {
-            db: Arc::new(adapter),
-            limiter: Arc::new(limiter),
-        }
-    };
     // Pool mode: every pool opens its connections now.
     let connections = config.pool_connections;
     let ours_pool = rustauth_tokio_postgres::TokioPostgresStores::builder()
@@ -335,12 +328,12 @@ async fn run(config: Config) {
         Implementation {
             label: "generic",
             tag: tags[GENERIC],
-            engine: adapter_engine(generic),
+            engine: Engine::adapter(generic),
         },
         Implementation {
             label: "ours (Better Auth layout)",
             tag: tags[OURS_BA],
-            engine: adapter_engine(ours_ba),
+            engine: Engine::adapter(ours_ba),
         },
         Implementation {
             label: "floor (Better Auth layout)",

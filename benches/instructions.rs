@@ -61,20 +61,11 @@ fn main() {
 
 async fn run(implementations: &[&str], calls: &[Call], n: usize) {
     let config = Config {
-        full: false,
-        quick: true,
-        seconds: 0.0,
-        warmup: 0.0,
-        rounds: 1,
         users: 2_000,
-        rate_limit_keys: 1_000,
         tasks: 1,
         pool_tasks: 1,
         pool_connections: 1,
-        workers: None,
-        filters: Vec::new(),
-        rtt_us: None,
-        shape_cache: true,
+        ..Config::smoke()
     };
     let (url, schema, floor_sql, database) = benchmark_database("instr").await;
     let setup = server::connect(&url).await;
@@ -88,18 +79,13 @@ async fn run(implementations: &[&str], calls: &[Call], n: usize) {
     seed(&setup, &config, &IMPLEMENTATIONS).await;
     for implementation in implementations {
         let engine = match *implementation {
-            "typed" | "generic" => {
-                let adapter = rustauth_tokio_postgres::TokioPostgresAdapter::with_schema(
+            "typed" | "generic" => Engine::adapter(
+                rustauth_tokio_postgres::TokioPostgresAdapter::with_schema(
                     server::connect(&url).await,
                     schema.clone(),
                 )
-                .with_typed_statements(*implementation == "typed");
-                let limiter = adapter.rate_limit_store();
-                Engine::Adapter {
-                    db: Arc::new(adapter),
-                    limiter: Arc::new(limiter),
-                }
-            }
+                .with_typed_statements(*implementation == "typed"),
+            ),
             "floor" => Engine::Floor(Arc::new(
                 Floor::prepare(server::connect(&url).await, &floor_sql).await,
             )),

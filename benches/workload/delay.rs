@@ -25,8 +25,6 @@ use tokio_postgres::Client;
 /// connections).
 pub struct DelayProxy {
     address: SocketAddr,
-    /// Added to each direction.
-    pub one_way: Duration,
 }
 
 impl DelayProxy {
@@ -51,7 +49,7 @@ impl DelayProxy {
                 }
             })
             .expect("delay proxy thread");
-        Self { address, one_way }
+        Self { address }
     }
 
     /// `url` (a `postgres://` URL of a TCP server) with its host and port replaced by the

@@ -669,6 +669,17 @@ pub enum Engine {
     PoolFloor(Arc<PoolFloor>),
 }
 
+impl Engine {
+    /// One of this crate's adapters, with its rate-limit store.
+    pub fn adapter(adapter: rustauth_tokio_postgres::TokioPostgresAdapter) -> Self {
+        let limiter = adapter.rate_limit_store();
+        Self::Adapter {
+            db: Arc::new(adapter),
+            limiter: Arc::new(limiter),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Implementation {
     pub label: &'static str,
@@ -1380,6 +1391,28 @@ pub fn env_flag(name: &str) -> bool {
 }
 
 impl Config {
+    /// A smoke run's configuration (300 users, one call per task, one round, no timing): what
+    /// a bench target does when run without `--bench`, and the base of other drivers'.
+    pub fn smoke() -> Self {
+        Self {
+            full: false,
+            quick: true,
+            // Every task still makes at least one call, and checks its result.
+            seconds: 0.0,
+            warmup: 0.0,
+            rounds: 1,
+            users: 300,
+            rate_limit_keys: 1000,
+            tasks: 16,
+            pool_tasks: 16,
+            pool_connections: 4,
+            workers: None,
+            filters: Vec::new(),
+            rtt_us: None,
+            shape_cache: true,
+        }
+    }
+
     pub fn from_env_and_args() -> Self {
         let args: Vec<String> = std::env::args().skip(1).collect();
         let full = args.iter().any(|arg| arg == "--bench");
@@ -1390,21 +1423,8 @@ impl Config {
             .collect();
         if !full {
             return Self {
-                full,
-                quick: true,
-                // Every task still makes at least one call, and checks its result.
-                seconds: 0.0,
-                warmup: 0.0,
-                rounds: 1,
-                users: 300,
-                rate_limit_keys: 1000,
-                tasks: 16,
-                pool_tasks: 16,
-                pool_connections: 4,
-                workers: None,
                 filters,
-                rtt_us: None,
-                shape_cache: true,
+                ..Self::smoke()
             };
         }
         let quick = env_flag("BENCH_QUICK");
