@@ -158,3 +158,59 @@ async fn database_url_with_builds_a_url_to_a_missing_database() {
         "{error:?}"
     );
 }
+
+/// A fresh database is dropped when the runtime that made it shuts down (the end of a
+/// `#[tokio::test]`), also when the test panicked and while a connection to it is still
+/// open: tests leave the server as they found it.
+#[test]
+fn fresh_databases_are_dropped_when_their_runtime_shuts_down() {
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let exists = |name: String| {
+        runtime().block_on(async move {
+            connect(&server_url().await)
+                .await
+                .query_one(
+                    "SELECT count(*) FROM pg_database WHERE datname = $1",
+                    &[&name],
+                )
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+        })
+    };
+    // A test that ends normally, leaving a connection open.
+    let test = runtime();
+    let name = test.block_on(async {
+        let url = fresh_database("selftest_guard").await;
+        let client = connect(&url).await;
+        client
+            .batch_execute("CREATE TABLE t (x int)")
+            .await
+            .unwrap();
+        std::mem::forget(client);
+        database_of(&url).to_owned()
+    });
+    assert_eq!(exists(name.clone()), 1, "alive while its runtime is");
+    drop(test);
+    assert_eq!(exists(name), 0, "dropped with its runtime");
+    // A test that panics.
+    let name = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let seen = std::sync::Arc::clone(&name);
+    let panicked = std::thread::spawn(move || {
+        runtime().block_on(async move {
+            let url = fresh_database("selftest_guard_panic").await;
+            *seen.lock().unwrap() = database_of(&url).to_owned();
+            panic!("a failing test");
+        })
+    })
+    .join();
+    assert!(panicked.is_err());
+    let name = name.lock().unwrap().clone();
+    assert!(!name.is_empty());
+    assert_eq!(exists(name), 0, "dropped although the test failed");
+}
