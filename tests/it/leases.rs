@@ -301,6 +301,20 @@ async fn a_task_spawned_in_a_callback_waits_within_acquire_timeout() {
     }
 }
 
+/// Ends the transactions of [`hold_all`] and waits until each has committed.
+pub(crate) async fn release_all(
+    releases: Vec<oneshot::Sender<()>>,
+    holders: Vec<tokio::task::JoinHandle<Result<(), RustAuthError>>>,
+) {
+    drop(releases);
+    for holder in holders {
+        answered("a holding transaction", holder)
+            .await
+            .expect("task")
+            .expect("commits");
+    }
+}
+
 /// Holds `count` transactions open until their senders are dropped or sent to.
 pub(crate) async fn hold_all(
     adapter: &TokioPostgresAdapter,
@@ -371,13 +385,7 @@ async fn acquire_timeout_bounds_calls_transactions_and_migrations() {
         assert!(call_took >= Duration::from_millis(300), "{call_took:?}");
         assert!(call_took < Duration::from_secs(5), "{call_took:?}");
         assert_eq!(adapter.status().waiting, 0, "nobody is left waiting");
-        drop(releases);
-        for holder in holders {
-            answered("a holder", holder)
-                .await
-                .expect("task")
-                .expect("commits");
-        }
+        release_all(releases, holders).await;
         still_serves(&adapter).await;
     }
 }
@@ -423,14 +431,8 @@ async fn a_released_connection_goes_to_a_waiting_call_before_an_earlier_transact
         .expect("the waiting call got the released connection")
         .expect("task");
     assert_eq!(count.expect("count"), 1);
-    drop(releases);
     drop(release_third);
-    for holder in holders {
-        answered("a holder", holder)
-            .await
-            .expect("task")
-            .expect("commits");
-    }
+    release_all(releases, holders).await;
     answered("the third transaction", third)
         .await
         .expect("task")
@@ -460,13 +462,7 @@ async fn status_reports_the_set() {
     assert_eq!(held.transactions, 2, "{held:?}");
     // The third connection still serves ordinary calls.
     assert_eq!(adapter.count(Count::new("user")).await.expect("count"), 1);
-    drop(releases);
-    for holder in holders {
-        answered("a holder", holder)
-            .await
-            .expect("task")
-            .expect("commits");
-    }
+    release_all(releases, holders).await;
     assert_eq!(adapter.status().transactions, 0);
     // The stores builder sets the bound too.
     let url = support::fresh_database("lease_status_builder").await;
@@ -596,13 +592,7 @@ async fn a_waiting_migration_goes_before_later_transactions() {
         (1, false),
         "the free connection stays free for the migration: {status:?}"
     );
-    drop(releases);
-    for holder in holders {
-        answered("the holder", holder)
-            .await
-            .expect("task")
-            .expect("commits");
-    }
+    release_all(releases, holders).await;
     answered("the migration", migration)
         .await
         .expect("task")
@@ -636,12 +626,7 @@ async fn a_callback_waits_for_another_adapters_connection() {
         1
     );
     assert!(took >= Duration::from_millis(150), "it waited: {took:?}");
-    for holder in holders {
-        answered("the holder", holder)
-            .await
-            .expect("task")
-            .expect("commits");
-    }
+    release_all(releases, holders).await;
     releaser.await.expect("releaser");
     still_serves(&first).await;
 }

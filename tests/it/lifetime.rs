@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use crate::crud_common::{at, default_schema, install, s, seed_user};
-use crate::leases::hold_all;
+use crate::leases::{hold_all, release_all};
 use crate::support;
 use crate::support_proxy::CountingProxy;
 use crate::tracing::{capture_on_this_thread, Capture};
@@ -61,6 +61,20 @@ async fn allow_connections(admin: &tokio_postgres::Client, database: &str, allow
         ))
         .await
         .expect("ALLOW_CONNECTIONS");
+}
+
+/// Makes sessions that start from now on read-only (`default_transaction_read_only`), or
+/// writable again; sessions already open keep what they started with.
+async fn read_only_sessions(admin: &tokio_postgres::Client, database: &str, on: bool) {
+    let setting = if on {
+        "SET default_transaction_read_only = on"
+    } else {
+        "RESET default_transaction_read_only"
+    };
+    admin
+        .batch_execute(&format!("ALTER DATABASE \"{database}\" {setting}"))
+        .await
+        .expect("default_transaction_read_only");
 }
 
 fn by_id() -> FindOne {
@@ -157,12 +171,7 @@ async fn a_generic_write_on_a_read_only_server_makes_the_next_call_reconnect() {
     seed_user(&setup, "u1", "a@example.com", at(0)).await;
     drop(setup);
     // Sessions started now are read-only; the adapter's is one of them.
-    admin
-        .batch_execute(&format!(
-            "ALTER DATABASE \"{database}\" SET default_transaction_read_only = on"
-        ))
-        .await
-        .expect("read-only sessions");
+    read_only_sessions(&admin, &database, true).await;
     let tag = "life_read_only";
     let adapter = TokioPostgresAdapter::connect_with_schema(
         &format!("{url}?application_name={tag}"),
@@ -170,12 +179,7 @@ async fn a_generic_write_on_a_read_only_server_makes_the_next_call_reconnect() {
     )
     .await
     .expect("connect");
-    admin
-        .batch_execute(&format!(
-            "ALTER DATABASE \"{database}\" RESET default_transaction_read_only"
-        ))
-        .await
-        .expect("writable sessions again");
+    read_only_sessions(&admin, &database, false).await;
     let before: Vec<i32> = backends(&admin, tag).await;
     let refused = adapter
         .delete_many(DeleteMany::new("user").where_clause(Where::new("id", s("nobody"))))
@@ -267,24 +271,14 @@ async fn the_life_of_a_connection_is_told_in_events() {
         .is_some());
 
     // A read-only server.
-    admin
-        .batch_execute(&format!(
-            "ALTER DATABASE \"{database}\" SET default_transaction_read_only = on"
-        ))
-        .await
-        .expect("read-only sessions");
+    read_only_sessions(&admin, &database, true).await;
     kill(&admin, &adapter, tag).await;
     assert!(adapter
         .find_one(by_id())
         .await
         .expect("reconnects")
         .is_some());
-    admin
-        .batch_execute(&format!(
-            "ALTER DATABASE \"{database}\" RESET default_transaction_read_only"
-        ))
-        .await
-        .expect("writable sessions");
+    read_only_sessions(&admin, &database, false).await;
     adapter
         .delete_many(DeleteMany::new("session").where_clause(Where::new("id", s("x"))))
         .await
@@ -336,9 +330,7 @@ async fn the_life_of_a_connection_is_told_in_events() {
     let long = capture.events("waited long for a connection of the set");
     assert_eq!(long.len(), 1, "{long:#?}");
     assert_eq!(long[0].fields["want"], "call");
-    for holder in holders {
-        holder.await.expect("task").expect("commits");
-    }
+    release_all(releases, holders).await;
     releaser.await.expect("releaser");
 
     let (releases, holders) = hold_all(&adapter, 1).await;
@@ -349,10 +341,7 @@ async fn the_life_of_a_connection_is_told_in_events() {
     let timed_out = capture.events("timed out waiting for a connection of the set");
     assert_eq!(timed_out.len(), 1, "{timed_out:#?}");
     assert_eq!(timed_out[0].fields["transactions"], "1");
-    drop(releases);
-    for holder in holders {
-        holder.await.expect("task").expect("commits");
-    }
+    release_all(releases, holders).await;
 
     // No event carries a connection string or a password.
     for event in capture.0.lock().unwrap().iter() {
