@@ -500,10 +500,10 @@ async fn acquire_timeout_out_of_range_is_refused() {
     }
 }
 
-/// A transaction's wait for the calls in flight on its connection is bounded too: a call held
-/// up on the server (a table another session locked) keeps the connection busy, and the
-/// transaction gets the acquire-timeout error instead of waiting for it; once the lock is
-/// gone, everything completes.
+/// A transaction's (and a migration's) wait for the calls in flight on its connection is
+/// bounded too: a call held up on the server (a table another session locked) keeps the
+/// connection busy, and the transaction, then the migration, get the acquire-timeout error
+/// instead of waiting for it; once the lock is gone, everything completes.
 #[tokio::test]
 async fn a_transaction_waiting_for_calls_in_flight_times_out() {
     let url = support::fresh_database("lease_drain").await;
@@ -543,6 +543,17 @@ async fn a_transaction_waiting_for_calls_in_flight_times_out() {
     );
     assert!(started.elapsed() >= Duration::from_millis(500));
     assert_eq!(adapter.status().transactions, 0, "the claim was given back");
+    // A migration's wait for the same call is bounded the same way.
+    let error = answered("the migration", adapter.run_migrations(&default_schema()))
+        .await
+        .expect_err("timed out waiting for the call in flight");
+    assert!(
+        error
+            .to_string()
+            .contains("waiting for a connection for a migration (acquire_timeout)"),
+        "{error}"
+    );
+    assert!(!adapter.status().migrating, "the members were given back");
     locker.batch_execute("ROLLBACK").await.expect("unlock");
     assert_eq!(
         answered("the call", stuck)
