@@ -7,7 +7,7 @@
 
 use crate::support;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use rustauth_core::db::{auth_schema, AuthSchemaOptions, DbAdapter, DbSchema, RateLimitStorage};
 use rustauth_tokio_postgres::generated::client::GenericClient;
@@ -880,5 +880,31 @@ async fn typed_lookups_use_indexes_on_big_tables() {
         failures.is_empty(),
         "typed lookups planned without an index:\n{}",
         failures.join("\n\n")
+    );
+}
+
+/// The fingerprints `build.rs` and `codegen/` share. `fingerprint::generator` is only needed
+/// here and by `codegen/` (the build script checks what the published package contains).
+#[path = "../../build/fingerprint.rs"]
+#[allow(dead_code)] // the parts only `codegen/` writes with (`Fingerprints::line`, …)
+mod fingerprint;
+
+/// A change to the generator (`codegen/`, or the fingerprint code itself) without regenerating
+/// `src/generated/` is caught here: the build script cannot watch `codegen/`, which a published
+/// crate does not contain.
+#[test]
+fn the_generator_is_the_one_that_made_src_generated() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (_, line) = fingerprint::committed(root).expect("read src/generated/");
+    let recorded = fingerprint::Fingerprints::parse(&line).expect("fingerprint line");
+    let generator = fingerprint::generator(root)
+        .expect("hash codegen/")
+        .expect("the repository has codegen/");
+    assert_eq!(
+        recorded.generator.as_deref(),
+        Some(generator.as_str()),
+        "src/generated/ is stale: the generator (codegen/) changed since it was generated; \
+         regenerate with: {}",
+        fingerprint::REGENERATE
     );
 }
