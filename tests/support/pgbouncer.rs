@@ -1,6 +1,6 @@
 #![allow(dead_code)]
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
-//! A private PgBouncer in front of the test server, for `tests/pgbouncer.rs`.
+//! A private PgBouncer in front of the test server, for `tests/clusters/pgbouncer.rs`.
 //!
 //! [`PgBouncer::start`] runs one `pgbouncer` process per call (so every test has its own pool
 //! and settings), listening on a free port of 127.0.0.1, in `pool_mode = transaction` with
@@ -12,9 +12,9 @@
 //! time.
 //!
 //! The binary is looked up on `PATH`, then in `/usr/sbin`, `/usr/local/sbin`,
-//! `/usr/local/bin`. If it is missing and we are root (as in CI), Debian's `pgbouncer`
-//! package is installed with `apt-get update` + `apt-get install -y pgbouncer`; otherwise the
-//! test panics with an install hint. PgBouncer refuses to run as root, so when we are root it
+//! `/usr/local/bin`. The test support installs nothing: `.ci/run` installs Debian's
+//! `pgbouncer` package where it is missing; elsewhere a missing binary fails the test with an
+//! install hint. PgBouncer refuses to run as root, so when we are root it
 //! runs as the `postgres` OS user (else `nobody`), with the uid/gid set on the spawned process
 //! itself — the child we hold is PgBouncer, so killing it needs no signal forwarding.
 //!
@@ -43,8 +43,8 @@ use tokio_postgres::{Config, NoTls, SimpleQueryMessage};
 
 use super::{database_url_with, server, server_url};
 
-const INSTALL_HINT: &str = "PgBouncer is needed by tests/pgbouncer.rs: install it (Debian/Ubuntu: \
-`sudo apt-get install pgbouncer`, which puts it in /usr/sbin; macOS: `brew install pgbouncer`) \
+const INSTALL_HINT: &str = "PgBouncer is needed by tests/clusters/pgbouncer.rs: `bash .ci/run` \
+installs it when run as root; or install it yourself (Debian/Ubuntu: `sudo apt-get install pgbouncer`, which puts it in /usr/sbin; macOS: `brew install pgbouncer`) \
 or put the `pgbouncer` binary on PATH";
 
 /// How long PgBouncer may take to accept connections after being spawned.
@@ -238,7 +238,7 @@ pub fn supports_max_prepared_statements() -> bool {
     version().1 >= (1, 21)
 }
 
-/// The `pgbouncer` binary, installed first if missing and we are root.
+/// The `pgbouncer` binary (`.ci/run` installs it; the tests never do).
 pub fn binary() -> PathBuf {
     static FOUND: Mutex<Option<PathBuf>> = Mutex::new(None);
     let mut found = FOUND
@@ -247,16 +247,8 @@ pub fn binary() -> PathBuf {
     if let Some(path) = found.as_ref() {
         return path.clone();
     }
-    let path = match find_binary() {
-        Some(path) => path,
-        None if current_uid() == 0 => {
-            install_with_apt();
-            find_binary().unwrap_or_else(|| {
-                panic!("apt-get installed pgbouncer but no binary was found; {INSTALL_HINT}")
-            })
-        }
-        None => panic!("no `pgbouncer` binary found (not running as root, so not installing it); {INSTALL_HINT}"),
-    };
+    let path = find_binary()
+        .unwrap_or_else(|| panic!("no `pgbouncer` binary found; {INSTALL_HINT}"));
     *found = Some(path.clone());
     path
 }
@@ -274,30 +266,6 @@ fn find_binary() -> Option<PathBuf> {
         )
         .map(|dir| dir.join("pgbouncer"))
         .find(|candidate| candidate.is_file())
-}
-
-fn install_with_apt() {
-    eprintln!("test support: pgbouncer not found; installing Debian's package with apt-get");
-    for args in [
-        &["update"][..],
-        &["install", "-y", "--no-install-recommends", "pgbouncer"][..],
-    ] {
-        let output = Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|error| panic!("cannot run apt-get ({error}); {INSTALL_HINT}"));
-        if !output.status.success() {
-            panic!(
-                "apt-get {} failed ({}):\n{}\n{}\n{INSTALL_HINT}",
-                args.join(" "),
-                output.status,
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-    }
 }
 
 /// Host, port, user and password of the test server's URL.
