@@ -1,5 +1,5 @@
 //! Helpers shared by the CRUD, values, joins and core-harness integration tests
-//! (`tests/crud.rs`, `tests/values.rs`, `tests/joins.rs`, `tests/core_harness.rs`).
+//! (`tests/it/crud.rs`, `tests/it/values.rs`, `tests/it/joins.rs`, `tests/it/core_harness.rs`).
 //!
 //! Each test file declares `mod support;` first and then `mod crud_common;`; this module uses
 //! `crate::support` for the server and the fresh databases.

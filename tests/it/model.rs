@@ -60,7 +60,7 @@
 //!   integers, text never contains NUL (all three are bad-input cases of their own).
 //!
 //! Case count: `RUSTAUTH_PG_MODEL_CASES` (default 32), at most 20 steps per case. Failures are
-//! persisted in `tests/model.proptest-regressions` and replayed first on every run.
+//! persisted in `tests/it/model.proptest-regressions` and replayed first on every run.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use crate::support;

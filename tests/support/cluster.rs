@@ -1,7 +1,7 @@
 #![allow(dead_code)]
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 //! Dedicated, throwaway PostgreSQL clusters with custom settings, for tests that restart the
-//! server, terminate its backends or need TLS (`tests/reconnect.rs`, `tests/tls.rs`).
+//! server, terminate its backends or need TLS (`tests/clusters/reconnect.rs`, `tests/clusters/tls.rs`).
 //!
 //! Unlike [`super::server`]'s shared cluster, each [`Cluster`] is private to the test (or the
 //! group of tests, see [`SharedCluster`]) that started it, lives in its own directory under

@@ -1,7 +1,7 @@
 #![allow(dead_code)]
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 //! A primary and a streaming-replication standby on 127.0.0.1, for failover tests
-//! (`tests/failover.rs`), and a "silent host" that accepts TCP connections and never answers.
+//! (`tests/clusters/failover.rs`), and a "silent host" that accepts TCP connections and never answers.
 //!
 //! [`ReplicaPair::start`] makes the primary with [`Cluster::start`] (trust on 127.0.0.1 for
 //! databases and replication; `wal_level = replica`, `hot_standby = on`,
