@@ -247,8 +247,8 @@ pub fn binary() -> PathBuf {
     if let Some(path) = found.as_ref() {
         return path.clone();
     }
-    let path = find_binary()
-        .unwrap_or_else(|| panic!("no `pgbouncer` binary found; {INSTALL_HINT}"));
+    let path =
+        find_binary().unwrap_or_else(|| panic!("no `pgbouncer` binary found; {INSTALL_HINT}"));
     *found = Some(path.clone());
     path
 }
