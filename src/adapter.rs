@@ -15,6 +15,7 @@ use tokio_postgres::Client;
 
 use crate::call::{Call, CallState};
 use crate::connection::{Lease, Settings, TokioPostgresConnection};
+use crate::error::{AcquireError, Error};
 use crate::live::ClientHandle;
 use crate::rate_limit::TokioPostgresRateLimitStore;
 use crate::runner::Db;
@@ -200,7 +201,7 @@ impl TokioPostgresAdapter {
     ) -> Result<SchemaMigrationPlan, RustAuthError> {
         // Planning only reads the catalogs, so it shares the gate (0.3.2 took it exclusively).
         let (_lease, handle) = self.lease().await?;
-        migrate::plan(&handle.client, schema).await
+        Ok(migrate::plan(&handle.client, schema).await?)
     }
 
     /// The planned migration as SQL text (`;` alone when there is nothing to do).
@@ -209,23 +210,24 @@ impl TokioPostgresAdapter {
     }
 
     async fn migrate(&self, schema: &DbSchema) -> Result<(), RustAuthError> {
-        self.alone(
-            |handle| async move { migrate::migrate(&handle.client, schema).await.map(|_| ()) },
-        )
-        .await
+        Ok(self
+            .alone(
+                |handle| async move { migrate::migrate(&handle.client, schema).await.map(|_| ()) },
+            )
+            .await?)
     }
 
     /// Runs `work` on one connection while every connection of the set is held exclusively
     /// (migrations run alone), then forgets every prepared statement, catalog and planned
     /// shape.
-    async fn alone<F, Fut>(&self, work: F) -> Result<(), RustAuthError>
+    async fn alone<F, Fut>(&self, work: F) -> Result<(), Error>
     where
         F: FnOnce(Arc<ClientHandle>) -> Fut,
-        Fut: std::future::Future<Output = Result<(), RustAuthError>>,
+        Fut: std::future::Future<Output = Result<(), Error>>,
     {
         let mut all = self.connection.migration().await?;
         if all.is_empty() {
-            return Err(crate::error::adapter("the connection set is empty"));
+            return Err(Error::Acquire(AcquireError::EmptySet));
         }
         let first = all.remove(0);
         let handle = first.handle().await?;
@@ -341,9 +343,13 @@ impl DbAdapter for TokioPostgresAdapter {
         &'a self,
         migrations: &'a [PluginMigration],
     ) -> AdapterFuture<'a, ()> {
-        Box::pin(self.alone(move |handle| async move {
-            migrate::apply_plugin_migrations(&handle.client, migrations).await
-        }))
+        Box::pin(async move {
+            Ok(self
+                .alone(move |handle| async move {
+                    migrate::apply_plugin_migrations(&handle.client, migrations).await
+                })
+                .await?)
+        })
     }
 }
 

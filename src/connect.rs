@@ -20,14 +20,13 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use rustauth_core::error::RustAuthError;
 use tokio_postgres::config::{Host, SslMode, TargetSessionAttrs};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, Config, NoTls, Socket};
 
-use crate::error::{adapter, describe, postgres_error};
-use crate::tls::{self, ClientCert, RootCerts, Verification};
+use crate::error::{describe, invalid_config, ConfigError, ConnectError, Error, Result};
+use crate::tls::{self, ClientCert, RootCerts, Tracked, Verification};
 
 /// The connect timeout when the string sets none (`connect_timeout`, in seconds).
 const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -123,7 +122,7 @@ pub(crate) struct ConnectOptions {
 
 impl ConnectOptions {
     /// Parses a `postgres://` URL or a libpq key/value string.
-    pub(crate) fn parse(database_url: &str) -> Result<Self, RustAuthError> {
+    pub(crate) fn parse(database_url: &str) -> Result<Self> {
         let Split { parameters, rest } = split(database_url)?;
 
         let mut seen: HashMap<&str, &[u8]> = HashMap::new();
@@ -142,7 +141,7 @@ impl ConnectOptions {
                 _ => {}
             }
         }
-        let own = |key: &str| -> Result<Option<&str>, RustAuthError> {
+        let own = |key: &str| -> Result<Option<&str>> {
             seen.get(key)
                 .map(|value| {
                     std::str::from_utf8(value)
@@ -224,16 +223,14 @@ impl ConnectOptions {
             // refuses weaker modes (any certificate from a public CA would pass them).
             (None, Some(RootCerts::System)) => TlsMode::VerifyFull,
             (Some(mode), Some(RootCerts::System)) if mode != TlsMode::VerifyFull => {
-                return Err(adapter(format!(
-                    "tokio-postgres error: weak sslmode `{}` may not be used with \
-                     sslrootcert=system (use verify-full)",
-                    mode.name()
-                )))
+                return Err(Error::Config(ConfigError::WeakTlsWithSystemRoots {
+                    mode: mode.name(),
+                }))
             }
             (mode, _) => mode.unwrap_or_default(),
         };
 
-        let mut config = Config::from_str(&rest).map_err(postgres_error)?;
+        let mut config = Config::from_str(&rest)?;
         // `sslmode` was removed from what tokio-postgres parsed (it rejects `verify-ca` and
         // `verify-full`); its own setting is set here from ours, so the two never disagree.
         config.ssl_mode(tls.ssl_mode());
@@ -257,10 +254,8 @@ impl ConnectOptions {
 }
 
 /// A configuration problem, worded like tokio-postgres' own (`invalid connection string`).
-fn invalid(message: &str) -> RustAuthError {
-    adapter(format!(
-        "tokio-postgres error: invalid connection string: {message}"
-    ))
+fn invalid(message: &str) -> Error {
+    invalid_config(message)
 }
 
 /// One parameter of a connection string.
@@ -291,7 +286,7 @@ struct Split<'a> {
 /// hold a raw `?`, `/` or `:`, which a WHATWG parser such as the `url` crate would split at),
 /// and its key/value parser is private. Both are mirrored from tokio-postgres 0.7's
 /// `src/config.rs`; the property test in this module checks that they agree.
-fn split(s: &str) -> Result<Split<'_>, RustAuthError> {
+fn split(s: &str) -> Result<Split<'_>> {
     let (parameters, rest) = match ["postgres://", "postgresql://"]
         .iter()
         .find_map(|prefix| s.strip_prefix(prefix).map(|tail| s.len() - tail.len()))
@@ -318,7 +313,7 @@ fn is_own(parameter: &Parameter<'_>) -> bool {
 /// mirroring tokio-postgres' `UrlParser`: credentials up to the first `@` anywhere, host up
 /// to the next `/` or `?`, database up to the next `?`, then `key=value` pairs where the key
 /// runs to the next `=` and the value to the next `&`, both percent-decoded.
-fn url_parameters(s: &str, start: usize) -> Result<Vec<Parameter<'_>>, RustAuthError> {
+fn url_parameters(s: &str, start: usize) -> Result<Vec<Parameter<'_>>> {
     let decode =
         |text: &str| -> Vec<u8> { percent_encoding::percent_decode(text.as_bytes()).collect() };
     let mut parameters = Vec::new();
@@ -411,7 +406,7 @@ fn without_url_parameters(s: &str, parameters: &[Parameter<'_>]) -> String {
 /// The parameters of a libpq key/value string, mirroring tokio-postgres' `Parser`: a keyword
 /// up to whitespace or `=`, optional whitespace around `=`, and a value that is either
 /// `'quoted'` or runs to the next whitespace, `\` escaping the next character in both.
-fn key_value_parameters(s: &str) -> Result<Vec<Parameter<'_>>, RustAuthError> {
+fn key_value_parameters(s: &str) -> Result<Vec<Parameter<'_>>> {
     let mut chars = s.char_indices().peekable();
     let mut parameters = Vec::new();
     let position = |chars: &mut std::iter::Peekable<std::str::CharIndices<'_>>| {
@@ -523,7 +518,6 @@ pub(crate) async fn establish(
 ) -> Result<Client, ConnectError> {
     let limit = options.config.get_connect_timeout().copied();
     let mut failures = Vec::new();
-    let mut permanent = true;
     for (label, mut config) in single_hosts(&options.config) {
         let started = std::time::Instant::now();
         if read_write {
@@ -533,15 +527,7 @@ pub(crate) async fn establish(
         let result = match limit {
             Some(limit) => tokio::time::timeout(limit, attempt)
                 .await
-                .unwrap_or_else(|_| {
-                    Err(ConnectError {
-                        error: adapter(format!(
-                            "tokio-postgres error: no answer within connect_timeout ({} s)",
-                            limit.as_secs_f64()
-                        )),
-                        permanent: false,
-                    })
-                }),
+                .unwrap_or(Err(ConnectError::Timeout { limit })),
             None => attempt.await,
         };
         match result {
@@ -554,38 +540,15 @@ pub(crate) async fn establish(
                 );
                 return Ok(client);
             }
-            Err(failure) => {
-                permanent &= failure.permanent;
-                failures.push((label, failure.error));
-            }
+            Err(failure) => failures.push((label, failure)),
         }
     }
     if failures.len() == 1 {
-        if let Some((_, error)) = failures.pop() {
-            return Err(ConnectError { error, permanent });
+        if let Some((_, failure)) = failures.pop() {
+            return Err(failure);
         }
     }
-    let reasons = failures
-        .iter()
-        .map(|(label, error)| {
-            let text = match error {
-                RustAuthError::Adapter(text) => text.clone(),
-                other => other.to_string(),
-            };
-            format!(
-                "{label}: {}",
-                text.trim_start_matches("tokio-postgres error: ")
-            )
-        })
-        .collect::<Vec<_>>();
-    Err(ConnectError {
-        error: adapter(format!(
-            "tokio-postgres error: could not connect to any of {} hosts ({})",
-            reasons.len(),
-            reasons.join("; ")
-        )),
-        permanent: permanent && !reasons.is_empty(),
-    })
+    Err(ConnectError::AllHosts(failures))
 }
 
 /// One configuration per host of `config` (with its hostaddr and port), everything else
@@ -697,7 +660,7 @@ async fn establish_one(
     };
     config.ssl_mode(ssl_mode);
     if ssl_mode == SslMode::Disable {
-        return connect_with(&config, NoTls, options).await;
+        return connect_with(&config, NoTls, |_| false, options).await;
     }
     let roots = options.root_cert.clone().unwrap_or(RootCerts::System);
     let verification = match options.tls {
@@ -707,44 +670,37 @@ async fn establish_one(
         TlsMode::Require if options.root_cert.is_some() => Verification::Chain,
         _ => Verification::None,
     };
-    // Unreadable or invalid certificates and keys do not get better by trying again.
-    let connector =
-        tls::connector(verification, &roots, options.client_cert.as_ref()).map_err(|error| {
-            ConnectError {
-                error,
-                permanent: true,
-            }
-        })?;
-    connect_with(&config, connector, options).await
+    // Unreadable or invalid certificates and keys do not get better by trying again
+    // (`ConnectError::permanent`).
+    let connector = Tracked::new(
+        tls::connector(verification, &roots, options.client_cert.as_ref())
+            .map_err(ConnectError::TlsSetup)?,
+    );
+    // tokio-postgres checks that a host name is given before a handshake, after the server's
+    // answer; without one, a failure there is not the server's refusal.
+    let named_host = !config.get_hosts().is_empty();
+    let probe = connector.clone();
+    let refused = move |error: &tokio_postgres::Error| {
+        ssl_mode == SslMode::Require && named_host && probe.refused(error)
+    };
+    connect_with(&config, connector, refused, options).await
 }
 
-/// A failed connection attempt, and whether trying again could succeed.
-#[derive(Debug)]
-pub(crate) struct ConnectError {
-    pub(crate) error: RustAuthError,
-    /// Refused credentials, a missing database, a rejected certificate: retrying is futile.
-    pub(crate) permanent: bool,
-}
-
-impl From<ConnectError> for RustAuthError {
-    fn from(failure: ConnectError) -> Self {
-        failure.error
-    }
-}
-
-/// Connects with `tls` and drives the connection on the current Tokio runtime.
+/// Connects with `tls` and drives the connection on the current Tokio runtime. `refused_tls`
+/// tells a failure where the server refused TLS (see [`Tracked::refused`]).
 async fn connect_with<T>(
     config: &Config,
     tls: T,
+    refused_tls: impl Fn(&tokio_postgres::Error) -> bool,
     options: &ConnectOptions,
 ) -> Result<Client, ConnectError>
 where
     T: MakeTlsConnect<Socket>,
     T::Stream: Send + 'static,
 {
-    let (client, connection) = config.connect(tls).await.map_err(|error| ConnectError {
-        permanent: is_permanent(&error),
-        error: connect_error(&error, options),
+    let (client, connection) = config.connect(tls).await.map_err(|error| {
+        let refused = refused_tls(&error);
+        connect_error(error, refused, options)
     })?;
     let driver = tokio::spawn(async move {
         // Ends when the client is dropped or the server goes away; calls made after that
@@ -765,10 +721,7 @@ where
     // they hand this client.
     if let Err(error) = client.batch_execute(UTC_SESSION).await {
         driver.abort();
-        return Err(ConnectError {
-            permanent: false,
-            error: postgres_error(error),
-        });
+        return Err(ConnectError::Session(error));
     }
     Ok(client)
 }
@@ -776,49 +729,37 @@ where
 /// Makes a session's time zone UTC (see [`connect_with`]).
 pub(crate) const UTC_SESSION: &str = "SET TimeZone = 'UTC'";
 
-/// Whether a connection failure would repeat on every attempt.
-fn is_permanent(error: &tokio_postgres::Error) -> bool {
-    error
-        .code()
-        .is_some_and(crate::error::connect_failure_is_permanent)
-        || matches!(
-            tls::rustls_error(error),
-            Some(rustls::Error::InvalidCertificate(_))
-        )
-}
-
-/// A connection failure as a `RustAuthError`, with what TLS had to do with it spelled out.
-fn connect_error(error: &tokio_postgres::Error, options: &ConnectOptions) -> RustAuthError {
+/// A connection failure, with what TLS had to do with it: a certificate that failed
+/// verification, a failed handshake, a server that refused TLS (`refused_tls`), or
+/// `sslmode=disable` against a server that accepts TLS connections only.
+fn connect_error(
+    error: tokio_postgres::Error,
+    refused_tls: bool,
+    options: &ConnectOptions,
+) -> ConnectError {
     let mode = options.tls.name();
-    if let Some(rustls_error) = tls::rustls_error(error) {
-        let roots = options.root_cert.clone().unwrap_or(RootCerts::System);
+    if let Some(rustls_error) = tls::rustls_error(&error) {
         return match rustls_error {
-            rustls::Error::InvalidCertificate(_) => adapter(format!(
-                "tokio-postgres error: TLS certificate verification failed \
-                 (sslmode={mode}): {rustls_error}{}",
-                tls::certificate_hint(rustls_error, &roots)
-            )),
-            _ => adapter(format!(
-                "tokio-postgres error: TLS handshake failed (sslmode={mode}): {rustls_error}"
-            )),
+            rustls::Error::InvalidCertificate(_) => ConnectError::Certificate {
+                mode,
+                error: rustls_error.clone(),
+                roots: options.root_cert.clone().unwrap_or(RootCerts::System),
+            },
+            _ => ConnectError::Handshake {
+                mode,
+                error: rustls_error.clone(),
+            },
         };
     }
-    let text = describe(error, false);
-    // tokio-postgres' own words (not the server's) for a refused SSLRequest.
-    if text.contains("server does not support TLS") {
-        return adapter(format!(
-            "tokio-postgres error: the server does not support TLS but sslmode={mode}"
-        ));
+    if refused_tls {
+        return ConnectError::TlsUnsupported { mode };
     }
-    if options.tls == TlsMode::Disable
-        && error.code() == Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION)
-    {
-        return adapter(format!(
-            "tokio-postgres error: {text}; hint: if the server accepts this connection only \
-             over TLS, sslmode=disable turns that off (use sslmode=require or stronger)"
-        ));
+    let tls_disabled = options.tls == TlsMode::Disable
+        && error.code() == Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION);
+    ConnectError::Driver {
+        error,
+        tls_disabled,
     }
-    adapter(format!("tokio-postgres error: {text}"))
 }
 
 #[cfg(test)]
@@ -826,6 +767,7 @@ fn connect_error(error: &tokio_postgres::Error, options: &ConnectOptions) -> Rus
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use rustauth_core::error::RustAuthError;
     use std::time::Duration;
 
     fn parse(s: &str) -> ConnectOptions {
@@ -834,7 +776,7 @@ mod tests {
 
     /// The text of the adapter error `s` fails with.
     fn error_text(s: &str) -> String {
-        match ConnectOptions::parse(s) {
+        match ConnectOptions::parse(s).map_err(RustAuthError::from) {
             Err(RustAuthError::Adapter(text)) => {
                 assert!(text.starts_with("tokio-postgres error: "), "{text}");
                 text
@@ -1487,7 +1429,7 @@ mod tests {
             let index = at.index(entries.len() + 1);
             entries.insert(index, Entry { key, value: second.to_owned(), own: true });
             let s = render(&case, &entries, true);
-            let text = match ConnectOptions::parse(&s) {
+            let text = match ConnectOptions::parse(&s).map_err(RustAuthError::from) {
                 Err(RustAuthError::Adapter(text)) => text,
                 other => panic!("{s:?}: {other:?}"),
             };

@@ -42,7 +42,7 @@ use tokio::sync::{Notify, OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 use tokio_postgres::Client;
 
 use crate::connect::{establish, ConnectOptions, StatementMode};
-use crate::error::adapter;
+use crate::error::{AcquireError, Error};
 use crate::live::{ClientHandle, LiveConnection};
 use crate::trace::{millis, TARGET};
 
@@ -254,7 +254,7 @@ impl Lease {
     }
 
     /// The member's current client, connecting again first if it was lost.
-    pub(crate) async fn handle(&self) -> Result<Arc<ClientHandle>, RustAuthError> {
+    pub(crate) async fn handle(&self) -> Result<Arc<ClientHandle>, Error> {
         self.member().live.handle().await
     }
 
@@ -387,7 +387,8 @@ impl TokioPostgresConnection {
         let acquire_timeout = settings.acquire_timeout.unwrap_or(options.acquire_timeout);
         let clients =
             futures_util::future::try_join_all((0..count).map(|_| establish(&options, false)))
-                .await?;
+                .await
+                .map_err(Error::Connect)?;
         Ok(Self::from_live(
             clients
                 .into_iter()
@@ -463,7 +464,7 @@ impl TokioPostgresConnection {
     }
 
     /// A member for one ordinary call: the least busy one no transaction holds.
-    pub(crate) async fn call(&self) -> Result<Lease, RustAuthError> {
+    pub(crate) async fn call(&self) -> Result<Lease, Error> {
         let open = self.held_by_this_task();
         if let Some(lease) = self.try_call(&open) {
             return Ok(lease);
@@ -488,7 +489,7 @@ impl TokioPostgresConnection {
     }
 
     /// A member for one transaction, held exclusively once its calls in flight have finished.
-    pub(crate) async fn transaction(&self) -> Result<Lease, RustAuthError> {
+    pub(crate) async fn transaction(&self) -> Result<Lease, Error> {
         let started = Instant::now();
         let open = self.held_by_this_task();
         let lease = match self.try_transaction(&open) {
@@ -534,7 +535,7 @@ impl TokioPostgresConnection {
     }
 
     /// Every member, exclusively (migrations run alone): all at once or none.
-    pub(crate) async fn migration(&self) -> Result<Vec<Lease>, RustAuthError> {
+    pub(crate) async fn migration(&self) -> Result<Vec<Lease>, Error> {
         if !self.held_by_this_task().is_empty() {
             return Err(self.refused(Purpose::Migration));
         }
@@ -586,7 +587,7 @@ impl TokioPostgresConnection {
         &self,
         purpose: Purpose,
         mut attempt: impl FnMut() -> Option<T>,
-    ) -> Result<T, RustAuthError> {
+    ) -> Result<T, Error> {
         let started = Instant::now();
         let deadline = tokio::time::Instant::from_std(started + self.set.acquire_timeout);
         let _waiting = Waiting::new(&self.set, purpose);
@@ -612,7 +613,7 @@ impl TokioPostgresConnection {
     }
 
     /// The error (and event) of a wait that reached `acquire_timeout`.
-    fn timed_out(&self, purpose: Purpose, waited: Duration) -> RustAuthError {
+    fn timed_out(&self, purpose: Purpose, waited: Duration) -> Error {
         let status = self.status();
         tracing::warn!(
             target: TARGET,
@@ -624,22 +625,14 @@ impl TokioPostgresConnection {
             waiting = status.waiting,
             "timed out waiting for a connection of the set"
         );
-        adapter(format!(
-            "tokio-postgres adapter: timed out after {:.1} s waiting for a connection for a \
-             {} (acquire_timeout): {} of {} connections held by transactions{}, {} \
-             callers waiting; raise max_connections or acquire_timeout, or shorten \
-             transactions",
-            waited.as_secs_f64(),
-            purpose.name(),
-            status.transactions,
-            status.connections,
-            if status.migrating {
-                ", the rest by a migration"
-            } else {
-                ""
-            },
-            status.waiting,
-        ))
+        Error::Acquire(AcquireError::TimedOut {
+            waited,
+            purpose: purpose.name(),
+            connections: status.connections,
+            transactions: status.transactions,
+            migrating: status.migrating,
+            waiting: status.waiting,
+        })
     }
 
     /// The members of this set that transactions of the current task hold: non-empty inside
@@ -660,22 +653,14 @@ impl TokioPostgresConnection {
     }
 
     /// The error of a call made from inside a transaction callback that would have to wait.
-    fn refused(&self, purpose: Purpose) -> RustAuthError {
-        match purpose {
-            Purpose::Migration => adapter(
-                "tokio-postgres adapter: migrations called from inside a transaction callback \
-                 are refused: a migration needs every connection of the set, including the one \
-                 the transaction holds (run migrations before or after the transaction)",
-            ),
-            _ => adapter(format!(
-                "tokio-postgres adapter called from inside its own transaction callback while \
-                 no other connection of the set is free ({} connections, {} held by \
-                 transactions); use the transaction adapter passed to the callback (waiting \
-                 here could wait for this very transaction, a deadlock)",
-                self.set.members.len(),
-                self.set.claims().transactions,
-            )),
-        }
+    fn refused(&self, purpose: Purpose) -> Error {
+        Error::Acquire(match purpose {
+            Purpose::Migration => AcquireError::MigrationFromCallback,
+            _ => AcquireError::FromCallback {
+                connections: self.set.members.len(),
+                transactions: self.set.claims().transactions,
+            },
+        })
     }
 }
 

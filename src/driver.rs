@@ -245,12 +245,13 @@ pub async fn plan_migrations(
     client: &Client,
     schema: &DbSchema,
 ) -> Result<SchemaMigrationPlan, RustAuthError> {
-    migrate::plan(client, schema).await
+    Ok(migrate::plan(client, schema).await?)
 }
 
 /// Plans, refuses plans with warnings, and applies the rest in one transaction.
 pub async fn create_schema(client: &Client, schema: &DbSchema) -> Result<(), RustAuthError> {
-    migrate::migrate(client, schema).await.map(|_| ())
+    migrate::migrate(client, schema).await?;
+    Ok(())
 }
 
 /// Same as [`create_schema`].
@@ -267,7 +268,7 @@ pub async fn apply_migration_plan(
     client: &Client,
     plan: &SchemaMigrationPlan,
 ) -> Result<(), RustAuthError> {
-    migrate::apply(client, plan).await
+    Ok(migrate::apply(client, plan).await?)
 }
 
 /// Runs statement text with no parameters; cannot fetch rows.

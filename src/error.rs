@@ -4,13 +4,24 @@
 //! Inside the crate an error keeps its structure: a [`tokio_postgres::Error`] stays one, so
 //! decisions (retry, re-prepare, abort the transaction, reconnect) are taken on its
 //! [`SqlState`] and its kind, never on message text (the server translates its messages under
-//! `lc_messages`). Only at the boundary is it turned into `RustAuthError::Adapter`, whose text
-//! has 0.3.2's shape: `tokio-postgres error: SQLSTATE <code>; <message>[; detail: …][; schema:
-//! …][; table: …][; column: …][; constraint: …]`. Connection strings never appear in these
-//! messages, so a password cannot leak through an error.
+//! `lc_messages`); a failed connection, a TLS file that cannot be used, a bad setting, a wait
+//! for a connection that timed out or was refused, a failed migration statement are each a
+//! variant with their data (host, SQLSTATE, whether retrying could help). No code reads or
+//! edits an error's text. Only at the boundary, once, is an error turned into a
+//! [`RustAuthError`]: `RustAuthError::Adapter`, whose text has 0.3.2's shape:
+//! `tokio-postgres error: SQLSTATE <code>; <message>[; detail: …][; schema: …][; table: …][;
+//! column: …][; constraint: …]`. Connection strings never appear in these messages, so a
+//! password cannot leak through an error.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use rustauth_core::error::RustAuthError;
 use tokio_postgres::error::SqlState;
+
+use crate::tls::RootCerts;
 
 /// An error inside the crate.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +46,386 @@ pub(crate) enum Error {
     /// An error from rustauth-core (planning, validation) or one already in its form.
     #[error(transparent)]
     Core(#[from] RustAuthError),
+    /// A connection string or setting the crate cannot use.
+    #[error("tokio-postgres error: {0}")]
+    Config(ConfigError),
+    /// Opening a connection failed.
+    #[error("tokio-postgres error: {0}")]
+    Connect(ConnectError),
+    /// A lost connection could not be made again (shared by the calls of the fail-fast window
+    /// that follows the failed attempt).
+    #[error("connection lost; reconnecting failed: tokio-postgres error: {0}")]
+    Reconnect(Arc<ConnectError>),
+    /// No connection of the set could be had for a call.
+    #[error("{0}")]
+    Acquire(AcquireError),
+    /// A step of a migration failed.
+    #[error("{source}; {step}")]
+    Migration {
+        /// Why it failed.
+        source: Box<Error>,
+        /// Which step.
+        step: MigrationStep,
+    },
+    /// A schema the adapter cannot serve (a table name PostgreSQL cannot hold, …).
+    #[error("{0}")]
+    Schema(String),
+    /// The server or rustauth-core answered what they never should (a `COUNT(*)` without a
+    /// row, a plan the PostgreSQL dialect never makes, …).
+    #[error("{0}")]
+    Unexpected(String),
+}
+
+/// The step of a migration an error happened in.
+#[derive(Debug)]
+pub(crate) enum MigrationStep {
+    /// A statement of a planned schema migration.
+    Statement {
+        /// Which (from 1).
+        index: usize,
+        /// Of how many.
+        total: usize,
+        /// Its text.
+        sql: String,
+    },
+    /// A plugin's SQL migration.
+    Plugin {
+        /// The migration's name.
+        name: String,
+    },
+}
+
+impl fmt::Display for MigrationStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Statement { index, total, sql } => {
+                write!(f, "migration statement {index} of {total}: {sql}")
+            }
+            Self::Plugin { name } => write!(f, "plugin migration `{name}`"),
+        }
+    }
+}
+
+/// A connection string or setting that cannot be used.
+#[derive(Debug)]
+pub(crate) enum ConfigError {
+    /// The string itself (a parameter given twice, a value out of range, …), worded like
+    /// tokio-postgres' own `invalid connection string`.
+    Invalid(String),
+    /// `sslrootcert=system` with an `sslmode` weaker than `verify-full`.
+    WeakTlsWithSystemRoots {
+        /// The `sslmode` given.
+        mode: &'static str,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Invalid(why) => write!(f, "invalid connection string: {why}"),
+            Self::WeakTlsWithSystemRoots { mode } => write!(
+                f,
+                "weak sslmode `{mode}` may not be used with sslrootcert=system (use verify-full)"
+            ),
+        }
+    }
+}
+
+/// Why a certificate, key or root file (or the TLS configuration) cannot be used.
+#[derive(Debug)]
+pub(crate) enum TlsSetupError {
+    /// rustls refused the protocol versions of its provider.
+    Provider(rustls::Error),
+    /// The root store verifies nothing.
+    NoUsableRoot {
+        /// Which roots (`sslrootcert` or the system store).
+        roots: String,
+        /// rustls' reason.
+        error: rustls::client::VerifierBuilderError,
+    },
+    /// The `sslrootcert` file.
+    Roots {
+        /// The file.
+        path: PathBuf,
+        /// Why it cannot be used.
+        why: FileProblem,
+    },
+    /// The `sslcert` file.
+    ClientCert {
+        /// The file.
+        path: PathBuf,
+        /// Why it cannot be used.
+        why: FileProblem,
+    },
+    /// The `sslkey` file.
+    ClientKey {
+        /// The file.
+        path: PathBuf,
+        /// Why it cannot be used.
+        why: FileProblem,
+    },
+    /// The certificate and the key do not go together.
+    Mismatch {
+        /// The `sslcert` file.
+        cert: PathBuf,
+        /// The `sslkey` file.
+        key: PathBuf,
+        /// rustls' reason.
+        error: rustls::Error,
+    },
+}
+
+/// What is wrong with a PEM file.
+#[derive(Debug)]
+pub(crate) enum FileProblem {
+    /// It cannot be read.
+    Read(std::io::Error),
+    /// It is not valid PEM.
+    Pem(rustls::pki_types::pem::Error),
+    /// It holds no certificate.
+    NoCertificate,
+    /// It holds no private key (the parser's own error is not kept: it may quote the file).
+    NoPrivateKey,
+    /// Certificate `index` (from 1) is not a usable root.
+    NotARoot {
+        /// Which certificate.
+        index: usize,
+        /// rustls' reason.
+        error: rustls::Error,
+    },
+}
+
+impl fmt::Display for FileProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Read(error) => write!(f, "{error}"),
+            Self::Pem(error) => write!(f, "invalid PEM: {error}"),
+            Self::NoCertificate => f.write_str("the file holds no PEM certificate"),
+            Self::NoPrivateKey => f.write_str("the file holds no PEM private key"),
+            Self::NotARoot { index, error } => {
+                write!(f, "certificate {index} is not a usable root: {error}")
+            }
+        }
+    }
+}
+
+impl fmt::Display for TlsSetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Provider(error) => write!(f, "TLS setup failed: {error}"),
+            Self::NoUsableRoot { roots, error } => write!(
+                f,
+                "TLS setup failed: {roots} holds no usable root certificate: {error}"
+            ),
+            Self::Roots { path, why } => write!(
+                f,
+                "cannot read the root certificates in sslrootcert `{}`: {why}",
+                path.display()
+            ),
+            Self::ClientCert { path, why } => write!(
+                f,
+                "cannot read the client certificate in sslcert `{}`: {why}",
+                path.display()
+            ),
+            Self::ClientKey { path, why } => write!(
+                f,
+                "cannot read the private key in sslkey `{}`: {why}",
+                path.display()
+            ),
+            Self::Mismatch { cert, key, error } => write!(
+                f,
+                "the client certificate in sslcert `{}` and the key in sslkey `{}` cannot be \
+                 used together: {error}",
+                cert.display(),
+                key.display()
+            ),
+        }
+    }
+}
+
+/// Why a connection could not be opened.
+#[derive(Debug)]
+pub(crate) enum ConnectError {
+    /// tokio-postgres (or the server) refused: I/O, authentication, a missing database, ….
+    Driver {
+        /// The driver's error.
+        error: tokio_postgres::Error,
+        /// Whether `sslmode=disable` may be why the server refused (it accepts TLS only).
+        tls_disabled: bool,
+    },
+    /// The server answered the TLS request with "no" while the mode requires TLS.
+    TlsUnsupported {
+        /// The `sslmode`.
+        mode: &'static str,
+    },
+    /// The server's certificate failed verification.
+    Certificate {
+        /// The `sslmode`.
+        mode: &'static str,
+        /// rustls' reason.
+        error: rustls::Error,
+        /// The roots it was checked against.
+        roots: RootCerts,
+    },
+    /// The TLS handshake failed otherwise.
+    Handshake {
+        /// The `sslmode`.
+        mode: &'static str,
+        /// rustls' reason.
+        error: rustls::Error,
+    },
+    /// The attempt outlasted `connect_timeout`.
+    Timeout {
+        /// The bound.
+        limit: Duration,
+    },
+    /// The certificates or keys of the string cannot be used.
+    TlsSetup(TlsSetupError),
+    /// The session could not be set up after connecting (`SET TimeZone`).
+    Session(tokio_postgres::Error),
+    /// Every host of a multi-host string failed: each host (`host:port`) and why.
+    AllHosts(Vec<(String, ConnectError)>),
+}
+
+impl ConnectError {
+    /// Whether trying again would fail the same way: refused credentials, a missing database,
+    /// a certificate that failed verification, unusable TLS files (every host, for several).
+    pub(crate) fn permanent(&self) -> bool {
+        match self {
+            Self::Driver { error, .. } => error.code().is_some_and(connect_failure_is_permanent),
+            Self::Certificate { .. } | Self::TlsSetup(_) => true,
+            Self::AllHosts(failures) => {
+                !failures.is_empty() && failures.iter().all(|(_, failure)| failure.permanent())
+            }
+            Self::TlsUnsupported { .. }
+            | Self::Handshake { .. }
+            | Self::Timeout { .. }
+            | Self::Session(_) => false,
+        }
+    }
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Driver {
+                error,
+                tls_disabled,
+            } => {
+                f.write_str(&describe(error, false))?;
+                if *tls_disabled {
+                    f.write_str(
+                        "; hint: if the server accepts this connection only over TLS, \
+                         sslmode=disable turns that off (use sslmode=require or stronger)",
+                    )?;
+                }
+                Ok(())
+            }
+            Self::TlsUnsupported { mode } => {
+                write!(f, "the server does not support TLS but sslmode={mode}")
+            }
+            Self::Certificate { mode, error, roots } => write!(
+                f,
+                "TLS certificate verification failed (sslmode={mode}): {error}{}",
+                crate::tls::certificate_hint(error, roots)
+            ),
+            Self::Handshake { mode, error } => {
+                write!(f, "TLS handshake failed (sslmode={mode}): {error}")
+            }
+            Self::Timeout { limit } => write!(
+                f,
+                "no answer within connect_timeout ({} s)",
+                limit.as_secs_f64()
+            ),
+            Self::TlsSetup(error) => write!(f, "{error}"),
+            Self::Session(error) => f.write_str(&describe(error, false)),
+            Self::AllHosts(failures) => {
+                write!(f, "could not connect to any of {} hosts (", failures.len())?;
+                for (index, (host, failure)) in failures.iter().enumerate() {
+                    if index > 0 {
+                        f.write_str("; ")?;
+                    }
+                    write!(f, "{host}: {failure}")?;
+                }
+                f.write_str(")")
+            }
+        }
+    }
+}
+
+/// A call that could not have a connection of the set.
+#[derive(Debug)]
+pub(crate) enum AcquireError {
+    /// The wait reached `acquire_timeout`.
+    TimedOut {
+        /// How long it waited.
+        waited: Duration,
+        /// For what (`call`, `transaction`, `migration`).
+        purpose: &'static str,
+        /// The set's connections.
+        connections: usize,
+        /// How many of them transactions held.
+        transactions: usize,
+        /// Whether a migration held the rest.
+        migrating: bool,
+        /// How many callers were waiting.
+        waiting: usize,
+    },
+    /// A call from inside a transaction callback that would have to wait (possibly for that
+    /// very transaction).
+    FromCallback {
+        /// The set's connections.
+        connections: usize,
+        /// How many of them transactions held.
+        transactions: usize,
+    },
+    /// A migration from inside a transaction callback.
+    MigrationFromCallback,
+    /// The set has no connection at all.
+    EmptySet,
+}
+
+impl fmt::Display for AcquireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TimedOut {
+                waited,
+                purpose,
+                connections,
+                transactions,
+                migrating,
+                waiting,
+            } => write!(
+                f,
+                "tokio-postgres adapter: timed out after {:.1} s waiting for a connection for a \
+                 {purpose} (acquire_timeout): {transactions} of {connections} connections held \
+                 by transactions{}, {waiting} callers waiting; raise max_connections or \
+                 acquire_timeout, or shorten transactions",
+                waited.as_secs_f64(),
+                if *migrating {
+                    ", the rest by a migration"
+                } else {
+                    ""
+                },
+            ),
+            Self::FromCallback {
+                connections,
+                transactions,
+            } => write!(
+                f,
+                "tokio-postgres adapter called from inside its own transaction callback while \
+                 no other connection of the set is free ({connections} connections, \
+                 {transactions} held by transactions); use the transaction adapter passed to \
+                 the callback (waiting here could wait for this very transaction, a deadlock)",
+            ),
+            Self::MigrationFromCallback => f.write_str(
+                "tokio-postgres adapter: migrations called from inside a transaction callback \
+                 are refused: a migration needs every connection of the set, including the one \
+                 the transaction holds (run migrations before or after the transaction)",
+            ),
+            Self::EmptySet => f.write_str("the connection set is empty"),
+        }
+    }
 }
 
 impl From<tokio_postgres::Error> for Error {
@@ -100,17 +491,44 @@ impl Error {
 
     /// What a span records about this error: the SQLSTATE for server errors (their messages
     /// and details can quote values), a kind for everything else.
-    pub(crate) fn kind(&self) -> String {
+    pub(crate) fn kind(&self) -> Kind<'_> {
         match self {
             Self::Postgres { error, .. } => match error.code() {
-                Some(code) => format!("SQLSTATE {}", code.code()),
-                None if error.is_closed() => "connection closed".to_owned(),
-                None => "driver error".to_owned(),
+                Some(code) => Kind::Sqlstate(code.code()),
+                None if error.is_closed() => Kind::Named("connection closed"),
+                None => Kind::Named("driver error"),
             },
-            Self::Json(_) => "json error".to_owned(),
-            Self::Value(_) => "value error".to_owned(),
-            Self::Core(RustAuthError::Adapter(_)) => "adapter error".to_owned(),
-            Self::Core(other) => other.to_string(),
+            Self::Json(_) => Kind::Named("json error"),
+            Self::Value(_) => Kind::Named("value error"),
+            Self::Core(RustAuthError::Adapter(_)) => Kind::Named("adapter error"),
+            Self::Core(other) => Kind::Core(other),
+            Self::Config(_) => Kind::Named("configuration error"),
+            Self::Connect(_) | Self::Reconnect(_) => Kind::Named("connect error"),
+            Self::Acquire(_) => Kind::Named("acquire error"),
+            Self::Migration { source, .. } => source.kind(),
+            Self::Schema(_) => Kind::Named("schema error"),
+            Self::Unexpected(_) => Kind::Named("unexpected answer"),
+        }
+    }
+}
+
+/// What a span records about an error (see [`Error::kind`]), formatted only when recorded.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Kind<'a> {
+    /// A server error's SQLSTATE.
+    Sqlstate(&'a str),
+    /// A fixed kind.
+    Named(&'static str),
+    /// rustauth-core's own error (not an adapter message, which could quote values).
+    Core(&'a RustAuthError),
+}
+
+impl fmt::Display for Kind<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sqlstate(code) => write!(f, "SQLSTATE {code}"),
+            Self::Named(name) => f.write_str(name),
+            Self::Core(error) => write!(f, "{error}"),
         }
     }
 }
@@ -153,12 +571,11 @@ pub(crate) fn postgres_error(error: tokio_postgres::Error) -> RustAuthError {
 /// The human-readable details of a tokio-postgres error (no prefix).
 pub(crate) fn describe(error: &tokio_postgres::Error, prepared: bool) -> String {
     let Some(db) = error.as_db_error() else {
-        // Non-server errors: tokio-postgres' own text plus its source, e.g. the I/O cause.
+        // Non-server errors: tokio-postgres' own text (which never includes its cause) plus
+        // the cause, e.g. the I/O error.
         return match std::error::Error::source(error) {
-            Some(source) if !error.to_string().contains(&source.to_string()) => {
-                format!("{error}: {source}")
-            }
-            _ => error.to_string(),
+            Some(source) => format!("{error}: {source}"),
+            None => error.to_string(),
         };
     };
     let mut text = format!("SQLSTATE {}; {}", db.code().code(), db.message());
@@ -197,6 +614,11 @@ pub(crate) fn json_error(error: serde_json::Error) -> RustAuthError {
 /// An adapter-owned error message.
 pub(crate) fn adapter(message: impl Into<String>) -> RustAuthError {
     RustAuthError::Adapter(message.into())
+}
+
+/// A connection string that cannot be used, for `why`.
+pub(crate) fn invalid_config(why: impl Into<String>) -> Error {
+    Error::Config(ConfigError::Invalid(why.into()))
 }
 
 /// A value the adapter refuses before sending anything.
@@ -246,5 +668,69 @@ mod tests {
         assert!(matches!(back, RustAuthError::InvalidConfig(text) if text == "bad"));
         let value: RustAuthError = value_error("number 7 does not fit").into();
         assert!(matches!(value, RustAuthError::Adapter(text) if text == "number 7 does not fit"));
+    }
+
+    fn unreadable_roots() -> ConnectError {
+        ConnectError::TlsSetup(TlsSetupError::Roots {
+            path: PathBuf::from("/etc/roots.pem"),
+            why: FileProblem::NoCertificate,
+        })
+    }
+
+    #[test]
+    fn several_hosts_fail_for_good_only_when_every_host_does() {
+        let timeout = || ConnectError::Timeout {
+            limit: Duration::from_secs(1),
+        };
+        assert!(unreadable_roots().permanent());
+        assert!(!timeout().permanent());
+        let all = |failures: Vec<ConnectError>| {
+            ConnectError::AllHosts(
+                failures
+                    .into_iter()
+                    .enumerate()
+                    .map(|(index, failure)| (format!("db{index}:5432"), failure))
+                    .collect(),
+            )
+        };
+        assert!(all(vec![unreadable_roots(), unreadable_roots()]).permanent());
+        assert!(!all(vec![unreadable_roots(), timeout()]).permanent());
+        assert!(!all(Vec::new()).permanent());
+        let text = RustAuthError::from(Error::Connect(all(vec![unreadable_roots(), timeout()])))
+            .to_string();
+        assert!(
+            text.contains(
+                "tokio-postgres error: could not connect to any of 2 hosts (db0:5432: cannot \
+                 read the root certificates in sslrootcert `/etc/roots.pem`: the file holds no \
+                 PEM certificate; db1:5432: no answer within connect_timeout (1 s))"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_failed_migration_step_is_named_after_its_cause() {
+        let error = Error::Migration {
+            source: Box::new(Error::Schema(
+                "invalid PostgreSQL table name `a.b.c`".to_owned(),
+            )),
+            step: MigrationStep::Plugin {
+                name: "p1".to_owned(),
+            },
+        };
+        assert_eq!(error.kind().to_string(), "schema error");
+        assert!(matches!(
+            RustAuthError::from(error),
+            RustAuthError::Adapter(text)
+                if text == "invalid PostgreSQL table name `a.b.c`; plugin migration `p1`"
+        ));
+        let reconnect = Error::Reconnect(Arc::new(ConnectError::Timeout {
+            limit: Duration::from_millis(500),
+        }));
+        assert_eq!(
+            RustAuthError::from(reconnect).to_string(),
+            "adapter error: connection lost; reconnecting failed: tokio-postgres error: no \
+             answer within connect_timeout (0.5 s)"
+        );
     }
 }

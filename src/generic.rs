@@ -29,7 +29,7 @@ use rustauth_core::db::{DbField, DbFieldType};
 use rustauth_core::error::RustAuthError;
 use tokio_postgres::Row;
 
-use crate::error::{adapter, Result};
+use crate::error::{Error, Result};
 use crate::runner::{Db, Sql};
 use crate::shapes::{
     data_values, decode_fields, where_params, where_values, Joined, JoinedModel, Key, Plan, Read,
@@ -123,9 +123,9 @@ pub(crate) async fn create(
     match &plan.read {
         Read::Fields(fields) => match plan_rows(db, &plan, &params).await?.first() {
             Some(row) => decode_fields(row, fields),
-            None => {
-                Err(adapter("insert did not return the row with its database-generated id").into())
-            }
+            None => Err(Error::Unexpected(
+                "insert did not return the row with its database-generated id".to_owned(),
+            )),
         },
         _ => {
             plan_execute(db, &plan, &params).await?;
@@ -286,7 +286,7 @@ pub(crate) async fn count(
         .await?
         .into_iter()
         .next()
-        .ok_or_else(|| adapter("COUNT(*) returned no row"))?;
+        .ok_or_else(|| Error::Unexpected("COUNT(*) returned no row".to_owned()))?;
     let count: i64 = row.try_get(0)?;
     Ok(
         u64::try_from(count).map_err(|_| RustAuthError::NumericOutOfRange {
@@ -368,7 +368,9 @@ fn plan_update(schema: &DbSchema, query: &Update) -> Result<(Plan, Vec<SqlParam>
         let head = statement
             .sql
             .strip_suffix(filter.sql.as_str())
-            .ok_or_else(|| adapter("update statement does not end with its where-clause"))?;
+            .ok_or_else(|| {
+                Error::Unexpected("update statement does not end with its where-clause".to_owned())
+            })?;
         let sql = format!(
             "{head}{} RETURNING {}",
             one_row_by_id(table, &id, &filter.sql)?,
@@ -396,10 +398,9 @@ fn plan_update(schema: &DbSchema, query: &Update) -> Result<(Plan, Vec<SqlParam>
             );
             Ok((plan, planned.statement.params))
         }
-        SqlUpdateOnePlan::PreselectThenUpdate { .. } => Err(adapter(
-            "core planned a preselect update, which the Postgres dialect never uses",
-        )
-        .into()),
+        SqlUpdateOnePlan::PreselectThenUpdate { .. } => Err(Error::Unexpected(
+            "core planned a preselect update, which the Postgres dialect never uses".to_owned(),
+        )),
     }
 }
 

@@ -7,12 +7,11 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
-use rustauth_core::error::RustAuthError;
 use tokio_postgres::Client;
 
 use crate::catalog::Catalog;
 use crate::connect::{establish, ConnectOptions, StatementMode};
-use crate::error::adapter;
+use crate::error::{ConnectError, Error};
 use crate::prepared::{TypedStatements, Wanted};
 use crate::statements::{StatementCache, DEFAULT_CAPACITY};
 use crate::trace::{millis, TARGET};
@@ -111,7 +110,7 @@ const RETRY_AFTER_PERMANENT: Duration = Duration::from_secs(5);
 struct Failed {
     at: Instant,
     wait: Duration,
-    message: String,
+    error: Arc<ConnectError>,
 }
 
 /// One server connection as the adapter sees it over time: its current [`ClientHandle`],
@@ -159,7 +158,7 @@ impl LiveConnection {
 
     /// The current client, connecting again first if a connection made from a string was
     /// lost or met a read-only server.
-    pub(crate) async fn handle(&self) -> Result<Arc<ClientHandle>, RustAuthError> {
+    pub(crate) async fn handle(&self) -> Result<Arc<ClientHandle>, Error> {
         let current = self.current();
         if current.usable() {
             return Ok(current);
@@ -176,10 +175,7 @@ impl LiveConnection {
 
     /// The slow path of [`handle`](Self::handle): one reconnect cycle shared by every waiting
     /// caller, or the last failed cycle's error while it is fresh.
-    async fn reconnect(
-        &self,
-        options: &Arc<ConnectOptions>,
-    ) -> Result<Arc<ClientHandle>, RustAuthError> {
+    async fn reconnect(&self, options: &Arc<ConnectOptions>) -> Result<Arc<ClientHandle>, Error> {
         let mut last = self.reconnecting.lock().await;
         let current = self.current();
         if current.usable() {
@@ -187,7 +183,7 @@ impl LiveConnection {
         }
         if let Some(failed) = last.as_ref() {
             if failed.at.elapsed() < failed.wait {
-                return Err(adapter(failed.message.clone()));
+                return Err(Error::Reconnect(Arc::clone(&failed.error)));
             }
         }
         let started = Instant::now();
@@ -217,13 +213,8 @@ impl LiveConnection {
                 Ok(handle)
             }
             Err(failure) => {
-                let message = match failure.error {
-                    RustAuthError::Adapter(text) => {
-                        format!("connection lost; reconnecting failed: {text}")
-                    }
-                    other => format!("connection lost; reconnecting failed: {other}"),
-                };
-                let wait = if failure.permanent {
+                let permanent = failure.permanent();
+                let wait = if permanent {
                     RETRY_AFTER_PERMANENT
                 } else {
                     RETRY_AFTER
@@ -232,16 +223,17 @@ impl LiveConnection {
                     target: TARGET,
                     duration_ms = millis(started.elapsed()),
                     fail_fast_ms = millis(wait),
-                    permanent = failure.permanent,
-                    error = %message,
+                    permanent,
+                    error = %failure,
                     "reconnecting failed; calls fail at once until the next attempt is due"
                 );
+                let failure = Arc::new(failure);
                 *last = Some(Failed {
                     at: Instant::now(),
                     wait,
-                    message: message.clone(),
+                    error: Arc::clone(&failure),
                 });
-                Err(adapter(message))
+                Err(Error::Reconnect(failure))
             }
         }
     }

@@ -82,13 +82,12 @@ use rustauth_core::db::{
     ForeignKey, IdGeneration, OnDelete, SchemaMigrationPlan, SchemaMigrationWarning,
     SqlColumnSnapshot, SqlDialect, SqlSchemaSnapshot,
 };
-use rustauth_core::error::RustAuthError;
 use rustauth_core::plugin::{PluginMigration, PluginMigrationBody};
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Row};
 
 use crate::catalog::base_type_sql;
-use crate::error::{adapter, postgres_error};
+use crate::error::{Error, MigrationStep};
 
 /// The longest identifier PostgreSQL keeps (`NAMEDATALEN - 1`); longer names are truncated.
 const MAX_IDENTIFIER_BYTES: usize = 63;
@@ -177,10 +176,7 @@ const FOREIGN_KEYS_QUERY: &str = " \
 /// Introspects the database and plans the additive migration from it to `schema`.
 ///
 /// Reads only; takes no lock and opens no transaction.
-pub(crate) async fn plan(
-    client: &Client,
-    schema: &DbSchema,
-) -> Result<SchemaMigrationPlan, RustAuthError> {
+pub(crate) async fn plan(client: &Client, schema: &DbSchema) -> Result<SchemaMigrationPlan, Error> {
     let schema = with_adapter_indexes(schema)?;
     let schema = schema.as_ref();
     let targets = target_tables(schema)?;
@@ -194,7 +190,7 @@ pub(crate) async fn plan(
 /// `schema` plus the indexes this adapter adds to core's default layout (the same ones
 /// `migrations/` declares): `verification.expires_at`, which the expired-verification cleanup
 /// filters on before every verification lookup.
-fn with_adapter_indexes(schema: &DbSchema) -> Result<Cow<'_, DbSchema>, RustAuthError> {
+fn with_adapter_indexes(schema: &DbSchema) -> Result<Cow<'_, DbSchema>, Error> {
     let needs_index = schema
         .table("verification")
         .and_then(|table| table.field("expires_at"))
@@ -219,10 +215,7 @@ fn with_adapter_indexes(schema: &DbSchema) -> Result<Cow<'_, DbSchema>, RustAuth
 /// ROLLBACK and return the error; nothing of the plan survives. Does NOT check warnings.
 ///
 /// An empty plan does nothing and sends nothing.
-pub(crate) async fn apply(
-    client: &Client,
-    plan: &SchemaMigrationPlan,
-) -> Result<(), RustAuthError> {
+pub(crate) async fn apply(client: &Client, plan: &SchemaMigrationPlan) -> Result<(), Error> {
     if plan.is_empty() {
         return Ok(());
     }
@@ -237,7 +230,7 @@ pub(crate) async fn apply(
 pub(crate) async fn migrate(
     client: &Client,
     schema: &DbSchema,
-) -> Result<SchemaMigrationPlan, RustAuthError> {
+) -> Result<SchemaMigrationPlan, Error> {
     in_transaction(client, async {
         let plan = plan(client, schema).await?;
         ensure_executable_migration_plan(&plan)?;
@@ -260,7 +253,7 @@ pub(crate) async fn migrate(
 pub(crate) async fn apply_plugin_migrations(
     client: &Client,
     migrations: &[PluginMigration],
-) -> Result<(), RustAuthError> {
+) -> Result<(), Error> {
     let runnable = migrations
         .iter()
         .filter_map(|migration| {
@@ -275,7 +268,7 @@ pub(crate) async fn apply_plugin_migrations(
         client
             .batch_execute(CREATE_PLUGIN_MIGRATIONS_TABLE)
             .await
-            .map_err(postgres_error)?;
+            .map_err(Error::from)?;
         let names = runnable.iter().map(|(name, _)| *name).collect::<Vec<_>>();
         let mut applied = client
             .query_typed(
@@ -283,9 +276,9 @@ pub(crate) async fn apply_plugin_migrations(
                 &[(&names, Type::TEXT_ARRAY)],
             )
             .await
-            .map_err(postgres_error)?
+            .map_err(Error::from)?
             .iter()
-            .map(|row| row.try_get::<_, String>(0).map_err(postgres_error))
+            .map(|row| row.try_get::<_, String>(0).map_err(Error::from))
             .collect::<Result<HashSet<_>, _>>()?;
         let mut recorded = Vec::new();
         for (name, statements) in runnable {
@@ -293,9 +286,15 @@ pub(crate) async fn apply_plugin_migrations(
                 continue;
             }
             for sql in statements {
-                client.batch_execute(sql).await.map_err(|error| {
-                    with_context(postgres_error(error), &format!("plugin migration `{name}`"))
-                })?;
+                client
+                    .batch_execute(sql)
+                    .await
+                    .map_err(|error| Error::Migration {
+                        source: Box::new(error.into()),
+                        step: MigrationStep::Plugin {
+                            name: name.to_owned(),
+                        },
+                    })?;
             }
             applied.insert(name.to_owned());
             recorded.push(name);
@@ -307,7 +306,7 @@ pub(crate) async fn apply_plugin_migrations(
                     &[(&recorded, Type::TEXT_ARRAY)],
                 )
                 .await
-                .map_err(postgres_error)?;
+                .map_err(Error::from)?;
         }
         Ok(())
     })
@@ -330,20 +329,17 @@ fn migration_sql(migration: &PluginMigration) -> Vec<&str> {
 /// the COMMIT fails and returns that first error.
 async fn in_transaction<T>(
     client: &Client,
-    work: impl std::future::Future<Output = Result<T, RustAuthError>>,
-) -> Result<T, RustAuthError> {
+    work: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
     let result = async {
         client
             .batch_execute(&format!(
                 "BEGIN; SELECT pg_catalog.pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
             ))
             .await
-            .map_err(postgres_error)?;
+            .map_err(Error::from)?;
         let value = work.await?;
-        client
-            .batch_execute("COMMIT")
-            .await
-            .map_err(postgres_error)?;
+        client.batch_execute("COMMIT").await.map_err(Error::from)?;
         Ok(value)
     }
     .await;
@@ -356,32 +352,22 @@ async fn in_transaction<T>(
 }
 
 /// Executes the plan's statements in order, naming the failing statement in the error.
-async fn run_statements(client: &Client, plan: &SchemaMigrationPlan) -> Result<(), RustAuthError> {
+async fn run_statements(client: &Client, plan: &SchemaMigrationPlan) -> Result<(), Error> {
     let total = plan.statements.len();
     for (index, statement) in plan.statements.iter().enumerate() {
         client
             .batch_execute(&statement.sql)
             .await
-            .map_err(|error| {
-                with_context(
-                    postgres_error(error),
-                    &format!(
-                        "migration statement {} of {total}: {}",
-                        index + 1,
-                        statement.sql
-                    ),
-                )
+            .map_err(|error| Error::Migration {
+                source: Box::new(error.into()),
+                step: MigrationStep::Statement {
+                    index: index + 1,
+                    total,
+                    sql: statement.sql.clone(),
+                },
             })?;
     }
     Ok(())
-}
-
-/// Appends `context` to an adapter error's text; other errors are returned unchanged.
-fn with_context(error: RustAuthError, context: &str) -> RustAuthError {
-    match error {
-        RustAuthError::Adapter(text) => RustAuthError::Adapter(format!("{text}; {context}")),
-        other => other,
-    }
 }
 
 /// A target table: the snapshot key (the physical name as written in the schema) and the parts
@@ -397,7 +383,7 @@ struct TargetTable<'a> {
 }
 
 /// Splits a physical table name into `schema.table` parts.
-fn parse_table_name(value: &str) -> Result<TargetTable<'_>, RustAuthError> {
+fn parse_table_name(value: &str) -> Result<TargetTable<'_>, Error> {
     let mut parts = value.split('.');
     let target = match (parts.next(), parts.next(), parts.next()) {
         (Some(name), None, None) if !name.is_empty() => Some(TargetTable {
@@ -414,11 +400,11 @@ fn parse_table_name(value: &str) -> Result<TargetTable<'_>, RustAuthError> {
         }
         _ => None,
     };
-    target.ok_or_else(|| adapter(format!("invalid PostgreSQL table name `{value}`")))
+    target.ok_or_else(|| Error::Schema(format!("invalid PostgreSQL table name `{value}`")))
 }
 
 /// The distinct physical tables of `schema`, in schema order.
-fn target_tables(schema: &DbSchema) -> Result<Vec<TargetTable<'_>>, RustAuthError> {
+fn target_tables(schema: &DbSchema) -> Result<Vec<TargetTable<'_>>, Error> {
     let mut seen = HashSet::new();
     let mut targets = Vec::new();
     for (_, table) in schema.tables() {
@@ -510,7 +496,7 @@ struct Catalog {
 
 impl Catalog {
     /// Reads the catalog for `targets` with three pipelined queries.
-    async fn load(client: &Client, targets: &[TargetTable<'_>]) -> Result<Self, RustAuthError> {
+    async fn load(client: &Client, targets: &[TargetTable<'_>]) -> Result<Self, Error> {
         if targets.is_empty() {
             return Ok(Self::default());
         }
@@ -535,7 +521,7 @@ impl Catalog {
             client.query_typed(&foreign_keys_sql, &params),
         )
         .await
-        .map_err(postgres_error)?;
+        .map_err(Error::from)?;
 
         let mut catalog = Self::default();
         for row in &column_rows {
@@ -551,47 +537,44 @@ impl Catalog {
     }
 
     /// Records one row of [`COLUMNS_QUERY`].
-    fn add_column_row(&mut self, row: &Row) -> Result<(), RustAuthError> {
-        let key = row.try_get::<_, String>(0).map_err(postgres_error)?;
+    fn add_column_row(&mut self, row: &Row) -> Result<(), Error> {
+        let key = row.try_get::<_, String>(0).map_err(Error::from)?;
         let table = self.tables.entry(key).or_default();
         // A table without columns yields one row whose column is NULL.
-        let Some(name) = row
-            .try_get::<_, Option<String>>(1)
-            .map_err(postgres_error)?
-        else {
+        let Some(name) = row.try_get::<_, Option<String>>(1).map_err(Error::from)? else {
             return Ok(());
         };
         let column = ColumnRow {
-            data_type: row.try_get(2).map_err(postgres_error)?,
-            identity: row.try_get(3).map_err(postgres_error)?,
-            default: row.try_get(4).map_err(postgres_error)?,
+            data_type: row.try_get(2).map_err(Error::from)?,
+            identity: row.try_get(3).map_err(Error::from)?,
+            default: row.try_get(4).map_err(Error::from)?,
         };
         table.columns.insert(name, column);
         Ok(())
     }
 
     /// Records one row of [`INDEXES_QUERY`].
-    fn add_index_row(&mut self, row: &Row) -> Result<(), RustAuthError> {
-        let key = row.try_get::<_, String>(0).map_err(postgres_error)?;
+    fn add_index_row(&mut self, row: &Row) -> Result<(), Error> {
+        let key = row.try_get::<_, String>(0).map_err(Error::from)?;
         let index = IndexRow {
-            name: row.try_get(1).map_err(postgres_error)?,
-            primary: row.try_get(2).map_err(postgres_error)?,
-            unique: row.try_get(3).map_err(postgres_error)?,
-            columns: row.try_get(4).map_err(postgres_error)?,
+            name: row.try_get(1).map_err(Error::from)?,
+            primary: row.try_get(2).map_err(Error::from)?,
+            unique: row.try_get(3).map_err(Error::from)?,
+            columns: row.try_get(4).map_err(Error::from)?,
         };
         self.tables.entry(key).or_default().indexes.push(index);
         Ok(())
     }
 
     /// Records one row of [`FOREIGN_KEYS_QUERY`] unless its column already has a foreign key.
-    fn add_foreign_key_row(&mut self, row: &Row) -> Result<(), RustAuthError> {
-        let key = row.try_get::<_, String>(0).map_err(postgres_error)?;
-        let column = row.try_get::<_, String>(1).map_err(postgres_error)?;
-        let referenced_schema = row.try_get::<_, String>(2).map_err(postgres_error)?;
-        let referenced_table = row.try_get::<_, String>(3).map_err(postgres_error)?;
-        let referenced_column = row.try_get::<_, String>(4).map_err(postgres_error)?;
-        let action = row.try_get::<_, String>(5).map_err(postgres_error)?;
-        let unqualified = row.try_get::<_, bool>(6).map_err(postgres_error)?;
+    fn add_foreign_key_row(&mut self, row: &Row) -> Result<(), Error> {
+        let key = row.try_get::<_, String>(0).map_err(Error::from)?;
+        let column = row.try_get::<_, String>(1).map_err(Error::from)?;
+        let referenced_schema = row.try_get::<_, String>(2).map_err(Error::from)?;
+        let referenced_table = row.try_get::<_, String>(3).map_err(Error::from)?;
+        let referenced_column = row.try_get::<_, String>(4).map_err(Error::from)?;
+        let action = row.try_get::<_, String>(5).map_err(Error::from)?;
+        let unqualified = row.try_get::<_, bool>(6).map_err(Error::from)?;
         let table = if unqualified {
             referenced_table
         } else {

@@ -20,7 +20,7 @@ use rustauth_core::options::{
 };
 
 use crate::connection::TokioPostgresConnection;
-use crate::error::adapter;
+use crate::error::Error;
 use crate::runner::{Db, Sql};
 
 /// A RustAuth rate-limit store on a PostgreSQL table (`key`, `count`, `last_request`).
@@ -28,9 +28,10 @@ use crate::runner::{Db, Sql};
 pub struct TokioPostgresRateLimitStore {
     connection: TokioPostgresConnection,
     names: SqlRateLimitNames,
-    /// The consume statement for `names`, built once; an invalid identifier is reported by
-    /// every consume (after rule validation), as the store cannot fail to be built.
-    statement: Result<Arc<str>, Arc<str>>,
+    /// The consume statement for `names`, built once; `None` when `names` hold an invalid
+    /// identifier, which every consume reports (after rule validation) by building it again,
+    /// as the store cannot fail to be built.
+    statement: Option<Arc<str>>,
     /// Whether `names` are the defaults, which the generated statement serves.
     typed: bool,
 }
@@ -69,12 +70,7 @@ impl TokioPostgresRateLimitStore {
         connection: TokioPostgresConnection,
         names: SqlRateLimitNames,
     ) -> Self {
-        let statement = consume_statement(&names)
-            .map(Arc::from)
-            .map_err(|error| match error {
-                RustAuthError::Adapter(message) => Arc::from(message),
-                other => Arc::from(other.to_string()),
-            });
+        let statement = consume_statement(&names).ok().map(Arc::from);
         let typed = names == SqlRateLimitNames::new("rate_limits");
         Self {
             connection,
@@ -90,10 +86,15 @@ impl TokioPostgresRateLimitStore {
     ) -> Result<RateLimitDecision, RustAuthError> {
         // Rule errors come first, before the gate or the database is touched.
         validate_rate_limit_rule(&input.rule)?;
-        let sql = self
-            .statement
-            .as_deref()
-            .map_err(|message| adapter(message.as_ref()))?;
+        let built;
+        let sql: &str = match &self.statement {
+            Some(sql) => sql,
+            None => {
+                // The same names fail the same way: this returns their error.
+                built = consume_statement(&self.names)?;
+                &built
+            }
+        };
         let lease = self.connection.call().await?;
         let handle = lease.handle().await?;
         Ok(consume_with(Db::on(&handle), sql, &self.names, self.typed, input).await?)
@@ -202,11 +203,10 @@ pub(crate) async fn consume_with(
             return Ok(decide(&input, window_ms, permitted, count, last_request)?);
         }
     }
-    Err(adapter(format!(
+    Err(Error::Unexpected(format!(
         "rate limit row for key `{}` was neither written nor found",
         input.key
-    ))
-    .into())
+    )))
 }
 
 /// A number column of the consume's result, whatever integer type it has.

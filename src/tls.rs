@@ -12,12 +12,11 @@
 //! mixing public roots in would let any publicly trusted certificate pass `verify-ca` — or,
 //! with `sslrootcert=system` or no `sslrootcert`, Mozilla's root store (`webpki-roots`).
 
-use std::fmt;
 use std::io;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use rustauth_core::error::RustAuthError;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{
     verify_server_cert_signed_by_trust_anchor, WantsClientCert, WebPkiServerVerifier,
@@ -27,9 +26,11 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::{CertificateError, ClientConfig, ConfigBuilder, DigitallySignedStruct, RootCertStore};
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::Socket;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::error::adapter;
+use crate::error::{FileProblem, TlsSetupError};
 
 /// What the client checks of the server's certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,11 +77,11 @@ pub(crate) fn connector(
     verification: Verification,
     roots: &RootCerts,
     client: Option<&ClientCert>,
-) -> Result<MakeRustlsConnect, RustAuthError> {
+) -> Result<MakeRustlsConnect, TlsSetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
-        .map_err(|error| adapter(format!("tokio-postgres error: TLS setup failed: {error}")))?;
+        .map_err(TlsSetupError::Provider)?;
     let config = match verification {
         Verification::None => {
             // Not used to verify anything here (`prefer`), but a given `sslrootcert` that
@@ -105,12 +106,9 @@ pub(crate) fn connector(
             let verifier =
                 WebPkiServerVerifier::builder_with_provider(Arc::new(load_roots(roots)?), provider)
                     .build()
-                    .map_err(|error| {
-                        adapter(format!(
-                            "tokio-postgres error: TLS setup failed: {} holds no usable root \
-                             certificate: {error}",
-                            roots.describe()
-                        ))
+                    .map_err(|error| TlsSetupError::NoUsableRoot {
+                        roots: roots.describe(),
+                        error,
                     })?;
             builder.with_webpki_verifier(verifier)
         }
@@ -126,46 +124,37 @@ pub(crate) fn connector(
 fn with_client_cert(
     builder: ConfigBuilder<ClientConfig, WantsClientCert>,
     client: Option<&ClientCert>,
-) -> Result<ClientConfig, RustAuthError> {
+) -> Result<ClientConfig, TlsSetupError> {
     let Some(client) = client else {
         return Ok(builder.with_no_client_auth());
     };
-    let certificates = read_pem_certificates(&client.cert).map_err(|error| {
-        adapter(format!(
-            "tokio-postgres error: cannot read the client certificate in sslcert `{}`: {error}",
-            client.cert.display()
-        ))
-    })?;
-    if certificates.is_empty() {
-        return Err(adapter(format!(
-            "tokio-postgres error: cannot read the client certificate in sslcert `{}`: the \
-             file holds no PEM certificate",
-            client.cert.display()
-        )));
-    }
-    let unreadable_key = |why: &dyn fmt::Display| {
-        adapter(format!(
-            "tokio-postgres error: cannot read the private key in sslkey `{}`: {why}",
-            client.key.display()
-        ))
+    let unreadable_cert = |why| TlsSetupError::ClientCert {
+        path: client.cert.clone(),
+        why,
     };
-    let bytes = std::fs::read(&client.key).map_err(|error| unreadable_key(&error))?;
-    // The PEM parser's own error is not shown: it may quote part of the file.
+    let certificates = read_pem_certificates(&client.cert).map_err(unreadable_cert)?;
+    if certificates.is_empty() {
+        return Err(unreadable_cert(FileProblem::NoCertificate));
+    }
+    let unreadable_key = |why| TlsSetupError::ClientKey {
+        path: client.key.clone(),
+        why,
+    };
+    let bytes =
+        std::fs::read(&client.key).map_err(|error| unreadable_key(FileProblem::Read(error)))?;
+    // The PEM parser's own error is not kept: it may quote part of the file.
     let key = PrivateKeyDer::from_pem_slice(&bytes)
-        .map_err(|_| unreadable_key(&"the file holds no PEM private key"))?;
+        .map_err(|_| unreadable_key(FileProblem::NoPrivateKey))?;
     builder
         .with_client_auth_cert(certificates, key)
-        .map_err(|error| {
-            adapter(format!(
-                "tokio-postgres error: the client certificate in sslcert `{}` and the key in \
-                 sslkey `{}` cannot be used together: {error}",
-                client.cert.display(),
-                client.key.display()
-            ))
+        .map_err(|error| TlsSetupError::Mismatch {
+            cert: client.cert.clone(),
+            key: client.key.clone(),
+            error,
         })
 }
 
-fn load_roots(roots: &RootCerts) -> Result<RootCertStore, RustAuthError> {
+fn load_roots(roots: &RootCerts) -> Result<RootCertStore, TlsSetupError> {
     let path = match roots {
         RootCerts::System => {
             return Ok(RootCertStore {
@@ -174,33 +163,31 @@ fn load_roots(roots: &RootCerts) -> Result<RootCertStore, RustAuthError> {
         }
         RootCerts::File(path) => path,
     };
-    let unreadable = |error: &dyn fmt::Display| {
-        adapter(format!(
-            "tokio-postgres error: cannot read the root certificates in sslrootcert `{}`: {error}",
-            path.display()
-        ))
+    let unreadable = |why| TlsSetupError::Roots {
+        path: path.clone(),
+        why,
     };
-    let certificates = read_pem_certificates(path).map_err(|error| unreadable(&error))?;
+    let certificates = read_pem_certificates(path).map_err(unreadable)?;
     if certificates.is_empty() {
-        return Err(unreadable(&"the file holds no PEM certificate"));
+        return Err(unreadable(FileProblem::NoCertificate));
     }
     let mut store = RootCertStore::empty();
     for (index, certificate) in certificates.into_iter().enumerate() {
         store.add(certificate).map_err(|error| {
-            unreadable(&format!(
-                "certificate {} is not a usable root: {error}",
-                index + 1
-            ))
+            unreadable(FileProblem::NotARoot {
+                index: index + 1,
+                error,
+            })
         })?;
     }
     Ok(store)
 }
 
-fn read_pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let bytes = std::fs::read(path).map_err(|error| error.to_string())?;
+fn read_pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, FileProblem> {
+    let bytes = std::fs::read(path).map_err(FileProblem::Read)?;
     CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| format!("invalid PEM: {error}"))
+        .map_err(FileProblem::Pem)
 }
 
 /// A verifier that never checks the host name: with `roots`, it checks the chain up to them
@@ -267,6 +254,73 @@ impl ServerCertVerifier for WithoutHostName {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+/// A connector that records how far tokio-postgres got with it: whether it asked for a
+/// connector for a host (it had passed its own checks and was about to connect) and whether it
+/// started a handshake (the server had said yes to TLS).
+#[derive(Clone)]
+pub(crate) struct Tracked {
+    inner: MakeRustlsConnect,
+    asked: Arc<AtomicBool>,
+    started: Arc<AtomicBool>,
+}
+
+impl Tracked {
+    /// Tracks `inner`.
+    pub(crate) fn new(inner: MakeRustlsConnect) -> Self {
+        Self {
+            inner,
+            asked: Arc::new(AtomicBool::new(false)),
+            started: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Whether a failed attempt was refused TLS by the server: tokio-postgres asked for a
+    /// connector, never started the handshake, and failed neither on I/O (the TCP connection,
+    /// the TLS request) nor with a server error. With TLS required and a host name given,
+    /// the server answering "no TLS" is the one failure left between those two points.
+    pub(crate) fn refused(&self, error: &tokio_postgres::Error) -> bool {
+        self.asked.load(Ordering::SeqCst)
+            && !self.started.load(Ordering::SeqCst)
+            && error.as_db_error().is_none()
+            && std::error::Error::source(error)
+                .is_some_and(|source| source.downcast_ref::<io::Error>().is_none())
+    }
+}
+
+impl MakeTlsConnect<Socket> for Tracked {
+    type Stream = <MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream;
+    type TlsConnect = TrackedConnect;
+    type Error = <MakeRustlsConnect as MakeTlsConnect<Socket>>::Error;
+
+    fn make_tls_connect(&mut self, domain: &str) -> Result<TrackedConnect, Self::Error> {
+        let inner = MakeTlsConnect::<Socket>::make_tls_connect(&mut self.inner, domain)?;
+        self.asked.store(true, Ordering::SeqCst);
+        Ok(TrackedConnect {
+            inner,
+            started: Arc::clone(&self.started),
+        })
+    }
+}
+
+/// The per-host half of [`Tracked`].
+pub(crate) struct TrackedConnect {
+    inner: <MakeRustlsConnect as MakeTlsConnect<Socket>>::TlsConnect,
+    started: Arc<AtomicBool>,
+}
+
+impl TlsConnect<Socket> for TrackedConnect {
+    type Stream = <MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream;
+    type Error =
+        <<MakeRustlsConnect as MakeTlsConnect<Socket>>::TlsConnect as TlsConnect<Socket>>::Error;
+    type Future =
+        <<MakeRustlsConnect as MakeTlsConnect<Socket>>::TlsConnect as TlsConnect<Socket>>::Future;
+
+    fn connect(self, stream: Socket) -> Self::Future {
+        self.started.store(true, Ordering::SeqCst);
+        self.inner.connect(stream)
     }
 }
 

@@ -92,7 +92,7 @@ where
             }
         }
         Err(error) => {
-            span.record("error", error.kind().as_str());
+            span.record("error", tracing::field::display(error.kind()));
         }
     }
     result.map_err(RustAuthError::from)
