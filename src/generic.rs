@@ -160,7 +160,7 @@ fn plan_create(schema: &DbSchema, query: &Create) -> Result<(Plan, Vec<SqlParam>
         &targets,
         &[],
         &statement.params,
-        Read::Echo,
+        Read::Nothing,
     );
     Ok((plan, statement.params))
 }
@@ -280,7 +280,7 @@ pub(crate) async fn count(
         schema,
         ('c', &query.model, &query.where_clauses),
         || Ok(count_statement(PG, schema, &query)?),
-        Read::Count,
+        Read::Nothing,
     )?;
     let row = plan_rows(db, &plan, &params)
         .await?

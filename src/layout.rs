@@ -180,11 +180,6 @@ impl CoreTable {
         }
     }
 
-    /// The column names in `migrations/`' order.
-    pub fn column_names(self) -> impl Iterator<Item = &'static str> {
-        self.columns().iter().map(|column| column.name)
-    }
-
     /// The position of `name` among [`columns`](Self::columns).
     pub fn position(self, name: &str) -> Option<usize> {
         self.columns().iter().position(|column| column.name == name)

@@ -157,14 +157,11 @@ impl Plan {
 /// How a planned statement's result becomes records.
 #[derive(Debug)]
 pub(crate) enum Read {
-    /// Nothing is read (a write whose affected-row count is the result).
+    /// No row becomes a record: the caller reads what it needs itself (an affected-row
+    /// count, a `COUNT(*)`, or a create's own data when the insert returns nothing).
     Nothing,
-    /// `SELECT COUNT(*)`.
-    Count,
     /// Column `i` of each row is field `i` (logical name, field).
     Fields(Vec<(String, DbField)>),
-    /// A create that returns nothing: the caller's data is the record.
-    Echo,
     /// A native join (see [`Joined`]).
     Joined(Joined),
 }
