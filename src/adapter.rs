@@ -20,7 +20,7 @@ use crate::live::ClientHandle;
 use crate::rate_limit::TokioPostgresRateLimitStore;
 use crate::runner::Db;
 use crate::transaction::RollbackOnDrop;
-use crate::{migrate, trace, transaction};
+use crate::{migrate, transaction};
 
 /// Identifier the adapter reports.
 const ADAPTER_ID: &str = "tokio-postgres";
@@ -251,69 +251,9 @@ impl DbAdapter for TokioPostgresAdapter {
         capabilities(ADAPTER_ID, ADAPTER_ID)
     }
 
-    fn create<'a>(&'a self, query: Create) -> AdapterFuture<'a, DbRecord> {
-        let span = trace::call_span("create", &query.model);
-        Box::pin(trace::traced(span, trace::one, move || async move {
-            let (_lease, handle) = self.lease().await?;
-            self.call(Db::on(&handle)).create(query).await
-        }))
-    }
-
-    fn find_one<'a>(&'a self, query: FindOne) -> AdapterFuture<'a, Option<DbRecord>> {
-        let span = trace::call_span("find_one", &query.model);
-        Box::pin(trace::traced(span, trace::found, move || async move {
-            let (_lease, handle) = self.lease().await?;
-            self.call(Db::on(&handle)).find_one(query).await
-        }))
-    }
-
-    fn find_many<'a>(&'a self, query: FindMany) -> AdapterFuture<'a, Vec<DbRecord>> {
-        let span = trace::call_span("find_many", &query.model);
-        Box::pin(trace::traced(span, trace::listed, move || async move {
-            let (_lease, handle) = self.lease().await?;
-            self.call(Db::on(&handle)).find_many(query).await
-        }))
-    }
-
-    fn count<'a>(&'a self, query: Count) -> AdapterFuture<'a, u64> {
-        let span = trace::call_span("count", &query.model);
-        Box::pin(trace::traced(span, trace::unknown, move || async move {
-            let (_lease, handle) = self.lease().await?;
-            self.call(Db::on(&handle)).count(query).await
-        }))
-    }
-
-    fn update<'a>(&'a self, query: Update) -> AdapterFuture<'a, Option<DbRecord>> {
-        let span = trace::call_span("update", &query.model);
-        Box::pin(trace::traced(span, trace::found, move || async move {
-            let (_lease, handle) = self.lease().await?;
-            self.call(Db::on(&handle)).update(query).await
-        }))
-    }
-
-    fn update_many<'a>(&'a self, query: UpdateMany) -> AdapterFuture<'a, u64> {
-        let span = trace::call_span("update_many", &query.model);
-        Box::pin(trace::traced(span, trace::counted, move || async move {
-            let (_lease, handle) = self.lease().await?;
-            self.call(Db::on(&handle)).update_many(query).await
-        }))
-    }
-
-    fn delete<'a>(&'a self, query: Delete) -> AdapterFuture<'a, ()> {
-        let span = trace::call_span("delete", &query.model);
-        Box::pin(trace::traced(span, trace::unknown, move || async move {
-            let (_lease, handle) = self.lease().await?;
-            self.call(Db::on(&handle)).delete(query).await
-        }))
-    }
-
-    fn delete_many<'a>(&'a self, query: DeleteMany) -> AdapterFuture<'a, u64> {
-        let span = trace::call_span("delete_many", &query.model);
-        Box::pin(trace::traced(span, trace::counted, move || async move {
-            let (_lease, handle) = self.lease().await?;
-            self.call(Db::on(&handle)).delete_many(query).await
-        }))
-    }
+    crate::call::crud_methods!(|this| {
+        let (_lease, handle) = this.lease().await?;
+    } => this.call(Db::on(&handle)));
 
     fn transaction<'a>(&'a self, callback: TransactionCallback<'a>) -> AdapterFuture<'a, ()> {
         Box::pin(transaction::run(

@@ -167,3 +167,40 @@ impl Call<'_> {
         }
     }
 }
+
+/// The eight CRUD methods of `DbAdapter` (`create` … `delete_many`), written once for the
+/// adapter and its transaction adapter: each opens its span, runs the statements given
+/// before `=>` (the adapter takes a member of the set there), and makes one [`Call`] with
+/// the expression after it. `$this` names `self` inside them.
+macro_rules! crud_methods {
+    (|$this:ident| { $($setup:tt)* } => $call:expr) => {
+        $crate::call::crud_methods!(@one create, Create, DbRecord, one,
+            |$this| { $($setup)* } => $call);
+        $crate::call::crud_methods!(@one find_one, FindOne, Option<DbRecord>, found,
+            |$this| { $($setup)* } => $call);
+        $crate::call::crud_methods!(@one find_many, FindMany, Vec<DbRecord>, listed,
+            |$this| { $($setup)* } => $call);
+        $crate::call::crud_methods!(@one count, Count, u64, unknown,
+            |$this| { $($setup)* } => $call);
+        $crate::call::crud_methods!(@one update, Update, Option<DbRecord>, found,
+            |$this| { $($setup)* } => $call);
+        $crate::call::crud_methods!(@one update_many, UpdateMany, u64, counted,
+            |$this| { $($setup)* } => $call);
+        $crate::call::crud_methods!(@one delete, Delete, (), unknown,
+            |$this| { $($setup)* } => $call);
+        $crate::call::crud_methods!(@one delete_many, DeleteMany, u64, counted,
+            |$this| { $($setup)* } => $call);
+    };
+    (@one $method:ident, $query:ty, $output:ty, $rows:ident,
+        |$this:ident| { $($setup:tt)* } => $call:expr) => {
+        fn $method<'a>(&'a self, query: $query) -> AdapterFuture<'a, $output> {
+            let span = $crate::trace::call_span(stringify!($method), &query.model);
+            Box::pin($crate::trace::traced(span, $crate::trace::$rows, move || async move {
+                let $this = self;
+                $($setup)*
+                $call.$method(query).await
+            }))
+        }
+    };
+}
+pub(crate) use crud_methods;

@@ -258,12 +258,11 @@ impl Lease {
         self.member().live.handle().await
     }
 
-    /// Runs `future` as the callback of the transaction holding this lease: calls it makes on
-    /// the outer adapter never wait for this member (see the module docs).
-    pub(crate) async fn scope<F: Future>(&self, future: F) -> F::Output {
-        let mut open = OPEN_TRANSACTIONS.try_with(Clone::clone).unwrap_or_default();
-        open.push(self.member().id());
-        OPEN_TRANSACTIONS.scope(open, future).await
+    /// The scope in which the callback of the transaction holding this lease runs.
+    pub(crate) fn callback_scope(&self) -> CallbackScope {
+        CallbackScope {
+            member: self.member().id(),
+        }
     }
 
     /// Waits, until `deadline`, for the ordinary calls in flight on an exclusively held
@@ -661,6 +660,22 @@ impl TokioPostgresConnection {
                 transactions: self.set.claims().transactions,
             },
         })
+    }
+}
+
+/// Where a transaction callback runs: calls it makes on the outer adapter never wait for the
+/// member its transaction holds (see the module docs).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CallbackScope {
+    member: usize,
+}
+
+impl CallbackScope {
+    /// Runs `future` (the callback) in this scope.
+    pub(crate) async fn run<F: Future>(self, future: F) -> F::Output {
+        let mut open = OPEN_TRANSACTIONS.try_with(Clone::clone).unwrap_or_default();
+        open.push(self.member);
+        OPEN_TRANSACTIONS.scope(open, future).await
     }
 }
 

@@ -38,6 +38,7 @@ pub(crate) async fn run(
     let lease = connection.transaction().await?;
     // The whole transaction runs on this client, even if the connection is replaced meanwhile.
     let handle = lease.handle().await?;
+    let scope = lease.callback_scope();
     let mut guard = RollbackOnDrop::new(Arc::clone(&handle), lease);
     let aborted = Arc::new(AtomicBool::new(false));
     let db = Db::in_transaction(&handle, &aborted);
@@ -51,10 +52,7 @@ pub(crate) async fn run(
                 state: Arc::clone(state),
                 aborted: Arc::clone(&aborted),
             };
-            match guard.lease() {
-                Some(lease) => lease.scope(callback(Box::new(tx))).await,
-                None => callback(Box::new(tx)).await,
-            }
+            scope.run(callback(Box::new(tx))).await
         }
     };
     let result = match result {
@@ -100,11 +98,6 @@ impl RollbackOnDrop {
             lease: Some(lease),
             runtime: tokio::runtime::Handle::try_current().ok(),
         }
-    }
-
-    /// The lease held, until the transaction ends.
-    pub(crate) fn lease(&self) -> Option<&Lease> {
-        self.lease.as_ref()
     }
 
     /// The transaction ended normally: release the lease now.
@@ -184,61 +177,7 @@ impl DbAdapter for TransactionAdapter {
         crate::adapter::capabilities(TX_ADAPTER_ID, "tokio-postgres transaction")
     }
 
-    fn create<'a>(&'a self, query: Create) -> AdapterFuture<'a, DbRecord> {
-        let span = trace::call_span("create", &query.model);
-        Box::pin(trace::traced(span, trace::one, move || async move {
-            self.call().create(query).await
-        }))
-    }
-
-    fn find_one<'a>(&'a self, query: FindOne) -> AdapterFuture<'a, Option<DbRecord>> {
-        let span = trace::call_span("find_one", &query.model);
-        Box::pin(trace::traced(span, trace::found, move || async move {
-            self.call().find_one(query).await
-        }))
-    }
-
-    fn find_many<'a>(&'a self, query: FindMany) -> AdapterFuture<'a, Vec<DbRecord>> {
-        let span = trace::call_span("find_many", &query.model);
-        Box::pin(trace::traced(span, trace::listed, move || async move {
-            self.call().find_many(query).await
-        }))
-    }
-
-    fn count<'a>(&'a self, query: Count) -> AdapterFuture<'a, u64> {
-        let span = trace::call_span("count", &query.model);
-        Box::pin(trace::traced(span, trace::unknown, move || async move {
-            self.call().count(query).await
-        }))
-    }
-
-    fn update<'a>(&'a self, query: Update) -> AdapterFuture<'a, Option<DbRecord>> {
-        let span = trace::call_span("update", &query.model);
-        Box::pin(trace::traced(span, trace::found, move || async move {
-            self.call().update(query).await
-        }))
-    }
-
-    fn update_many<'a>(&'a self, query: UpdateMany) -> AdapterFuture<'a, u64> {
-        let span = trace::call_span("update_many", &query.model);
-        Box::pin(trace::traced(span, trace::counted, move || async move {
-            self.call().update_many(query).await
-        }))
-    }
-
-    fn delete<'a>(&'a self, query: Delete) -> AdapterFuture<'a, ()> {
-        let span = trace::call_span("delete", &query.model);
-        Box::pin(trace::traced(span, trace::unknown, move || async move {
-            self.call().delete(query).await
-        }))
-    }
-
-    fn delete_many<'a>(&'a self, query: DeleteMany) -> AdapterFuture<'a, u64> {
-        let span = trace::call_span("delete_many", &query.model);
-        Box::pin(trace::traced(span, trace::counted, move || async move {
-            self.call().delete_many(query).await
-        }))
-    }
+    crate::call::crud_methods!(|this| {} => this.call());
 
     fn transaction<'a>(&'a self, _callback: TransactionCallback<'a>) -> AdapterFuture<'a, ()> {
         Box::pin(async {
