@@ -173,17 +173,18 @@ impl TokioPostgresAdapter {
         database_url: &str,
         schema: DbSchema,
     ) -> Result<Self, RustAuthError> {
-        Self::connect_with(database_url, schema, Settings::default()).await
+        Self::connect_with_settings(database_url, schema, Settings::default()).await
     }
 
     /// [`connect_with_schema`](Self::connect_with_schema), with `settings` overriding the
     /// string's.
-    pub(crate) async fn connect_with(
+    pub(crate) async fn connect_with_settings(
         database_url: &str,
         schema: DbSchema,
         settings: Settings,
     ) -> Result<Self, RustAuthError> {
-        let connection = TokioPostgresConnection::connect_with(database_url, settings).await?;
+        let connection =
+            TokioPostgresConnection::connect_with_settings(database_url, settings).await?;
         let adapter = Self::with_connection(connection, schema);
         // Prepare the typed statements of every connection now (pipelined), so the first
         // requests do not wait for them (a connection made again prepares them too); tables

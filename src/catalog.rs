@@ -5,7 +5,7 @@
 //! connection (for every table asked for at once, pipelined with the preparation of the typed
 //! statements), kept until a migration or a stale statement clears it, and consulted:
 //! - by the typed router, which uses a generated statement only where the live columns are
-//!   exactly those of `migrations/` (see `typed.rs`);
+//!   exactly those of `migrations/` (see `typed/statements.rs`);
 //! - in unprepared statement mode, where nothing tells the client the types of a statement's
 //!   parameters, to declare each parameter with the type of the column it meets.
 

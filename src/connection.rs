@@ -370,11 +370,11 @@ impl TokioPostgresConnection {
     /// connection of the set; default 30). Errors carry the server's SQLSTATE (e.g. `3D000`
     /// for a missing database) and never the string or its password.
     pub async fn connect(database_url: &str) -> Result<Self, RustAuthError> {
-        Self::connect_with(database_url, Settings::default()).await
+        Self::connect_with_settings(database_url, Settings::default()).await
     }
 
     /// [`connect`](Self::connect), with `settings` overriding the string's.
-    pub(crate) async fn connect_with(
+    pub(crate) async fn connect_with_settings(
         database_url: &str,
         settings: Settings,
     ) -> Result<Self, RustAuthError> {
@@ -441,7 +441,7 @@ impl TokioPostgresConnection {
 
     /// Prepares the typed statements of `wanted` on every member now (pipelined), and on each
     /// member again whenever it connects again.
-    pub(crate) async fn warm(&self, wanted: crate::prepared::Wanted) {
+    pub(crate) async fn warm(&self, wanted: crate::typed::statements::TableSet) {
         futures_util::future::join_all(self.set.members.iter().map(|m| m.live.warm(wanted))).await;
     }
 

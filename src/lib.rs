@@ -15,12 +15,11 @@ mod generic;
 #[doc(hidden)]
 pub mod layout;
 mod live;
+mod lru;
 pub(crate) mod migrate;
-mod prepared;
 mod rate_limit;
 mod runner;
 mod shapes;
-mod statements;
 mod stores;
 mod tls;
 mod trace;

@@ -12,9 +12,9 @@ use tokio_postgres::Client;
 use crate::catalog::Catalog;
 use crate::connect::{establish, ConnectOptions, StatementMode};
 use crate::error::{ConnectError, Error};
-use crate::prepared::{TypedStatements, Wanted};
-use crate::statements::{StatementCache, DEFAULT_CAPACITY};
+use crate::lru::{TextLru, DEFAULT_CAPACITY};
 use crate::trace::{millis, TARGET};
+use crate::typed::statements::{TableSet, TypedStatements};
 
 /// One live server connection: the client, how statements reach the server, what it knows
 /// of the tables (the live catalog) and the statements prepared on it. Replaced as a whole
@@ -27,7 +27,7 @@ pub(crate) struct ClientHandle {
     /// The live column types of the tables used on this connection.
     pub(crate) catalog: Catalog,
     /// Generic-path statements, by SQL text.
-    pub(crate) statements: StatementCache,
+    pub(crate) statements: TextLru,
     /// Typed (generated) statements, by table group.
     pub(crate) typed: TypedStatements,
     /// Set when a write met a read-only server.
@@ -40,7 +40,7 @@ impl ClientHandle {
             client,
             mode,
             catalog: Catalog::default(),
-            statements: StatementCache::new(DEFAULT_CAPACITY),
+            statements: TextLru::new(DEFAULT_CAPACITY),
             typed: TypedStatements::default(),
             read_only: AtomicBool::new(false),
         }
@@ -90,7 +90,7 @@ impl ClientHandle {
     }
 
     /// Prepares the typed statements of `wanted` on this connection (prepared mode only).
-    pub(crate) async fn prepare_typed(&self, wanted: Wanted) {
+    pub(crate) async fn prepare_typed(&self, wanted: TableSet) {
         if self.mode == StatementMode::Prepared {
             self.typed
                 .get(&self.client, &self.catalog, wanted, true)
@@ -129,7 +129,7 @@ pub(crate) struct LiveConnection {
     reconnect: Option<Arc<ConnectOptions>>,
     /// Held during a reconnect cycle; remembers the last failed one.
     reconnecting: tokio::sync::Mutex<Option<Failed>>,
-    /// The typed statement groups prepared when the connection was opened ([`Wanted`]'s
+    /// The typed statement groups prepared when the connection was opened ([`TableSet`]'s
     /// bits): a connection made again prepares them too, before its first call.
     typed: AtomicU8,
 }
@@ -151,9 +151,11 @@ impl LiveConnection {
 
     /// Prepares the typed statements of `wanted` now, and again whenever the connection is
     /// made again.
-    pub(crate) async fn warm(&self, wanted: Wanted) {
+    pub(crate) async fn warm(&self, wanted: TableSet) {
         let bits = self.typed.fetch_or(wanted.bits(), Ordering::SeqCst) | wanted.bits();
-        self.current().prepare_typed(Wanted::from_bits(bits)).await;
+        self.current()
+            .prepare_typed(TableSet::from_bits(bits))
+            .await;
     }
 
     /// The current client, connecting again first if a connection made from a string was
@@ -199,7 +201,7 @@ impl LiveConnection {
             Ok(client) => {
                 let handle = Arc::new(ClientHandle::new(client, options.statements));
                 handle
-                    .prepare_typed(Wanted::from_bits(self.typed.load(Ordering::SeqCst)))
+                    .prepare_typed(TableSet::from_bits(self.typed.load(Ordering::SeqCst)))
                     .await;
                 tracing::info!(
                     target: TARGET,

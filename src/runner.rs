@@ -41,7 +41,7 @@ use tracing::Instrument;
 use crate::connect::StatementMode;
 use crate::error::{value_error, Error, Result};
 use crate::live::ClientHandle;
-use crate::prepared::{Groups, Wanted};
+use crate::typed::statements::{Groups, TableSet};
 use crate::values::{
     bind_all, bind_loose, declared_type, param_refs, readable, unreadable, PgParam,
 };
@@ -164,7 +164,7 @@ impl<'a> Db<'a> {
     /// run here at all: one of our connections in prepared mode (the driver's unprepared calls
     /// and `statement_mode=unprepared` never take them). Groups not decided yet are prepared
     /// only outside a transaction (a failed Parse inside one would abort it).
-    pub(crate) async fn typed(self, wanted: Wanted) -> Option<TypedDb<'a>> {
+    pub(crate) async fn typed(self, wanted: TableSet) -> Option<TypedDb<'a>> {
         let Self::Cached {
             handle,
             transaction,

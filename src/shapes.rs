@@ -32,7 +32,7 @@ use rustauth_core::db::{
 use tokio_postgres::Row;
 
 use crate::error::{adapter, Result};
-use crate::statements::StatementCache;
+use crate::lru::TextLru;
 use crate::values::{decode, decode_record};
 
 /// How many shapes one adapter keeps planned.
@@ -41,13 +41,13 @@ const CAPACITY: usize = 512;
 /// The plans of one adapter (shared by its clones and transaction adapters), by shape.
 #[derive(Debug)]
 pub(crate) struct Shapes {
-    plans: StatementCache<Arc<Plan>>,
+    plans: TextLru<Arc<Plan>>,
 }
 
 impl Default for Shapes {
     fn default() -> Self {
         Self {
-            plans: StatementCache::new(CAPACITY),
+            plans: TextLru::new(CAPACITY),
         }
     }
 }

@@ -64,7 +64,8 @@ impl TokioPostgresStoresBuilder {
     /// Connects and builds the adapter and a rate-limit store sharing its connection(s).
     pub async fn connect(self, database_url: &str) -> Result<TokioPostgresStores, RustAuthError> {
         let adapter =
-            TokioPostgresAdapter::connect_with(database_url, self.schema, self.settings).await?;
+            TokioPostgresAdapter::connect_with_settings(database_url, self.schema, self.settings)
+                .await?;
         let rate_limit = TokioPostgresRateLimitStore::from(&adapter);
         Ok(TokioPostgresStores {
             adapter,

@@ -177,7 +177,7 @@ async fn establish_one(
     };
     config.ssl_mode(ssl_mode);
     if ssl_mode == SslMode::Disable {
-        return connect_with(&config, NoTls, |_| false, options).await;
+        return open(&config, NoTls, |_| false, options).await;
     }
     let roots = options.root_cert.clone().unwrap_or(RootCerts::System);
     let verification = match options.tls {
@@ -200,12 +200,12 @@ async fn establish_one(
     let refused = move |error: &tokio_postgres::Error| {
         ssl_mode == SslMode::Require && named_host && probe.refused(error)
     };
-    connect_with(&config, connector, refused, options).await
+    open(&config, connector, refused, options).await
 }
 
 /// Connects with `tls` and drives the connection on the current Tokio runtime. `refused_tls`
 /// tells a failure where the server refused TLS (see [`Tracked::refused`]).
-async fn connect_with<T>(
+async fn open<T>(
     config: &Config,
     tls: T,
     refused_tls: impl Fn(&tokio_postgres::Error) -> bool,
@@ -243,7 +243,7 @@ where
     Ok(client)
 }
 
-/// Makes a session's time zone UTC (see [`connect_with`]).
+/// Makes a session's time zone UTC (see [`open`]).
 pub(crate) const UTC_SESSION: &str = "SET TimeZone = 'UTC'";
 
 /// A connection failure, with what TLS had to do with it: a certificate that failed

@@ -1,4 +1,4 @@
-//! Differential tests: the typed statements (src/typed.rs, behaviour.md §9) against the
+//! Differential tests: the typed statements (src/typed/, behaviour.md §9) against the
 //! generic path (core's SQL planner), call by call.
 //!
 //! Two fresh databases get the same schema. Adapter A has typed statements on, adapter B has

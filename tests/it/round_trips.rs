@@ -37,7 +37,7 @@ use support_proxy::{CountingProxy, Messages};
 use time::OffsetDateTime;
 
 /// The typed statements the first typed call prepares for the default schema (see
-/// src/prepared.rs): users 4 (by id, by email, insert, set email_verified), the sign-in join 1,
+/// src/typed/statements.rs): users 4 (by id, by email, insert, set email_verified), the sign-in join 1,
 /// sessions 7, accounts 2, verifications 4. The rate-limit statement is its own group,
 /// prepared by the first consume.
 const TYPED_STATEMENTS: u64 = 4 + 1 + 7 + 2 + 4;
@@ -388,7 +388,7 @@ async fn first_typed_call_prepares_every_typed_statement_in_one_pipelined_batch(
     // the server would log an ERROR for it), then the preparations are pipelined: all sent
     // before the first answer came back, so the batch costs one round trip of latency, not
     // eighteen. (tokio-postgres queues a prepare's Parse + Describe + Sync when its future is
-    // first polled, and src/prepared.rs polls all of them in one join; on this single-threaded
+    // first polled, and src/typed/statements.rs polls all of them in one join; on this single-threaded
     // test runtime the connection task then writes the whole queue before the proxy, or the
     // server's answer, gets a turn.)
     assert_eq!(

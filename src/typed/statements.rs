@@ -28,9 +28,9 @@ use crate::layout::CoreTable;
 /// A set of core tables: which groups an adapter's schema can use, which the live catalog
 /// shows as `migrations/` declares them, which are decided.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Wanted(u8);
+pub(crate) struct TableSet(u8);
 
-impl Wanted {
+impl TableSet {
     /// The set of `tables`.
     pub(crate) fn of(tables: impl IntoIterator<Item = CoreTable>) -> Self {
         let mut set = Self::default();
@@ -161,7 +161,7 @@ impl std::fmt::Debug for TypedStatements {
 #[derive(Default, Clone)]
 struct Settled {
     groups: Groups,
-    settled: Wanted,
+    settled: TableSet,
 }
 
 impl TypedStatements {
@@ -171,7 +171,7 @@ impl TypedStatements {
         &self,
         client: &Client,
         catalog: &Catalog,
-        wanted: Wanted,
+        wanted: TableSet,
         may_prepare: bool,
     ) -> Groups {
         let current = self.lock().clone();
@@ -186,7 +186,7 @@ impl TypedStatements {
     }
 
     /// Decides every wanted group not decided yet (the slow path of [`get`](Self::get)).
-    async fn prepare(&self, client: &Client, catalog: &Catalog, wanted: Wanted) -> Groups {
+    async fn prepare(&self, client: &Client, catalog: &Catalog, wanted: TableSet) -> Groups {
         let _preparing = self.preparing.lock().await;
         let current = self.lock().clone();
         if !undecided(current.settled, wanted) {
@@ -232,21 +232,21 @@ impl TypedStatements {
     }
 }
 
-fn undecided(settled: Wanted, wanted: Wanted) -> bool {
+fn undecided(settled: TableSet, wanted: TableSet) -> bool {
     wanted.tables().any(|table| !settled.has(table))
 }
 
 /// Which core tables the live catalog shows exactly as `migrations/` declares them.
 struct LiveFit {
-    fits: Wanted,
+    fits: TableSet,
     /// Tables whose catalog was read (present, absent or different): decided.
-    read: Wanted,
+    read: TableSet,
 }
 
 impl LiveFit {
-    fn check(catalog: &Catalog, wanted: Wanted) -> Self {
-        let mut fits = Wanted::default();
-        let mut read = Wanted::default();
+    fn check(catalog: &Catalog, wanted: TableSet) -> Self {
+        let mut fits = TableSet::default();
+        let mut read = TableSet::default();
         for table in wanted.tables() {
             let key = table.table();
             if !catalog.has(key) {
@@ -288,8 +288,8 @@ impl LiveFit {
 
     /// The groups decided after a preparation: every table whose catalog was read, except a
     /// fitting one whose group failed to prepare (tried again later).
-    fn decided(&self, wanted: Wanted, groups: &Groups, refused: Wanted) -> Wanted {
-        let mut decided = Wanted::default();
+    fn decided(&self, wanted: TableSet, groups: &Groups, refused: TableSet) -> TableSet {
+        let mut decided = TableSet::default();
         for table in wanted.tables() {
             let prepared = groups.has(table);
             if self.read.has(table) && (prepared || refused.has(table) || !self.fits.has(table)) {
@@ -363,8 +363,12 @@ fn merge(groups: &mut Groups, prepared: Groups, live: &LiveFit) {
 /// Prepares every wanted group that `current` lacks, concurrently. Failures are left out;
 /// groups whose statements report other types than their generated code expects are left
 /// out and returned as refused.
-async fn prepare_missing(client: &Client, current: &Groups, wanted: Wanted) -> (Groups, Wanted) {
-    let refused = Mutex::new(Wanted::default());
+async fn prepare_missing(
+    client: &Client,
+    current: &Groups,
+    wanted: TableSet,
+) -> (Groups, TableSet) {
+    let refused = Mutex::new(TableSet::default());
     // Keeps a prepared group only if all its statements have the expected types.
     let keep = |table: CoreTable, tables: &[CoreTable], statements: &[Option<&Statement>]| {
         let fits = statements
@@ -547,7 +551,7 @@ mod tests {
 
     #[test]
     fn a_set_of_core_tables_holds_each_table_once() {
-        let set = Wanted::of([CoreTable::User, CoreTable::RateLimit, CoreTable::User]);
+        let set = TableSet::of([CoreTable::User, CoreTable::RateLimit, CoreTable::User]);
         assert!(set.has(CoreTable::User) && set.has(CoreTable::RateLimit));
         assert!(!set.has(CoreTable::Account));
         assert!(!set.user_with_accounts());
@@ -555,8 +559,8 @@ mod tests {
             set.tables().collect::<Vec<_>>(),
             [CoreTable::User, CoreTable::RateLimit]
         );
-        assert!(Wanted::of(CoreTable::ALL).user_with_accounts());
-        assert!(undecided(Wanted::of([CoreTable::User]), set));
-        assert!(!undecided(set, Wanted::of([CoreTable::RateLimit])));
+        assert!(TableSet::of(CoreTable::ALL).user_with_accounts());
+        assert!(undecided(TableSet::of([CoreTable::User]), set));
+        assert!(!undecided(set, TableSet::of([CoreTable::RateLimit])));
     }
 }

@@ -1,10 +1,12 @@
-//! The per-connection statement cache.
+//! A bounded least-recently-used map keyed by text ([`TextLru`]), used twice: as each
+//! connection's statement cache (SQL text → prepared statement, `live.rs`) and as each
+//! adapter's shape cache (shape key → planned statement, `shapes.rs`).
 //!
-//! Prepared statements live on one server connection, so the cache belongs to the client it
-//! was prepared on. It is keyed by the exact SQL text (two adapters with different schemas on
-//! one client produce different texts), bounded, and evicts the least recently used entry.
-//! Migrations clear it; a statement the server rejects with SQLSTATE 0A000 is evicted and
-//! prepared again.
+//! Prepared statements live on one server connection, so a statement cache belongs to the
+//! client it was prepared on. It is keyed by the exact SQL text (two adapters with different
+//! schemas on one client produce different texts), bounded, and evicts the least recently
+//! used entry. Migrations clear it; a statement the server rejects as stale (SQLSTATE 0A000,
+//! …) is evicted and prepared again.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -15,10 +17,10 @@ use tokio_postgres::Statement;
 /// How many statements one connection keeps prepared by default.
 pub(crate) const DEFAULT_CAPACITY: usize = 512;
 
-/// A bounded, least-recently-used map from SQL text to a prepared statement (generic over
-/// the value only so that the eviction order can be tested without a server).
+/// A bounded, least-recently-used map from a text (SQL, or a shape key) to `V` (a prepared
+/// statement by default).
 #[derive(Debug)]
-pub(crate) struct StatementCache<V = Statement> {
+pub(crate) struct TextLru<V = Statement> {
     capacity: usize,
     inner: Mutex<Entries<V>>,
 }
@@ -76,7 +78,7 @@ impl Hasher for TextHasher {
     }
 }
 
-impl<V: Clone> StatementCache<V> {
+impl<V: Clone> TextLru<V> {
     /// An empty cache that keeps at most `capacity` statements (at least one).
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
@@ -147,7 +149,7 @@ mod tests {
 
     #[test]
     fn the_least_recently_used_entry_is_evicted() {
-        let cache = StatementCache::<u32>::new(3);
+        let cache = TextLru::<u32>::new(3);
         cache.insert("a", 1);
         cache.insert("b", 2);
         cache.insert("c", 3);
@@ -178,7 +180,7 @@ mod tests {
         assert_ne!(hash(long), hash(&other), "last byte");
         assert_ne!(hash("abcdefgh"), hash("abcdefgh\0"), "trailing NUL");
         assert_ne!(hash(""), hash("\0"));
-        let cache = StatementCache::<u32>::new(4);
+        let cache = TextLru::<u32>::new(4);
         cache.insert(long, 1);
         cache.insert(&other, 2);
         assert_eq!(cache.get(long), Some(1));
@@ -187,7 +189,7 @@ mod tests {
 
     #[test]
     fn removal_and_clearing_forget_entries() {
-        let cache = StatementCache::<u32>::new(0);
+        let cache = TextLru::<u32>::new(0);
         cache.insert("a", 1);
         assert_eq!(cache.len(), 1, "capacity is at least one");
         cache.insert("b", 2);

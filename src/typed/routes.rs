@@ -1,128 +1,23 @@
-//! The hot-call router: query shape → generated statement → `DbRecord`.
-//!
-//! When the adapter is built, each core table of its schema is compared with the layout
-//! `migrations/` declares (the default physical names of `auth_schema` with database rate
-//! limits). A call then takes a typed statement when its model's layout matches, its shape is
-//! one RustAuth's hot paths use (`docs/behaviour.md` §9), and every value converts to the
-//! statement's parameter types; anything else returns `None` and takes the generic path.
-//! Both paths give the same records, errors and side effects (tests/it/differential.rs).
-
-use std::borrow::Cow;
+//! The call shapes typed statements serve: each matcher checks a call's model, selection,
+//! where-clause and values against one generated statement, binds the values, and hands the
+//! row to [`rows`](super::rows); anything else returns `None` for the generic path.
 
 use rustauth_core::db::sql::{resolve_table_with_logical, select_record};
 use rustauth_core::db::{
-    auth_schema, AuthSchemaOptions, Connector, Create, DbRecord, DbSchema, DbValue, Delete,
-    DeleteMany, FindMany, FindOne, RateLimitStorage, SortDirection, Update, Where, WhereMode,
-    WhereOperator,
+    Connector, Create, DbRecord, DbSchema, DbValue, Delete, DeleteMany, FindMany, FindOne,
+    SortDirection, Update, WhereMode, WhereOperator,
 };
 use time::OffsetDateTime;
 
+use super::rows::*;
+use super::statements::TableSet;
+use super::{eq_text, projection, Fit, Router, EVERY_COLUMN};
 use crate::error::Result;
-use crate::generated::queries::{account, session, user, verification};
+use crate::generated::queries::session;
 use crate::layout::CoreTable;
-use crate::prepared::Wanted;
-use crate::runner::{Db, TypedDb};
-
-/// Column indexes `0..n`, sliced to a table's width: the projection of "every column".
-const EVERY_COLUMN: [usize; 13] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
-
-/// How a schema table compares with the layout `migrations/` declares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-enum Fit {
-    /// Different name, columns or types: generic path only.
-    #[default]
-    No,
-    /// Exactly the core columns.
-    Core,
-    /// The core columns plus plugin columns: typed statements serve calls that need no
-    /// plugin column.
-    Extended,
-}
-
-impl Fit {
-    fn any(self) -> bool {
-        self != Self::No
-    }
-}
-
-/// The typed-path decision for one adapter, made once when it is built. It holds no state
-/// of its own beyond that decision: the call state (`call.rs`) owns the router, the shape
-/// cache and the counters; the runner gives it the statements of a connection.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct Router {
-    user: Fit,
-    session: Fit,
-    account: Fit,
-    verification: Fit,
-    /// Whether typed statements may serve calls at all (fixed when the adapter is built).
-    enabled: bool,
-}
+use crate::runner::Db;
 
 impl Router {
-    /// Compares `schema` with the canonical layout.
-    pub(crate) fn new(schema: &DbSchema, enabled: bool) -> Self {
-        let canonical = auth_schema(AuthSchemaOptions {
-            rate_limit_storage: RateLimitStorage::Database,
-            ..AuthSchemaOptions::default()
-        });
-        Self {
-            user: fit(schema, &canonical, CoreTable::User),
-            session: fit(schema, &canonical, CoreTable::Session),
-            account: fit(schema, &canonical, CoreTable::Account),
-            verification: fit(schema, &canonical, CoreTable::Verification),
-            enabled,
-        }
-    }
-
-    /// Whether typed statements are on.
-    pub(crate) fn enabled(&self) -> bool {
-        self.enabled
-    }
-
-    /// The tables whose typed statements this adapter can use.
-    pub(crate) fn wanted(&self) -> Wanted {
-        Wanted::of(
-            [
-                CoreTable::User,
-                CoreTable::Session,
-                CoreTable::Account,
-                CoreTable::Verification,
-            ]
-            .into_iter()
-            .filter(|table| self.fit_of(*table).any()),
-        )
-    }
-
-    fn fit_of(&self, table: CoreTable) -> Fit {
-        match table {
-            CoreTable::User => self.user,
-            CoreTable::Session => self.session,
-            CoreTable::Account => self.account,
-            CoreTable::Verification => self.verification,
-            CoreTable::RateLimit => Fit::No,
-        }
-    }
-
-    /// The statements of `db`'s connection, when this call may use them.
-    async fn statements<'a>(&self, db: Db<'a>) -> Option<TypedDb<'a>> {
-        if !self.enabled {
-            return None;
-        }
-        db.typed(self.wanted()).await
-    }
-
-    /// The core table and its fit, if `model` names one the typed path may serve (never
-    /// when typed statements are off: then no call looks further at its shape).
-    fn model(&self, schema: &DbSchema, model: &str) -> Option<(CoreTable, Fit)> {
-        if !self.enabled {
-            return None;
-        }
-        let (logical, _) = resolve_table_with_logical(schema, model).ok()?;
-        let table = CoreTable::from_logical(logical)?;
-        let fit = self.fit_of(table);
-        fit.any().then_some((table, fit))
-    }
-
     /// `find_one` on a typed statement, or `None` for the generic path.
     pub(crate) async fn find_one(
         &self,
@@ -568,7 +463,7 @@ pub(crate) async fn consume_rate_limit(
     window_ms: i64,
     max: i64,
 ) -> Option<Result<Option<(bool, i64, i64)>>> {
-    let typed = db.typed(Wanted::of([CoreTable::RateLimit])).await?;
+    let typed = db.typed(TableSet::of([CoreTable::RateLimit])).await?;
     if typed.in_transaction() {
         return None;
     }
@@ -581,90 +476,6 @@ pub(crate) async fn consume_rate_limit(
             row.map(|row| (row.permitted, row.count, row.last_request))
         })
         .await
-}
-
-/// Compares one table of `schema` with the canonical one.
-fn fit(schema: &DbSchema, canonical: &DbSchema, core: CoreTable) -> Fit {
-    let logical = core.logical();
-    let (Some(table), Some(expected)) = (schema.table(logical), canonical.table(logical)) else {
-        return Fit::No;
-    };
-    if table.name != expected.name {
-        return Fit::No;
-    }
-    let same = expected.fields.iter().all(|(name, want)| {
-        table.fields.get(name).is_some_and(|have| {
-            have.name == want.name
-                && have.field_type == want.field_type
-                && have.required == want.required
-                && have.unique == want.unique
-                && have.generated_id == want.generated_id
-        })
-    });
-    match (same, table.fields.len() == expected.fields.len()) {
-        (false, _) => Fit::No,
-        (true, true) => Fit::Core,
-        (true, false) => Fit::Extended,
-    }
-}
-
-/// The text value of a case-sensitive `field = value` clause.
-fn eq_text<'q>(clause: &'q Where, field: &str) -> Option<&'q String> {
-    if clause.field != field
-        || clause.operator != WhereOperator::Eq
-        || clause.mode != WhereMode::Sensitive
-    {
-        return None;
-    }
-    match &clause.value {
-        DbValue::String(value) => Some(value),
-        _ => None,
-    }
-}
-
-/// Indexes into a table's canonical columns for the requested selection (empty = every
-/// column, which needs the table to have no plugin columns).
-fn projection(select: &[String], table: CoreTable, fit: Fit) -> Option<Cow<'static, [usize]>> {
-    if select.is_empty() {
-        let every = EVERY_COLUMN.get(..table.columns().len())?;
-        return (fit == Fit::Core).then_some(Cow::Borrowed(every));
-    }
-    // The common case (core's hot-path selections): every column, in table order.
-    let columns = table.columns();
-    let every_in_order = select.len() == columns.len()
-        && select
-            .iter()
-            .zip(columns)
-            .all(|(field, column)| field == column.name);
-    if let (true, Some(every)) = (every_in_order, EVERY_COLUMN.get(..columns.len())) {
-        return Some(Cow::Borrowed(every));
-    }
-    select
-        .iter()
-        .map(|field| table.position(field))
-        .collect::<Option<Vec<_>>>()
-        .map(Cow::Owned)
-}
-
-/// The picked columns of a row, in pick order. Values are moved out of the row; a column
-/// picked twice (a select list naming a field twice) is cloned for its later places.
-fn project<const N: usize>(values: [(&'static str, DbValue); N], pick: &[usize]) -> DbRecord {
-    let mut slots = values.map(|(name, value)| (name, Some(value)));
-    let mut record = DbRecord::with_capacity(pick.len());
-    for index in pick {
-        let Some((name, slot)) = slots.get_mut(*index) else {
-            continue;
-        };
-        let value = match slot.take() {
-            Some(value) => value,
-            None => match record.get(*name) {
-                Some(value) => value.clone(),
-                None => continue,
-            },
-        };
-        record.insert((*name).to_owned(), value);
-    }
-    record
 }
 
 fn text(value: &DbValue) -> Option<&String> {
@@ -701,162 +512,5 @@ fn boolean(value: &DbValue) -> Option<bool> {
     match value {
         DbValue::Boolean(value) => Some(*value),
         _ => None,
-    }
-}
-
-fn string(value: String) -> DbValue {
-    DbValue::String(value)
-}
-
-fn nullable_string(value: Option<String>) -> DbValue {
-    value.map_or(DbValue::Null, DbValue::String)
-}
-
-fn nullable_timestamp(value: Option<OffsetDateTime>) -> DbValue {
-    value.map_or(DbValue::Null, DbValue::Timestamp)
-}
-
-fn user_values(row: user::User) -> [(&'static str, DbValue); 7] {
-    [
-        ("id", string(row.id)),
-        ("name", string(row.name)),
-        ("email", string(row.email)),
-        ("email_verified", DbValue::Boolean(row.email_verified)),
-        ("image", nullable_string(row.image)),
-        ("created_at", DbValue::Timestamp(row.created_at)),
-        ("updated_at", DbValue::Timestamp(row.updated_at)),
-    ]
-}
-
-/// The user half of a sign-in join row, moved out of it (the account half stays).
-fn joined_user_values(row: &mut user::UserWithAccount) -> [(&'static str, DbValue); 7] {
-    [
-        ("id", string(std::mem::take(&mut row.id))),
-        ("name", string(std::mem::take(&mut row.name))),
-        ("email", string(std::mem::take(&mut row.email))),
-        ("email_verified", DbValue::Boolean(row.email_verified)),
-        ("image", nullable_string(row.image.take())),
-        ("created_at", DbValue::Timestamp(row.created_at)),
-        ("updated_at", DbValue::Timestamp(row.updated_at)),
-    ]
-}
-
-/// The account half of a sign-in join row; `None` when the user has no account.
-fn joined_account_values(row: user::UserWithAccount) -> Option<[(&'static str, DbValue); 13]> {
-    Some([
-        ("id", string(row.account_id?)),
-        ("account_id", nullable_string(row.account_account_id)),
-        ("provider_id", nullable_string(row.account_provider_id)),
-        ("user_id", nullable_string(row.account_user_id)),
-        ("access_token", nullable_string(row.account_access_token)),
-        ("refresh_token", nullable_string(row.account_refresh_token)),
-        ("id_token", nullable_string(row.account_id_token)),
-        (
-            "access_token_expires_at",
-            nullable_timestamp(row.account_access_token_expires_at),
-        ),
-        (
-            "refresh_token_expires_at",
-            nullable_timestamp(row.account_refresh_token_expires_at),
-        ),
-        ("scope", nullable_string(row.account_scope)),
-        ("password", nullable_string(row.account_password)),
-        ("created_at", nullable_timestamp(row.account_created_at)),
-        ("updated_at", nullable_timestamp(row.account_updated_at)),
-    ])
-}
-
-fn session_values(row: session::Session) -> [(&'static str, DbValue); 8] {
-    [
-        ("id", string(row.id)),
-        ("expires_at", DbValue::Timestamp(row.expires_at)),
-        ("token", string(row.token)),
-        ("created_at", DbValue::Timestamp(row.created_at)),
-        ("updated_at", DbValue::Timestamp(row.updated_at)),
-        ("ip_address", nullable_string(row.ip_address)),
-        ("user_agent", nullable_string(row.user_agent)),
-        ("user_id", string(row.user_id)),
-    ]
-}
-
-fn account_values(row: account::Account) -> [(&'static str, DbValue); 13] {
-    [
-        ("id", string(row.id)),
-        ("account_id", string(row.account_id)),
-        ("provider_id", string(row.provider_id)),
-        ("user_id", string(row.user_id)),
-        ("access_token", nullable_string(row.access_token)),
-        ("refresh_token", nullable_string(row.refresh_token)),
-        ("id_token", nullable_string(row.id_token)),
-        (
-            "access_token_expires_at",
-            nullable_timestamp(row.access_token_expires_at),
-        ),
-        (
-            "refresh_token_expires_at",
-            nullable_timestamp(row.refresh_token_expires_at),
-        ),
-        ("scope", nullable_string(row.scope)),
-        ("password", nullable_string(row.password)),
-        ("created_at", DbValue::Timestamp(row.created_at)),
-        ("updated_at", DbValue::Timestamp(row.updated_at)),
-    ]
-}
-
-fn verification_values(row: verification::Verification) -> [(&'static str, DbValue); 6] {
-    [
-        ("id", string(row.id)),
-        ("identifier", string(row.identifier)),
-        ("value", string(row.value)),
-        ("expires_at", DbValue::Timestamp(row.expires_at)),
-        ("created_at", DbValue::Timestamp(row.created_at)),
-        ("updated_at", DbValue::Timestamp(row.updated_at)),
-    ]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn projections_follow_the_selection_order_and_refuse_unknown_fields() {
-        let select = ["email".to_owned(), "id".to_owned()];
-        let pick = projection(&select, CoreTable::User, Fit::Extended).map(Cow::into_owned);
-        assert_eq!(pick, Some(vec![2, 0]));
-        let unknown = ["nickname".to_owned()];
-        assert_eq!(projection(&unknown, CoreTable::User, Fit::Core), None);
-        // Every column only when the table has no plugin columns to return as well.
-        let every = projection(&[], CoreTable::Session, Fit::Core).map(Cow::into_owned);
-        assert_eq!(every, Some((0..8).collect::<Vec<_>>()));
-        assert_eq!(projection(&[], CoreTable::Session, Fit::Extended), None);
-        // Every column named in table order: the same indexes, whatever the fit.
-        let named = crate::layout::USER_FIELDS.map(str::to_owned);
-        let all = projection(&named, CoreTable::User, Fit::Extended).map(Cow::into_owned);
-        assert_eq!(all, Some((0..7).collect::<Vec<_>>()));
-    }
-
-    #[test]
-    fn project_moves_picked_values_and_repeats_a_field_picked_twice() {
-        let values = [
-            ("id", DbValue::String("u1".to_owned())),
-            ("name", DbValue::String("Ada".to_owned())),
-        ];
-        let record = project(values, &[1, 0, 1]);
-        let keys = record.keys().map(String::as_str).collect::<Vec<_>>();
-        assert_eq!(keys, ["name", "id"]);
-        assert_eq!(record.get("name"), Some(&DbValue::String("Ada".to_owned())));
-    }
-
-    #[test]
-    fn only_case_sensitive_string_equalities_are_typed_lookups() {
-        let plain = Where::new("token", DbValue::String("t".to_owned()));
-        assert_eq!(eq_text(&plain, "token").map(String::as_str), Some("t"));
-        assert_eq!(eq_text(&plain, "id"), None);
-        assert_eq!(eq_text(&plain.clone().insensitive(), "token"), None);
-        assert_eq!(
-            eq_text(&plain.clone().operator(WhereOperator::Ne), "token"),
-            None
-        );
-        assert_eq!(eq_text(&Where::new("token", DbValue::Null), "token"), None);
     }
 }
