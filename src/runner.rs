@@ -28,7 +28,7 @@
 //! too ([`Db::control`]), as do the generated statements ([`Db::typed`]): the typed router
 //! gets its client and statements from here, never from the live connection. Migrations and
 //! catalog reads are the exceptions: they run their own statements on the client
-//! (`migrate.rs`, `catalog.rs`).
+//! (`migrate/`, `catalog.rs`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
