@@ -20,6 +20,7 @@
 //! outage for the 32 callers.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use crate::fixtures::{schema, user};
 use crate::support;
 
 use support::app::{self, cookies, json};
@@ -33,10 +34,7 @@ use std::time::{Duration, Instant};
 
 use http::{Method, Response, StatusCode};
 use rustauth_core::api::AuthRouter;
-use rustauth_core::db::{
-    auth_schema, AuthSchemaOptions, Count, Create, DbAdapter, DbSchema, DbValue, FindOne,
-    RateLimitStorage, Where,
-};
+use rustauth_core::db::{Count, DbAdapter, DbValue, FindOne, Where};
 use rustauth_core::error::RustAuthError;
 use rustauth_core::options::{
     RateLimitConsumeInput, RateLimitOptions, RateLimitRule, RateLimitStore, RustAuthOptions,
@@ -71,13 +69,6 @@ const CONSUMES_PER_KEY: usize = 40;
 
 fn soak() -> bool {
     std::env::var("RUSTAUTH_PG_FAILOVER").is_ok_and(|value| value == "full")
-}
-
-fn schema() -> DbSchema {
-    auth_schema(AuthSchemaOptions {
-        rate_limit_storage: RateLimitStorage::Database,
-        ..AuthSchemaOptions::default()
-    })
 }
 
 fn params(extra: &str) -> String {
@@ -130,23 +121,6 @@ fn names_host(text: &str, port: u16) -> bool {
             !before.is_some_and(|c| c.is_ascii_digit())
                 && !after.is_some_and(|c| c.is_ascii_digit())
         })
-}
-
-fn user(id: &str) -> Create {
-    Create::new("user")
-        .data("id", DbValue::String(id.to_owned()))
-        .data("name", DbValue::String(id.to_owned()))
-        .data("email", DbValue::String(format!("{id}@example.com")))
-        .data("email_verified", DbValue::Boolean(false))
-        .data("image", DbValue::Null)
-        .data(
-            "created_at",
-            DbValue::Timestamp(time::OffsetDateTime::UNIX_EPOCH),
-        )
-        .data(
-            "updated_at",
-            DbValue::Timestamp(time::OffsetDateTime::UNIX_EPOCH),
-        )
 }
 
 fn by_email(email: &str) -> FindOne {

@@ -11,6 +11,7 @@
 //! the user about `statement_mode=unprepared`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use crate::fixtures::{self, schema, text};
 use crate::support;
 
 use support::app::{self, json};
@@ -23,8 +24,7 @@ use http::{Method, Response, StatusCode};
 use rustauth_core::api::AuthRouter;
 use rustauth_core::db::adapter_harness::run_adapter_contract;
 use rustauth_core::db::{
-    auth_schema, AuthSchemaOptions, Count, Create, DbAdapter, DbRecord, DbSchema, DbValue, Delete,
-    FindMany, FindOne, RateLimitStorage, Update, Where,
+    Count, Create, DbAdapter, DbRecord, DbValue, Delete, FindMany, FindOne, Update, Where,
 };
 use rustauth_core::error::RustAuthError;
 use rustauth_core::test_utils::fast_verify_password;
@@ -36,13 +36,6 @@ use tokio_postgres::NoTls;
 
 /// What every failure of prepared mode behind the pooler must mention.
 const HINT: &str = "statement_mode=unprepared";
-
-fn schema() -> DbSchema {
-    auth_schema(AuthSchemaOptions {
-        rate_limit_storage: RateLimitStorage::Database,
-        ..AuthSchemaOptions::default()
-    })
-}
 
 /// `url` with `statement_mode=unprepared` added to its query string.
 fn unprepared(url: &str) -> String {
@@ -59,29 +52,11 @@ fn database_of(url: &str) -> String {
         .to_owned()
 }
 
-fn text(value: &str) -> DbValue {
-    DbValue::String(value.to_owned())
-}
-
 fn message(error: &RustAuthError) -> String {
     match error {
         RustAuthError::Adapter(message) => message.clone(),
         other => other.to_string(),
     }
-}
-
-/// A complete user row with the given id (email derived from the id).
-fn user(id: &str) -> Create {
-    let now = OffsetDateTime::now_utc();
-    Create::new("user")
-        .data("id", text(id))
-        .data("name", text("Ada"))
-        .data("email", DbValue::String(format!("{id}@example.com")))
-        .data("email_verified", DbValue::Boolean(false))
-        .data("image", DbValue::Null)
-        .data("created_at", DbValue::Timestamp(now))
-        .data("updated_at", DbValue::Timestamp(now))
-        .force_allow_id()
 }
 
 fn string_field<'a>(record: &'a DbRecord, field: &str) -> &'a str {
@@ -314,8 +289,8 @@ async fn unprepared_transactions_commit_and_roll_back_through_pgbouncer() {
     adapter
         .transaction(Box::new(move |tx| {
             Box::pin(async move {
-                tx.create(user("c1")).await?;
-                tx.create(user("c2")).await?;
+                tx.create(ada("c1")).await?;
+                tx.create(ada("c2")).await?;
                 assert_eq!(tx.count(Count::new("user")).await?, 2, "visible inside");
                 assert_eq!(
                     user_count(other_ref.as_ref()).await,
@@ -341,7 +316,7 @@ async fn unprepared_transactions_commit_and_roll_back_through_pgbouncer() {
     let result = adapter
         .transaction(Box::new(|tx| {
             Box::pin(async move {
-                tx.create(user("r1")).await?;
+                tx.create(ada("r1")).await?;
                 tx.update(
                     Update::new("user")
                         .where_clause(Where::new("id", text("c1")))
@@ -372,8 +347,8 @@ async fn unprepared_transactions_commit_and_roll_back_through_pgbouncer() {
     let result = adapter
         .transaction(Box::new(|tx| {
             Box::pin(async move {
-                tx.create(user("r2")).await?;
-                tx.create(user("c2")).await?;
+                tx.create(ada("r2")).await?;
+                tx.create(ada("c2")).await?;
                 Ok(())
             })
         }))
@@ -386,8 +361,8 @@ async fn unprepared_transactions_commit_and_roll_back_through_pgbouncer() {
     let result = adapter
         .transaction(Box::new(|tx| {
             Box::pin(async move {
-                tx.create(user("r3")).await?;
-                let _ = tx.create(user("c1")).await;
+                tx.create(ada("r3")).await?;
+                let _ = tx.create(ada("c1")).await;
                 Ok(())
             })
         }))
@@ -437,7 +412,7 @@ async fn unprepared_sixteen_tasks_times_fifty_calls_all_succeed() {
             for step in 0..CALLS {
                 let id = format!("t{task}_u{}", step / 5);
                 let result = match step % 5 {
-                    0 => adapter.create(user(&id)).await.map(|_| ()),
+                    0 => adapter.create(ada(&id)).await.map(|_| ()),
                     1 => adapter
                         .find_one(FindOne::new("user").where_clause(Where::new("id", text(&id))))
                         .await
@@ -781,7 +756,7 @@ async fn prepared_mode_through_pgbouncer_fails_with_the_unprepared_hint() {
         .await
         .expect("direct adapter");
     setup.create_schema(&schema(), None).await.expect("migrate");
-    setup.create(user("seed")).await.expect("seed user");
+    setup.create(ada("seed")).await.expect("seed user");
     drop(setup);
     let pooled = bouncer.url_for(&direct);
     assert!(!pooled.contains("statement_mode"));
@@ -823,7 +798,7 @@ async fn prepared_mode_through_pgbouncer_fails_with_the_unprepared_hint() {
         .expect("second prepared adapter");
     for round in 0..40 {
         let id = format!("p{round}");
-        let (x, y) = tokio::join!(a.find_one(by_email()), b.create(user(&id)),);
+        let (x, y) = tokio::join!(a.find_one(by_email()), b.create(ada(&id)),);
         outcomes.extend([failure(x), failure(y)]);
         let (x, y) = tokio::join!(
             b.find_one(FindOne::new("user").where_clause(Where::new("id", text(&id)))),
@@ -887,7 +862,7 @@ async fn prepared_mode_binding_another_processes_statement_fails_with_the_unprep
         .await
         .expect("direct adapter");
     setup.create_schema(&schema(), None).await.expect("migrate");
-    setup.create(user("seed")).await.expect("seed user");
+    setup.create(ada("seed")).await.expect("seed user");
 
     let mut failures = Vec::new();
     for foreign in [
@@ -974,7 +949,7 @@ async fn instants_stay_exact_through_pgbouncer_under_a_new_york_database() {
         .await
         .expect("connect directly");
     setup.create_schema(&schema(), None).await.expect("migrate");
-    setup.create(user("u1")).await.expect("user");
+    setup.create(ada("u1")).await.expect("user");
     drop(setup);
     admin
         .batch_execute(&format!(
@@ -1041,4 +1016,9 @@ async fn instants_stay_exact_through_pgbouncer_under_a_new_york_database() {
     for record in found {
         assert_eq!(record.get("expires_at"), Some(&DbValue::Timestamp(expires)));
     }
+}
+
+/// A user named Ada (the rollback tests check the name survives).
+fn ada(id: &str) -> Create {
+    fixtures::user(id).data("name", text("Ada"))
 }

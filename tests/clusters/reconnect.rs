@@ -4,6 +4,7 @@
 //! restarting it or killing backends touches nobody else.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use crate::fixtures::{schema, user};
 use crate::support;
 
 use std::collections::BTreeMap;
@@ -11,10 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustauth_core::db::{
-    auth_schema, AuthSchemaOptions, Count, Create, DbAdapter, DbSchema, DbValue, FindOne,
-    RateLimitStorage, Where,
-};
+use rustauth_core::db::{Count, DbAdapter, DbValue, FindOne, Where};
 use rustauth_core::error::RustAuthError;
 use rustauth_core::options::{RateLimitConsumeInput, RateLimitRule, RateLimitStore};
 use rustauth_tokio_postgres::{
@@ -33,30 +31,6 @@ async fn shared_cluster() -> Arc<Cluster> {
     SHARED
         .get(|| Cluster::start("reconnect", |_: &Path| String::new(), ""))
         .await
-}
-
-fn schema() -> DbSchema {
-    auth_schema(AuthSchemaOptions {
-        rate_limit_storage: RateLimitStorage::Database,
-        ..AuthSchemaOptions::default()
-    })
-}
-
-fn user(id: &str) -> Create {
-    Create::new("user")
-        .data("id", DbValue::String(id.to_owned()))
-        .data("name", DbValue::String(id.to_owned()))
-        .data("email", DbValue::String(format!("{id}@example.com")))
-        .data("email_verified", DbValue::Boolean(false))
-        .data("image", DbValue::Null)
-        .data(
-            "created_at",
-            DbValue::Timestamp(time::OffsetDateTime::UNIX_EPOCH),
-        )
-        .data(
-            "updated_at",
-            DbValue::Timestamp(time::OffsetDateTime::UNIX_EPOCH),
-        )
 }
 
 fn by_email(id: &str) -> FindOne {

@@ -9,6 +9,7 @@
 //! that turns a stuck gate into a failure instead of a hung test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use crate::fixtures::{schema, text, user, Rng};
 use crate::support;
 
 use std::collections::HashSet;
@@ -19,10 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use rustauth_core::db::{
-    auth_schema, AuthSchemaOptions, Count, Create, DbAdapter, DbSchema, DbValue, FindMany, FindOne,
-    RateLimitStorage, Update, Where,
-};
+use rustauth_core::db::{Count, Create, DbAdapter, DbValue, FindMany, FindOne, Update, Where};
 use rustauth_core::error::RustAuthError;
 use rustauth_core::options::{RateLimitConsumeInput, RateLimitRule, RateLimitStore};
 use rustauth_tokio_postgres::{TokioPostgresAdapter, TokioPostgresStores};
@@ -46,49 +44,6 @@ fn seed() -> u64 {
                 .unwrap_or(1);
             (nanos as u64) | 1
         })
-}
-
-/// xorshift64*: small, seedable, good enough to pick await points.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(seed.max(1))
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound
-    }
-}
-
-fn text(value: &str) -> DbValue {
-    DbValue::String(value.to_owned())
-}
-
-fn schema() -> DbSchema {
-    auth_schema(AuthSchemaOptions {
-        rate_limit_storage: RateLimitStorage::Database,
-        ..AuthSchemaOptions::default()
-    })
-}
-
-fn user(id: &str) -> Create {
-    let now = OffsetDateTime::now_utc();
-    Create::new("user")
-        .data("id", text(id))
-        .data("name", text("Soak"))
-        .data("email", DbValue::String(format!("{id}@example.com")))
-        .data("email_verified", DbValue::Boolean(false))
-        .data("image", DbValue::Null)
-        .data("created_at", DbValue::Timestamp(now))
-        .data("updated_at", DbValue::Timestamp(now))
 }
 
 /// Runs `future`, failing the test if it does not finish within `NO_HANG`.
@@ -273,7 +228,7 @@ async fn cancellation_soak_leaves_no_trace_of_dropped_transactions() {
         let adapter = adapter.clone();
         let count = transactions / workers + usize::from(worker < transactions % workers);
         handles.push(tokio::spawn(async move {
-            let mut rng = Rng::new(seed.wrapping_add(worker as u64).wrapping_mul(0x9e37_79b9));
+            let mut rng = Rng(seed.wrapping_add(worker as u64).wrapping_mul(0x9e37_79b9));
             let mut planned = Vec::new();
             let mut plain = Vec::new();
             for index in 0..count {
@@ -499,7 +454,7 @@ async fn contention_soak_loses_no_refresh_and_rate_limits_exactly() {
         let rule = rule.clone();
         let count = operations / streams + usize::from(stream < operations % streams);
         handles.push(tokio::spawn(async move {
-            let mut rng = Rng::new(seed.wrapping_add(stream as u64).wrapping_mul(0x9e37_79b9));
+            let mut rng = Rng(seed.wrapping_add(stream as u64).wrapping_mul(0x9e37_79b9));
             for index in 0..count {
                 if rng.below(2) == 0 {
                     let session = rng.below(SESSIONS as u64);
@@ -858,7 +813,7 @@ async fn connection_set_soak(target: SoakTarget) {
         let rule = rule.clone();
         let count = operations / STREAMS;
         streams.push(tokio::spawn(async move {
-            let mut rng = Rng::new(seed.wrapping_add(stream as u64).wrapping_mul(0x9e37_79b9));
+            let mut rng = Rng(seed.wrapping_add(stream as u64).wrapping_mul(0x9e37_79b9));
             for index in 0..count {
                 match rng.below(3) {
                     0 => {

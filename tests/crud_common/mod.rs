@@ -3,7 +3,7 @@
 //!
 //! Each test file declares `mod support;` first and then `mod crud_common;`; this module uses
 //! `crate::support` for the server and the fresh databases.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use rustauth_core::db::{
     auth_schema, AuthSchemaOptions, Create, DbAdapter, DbField, DbFieldType, DbRecord, DbSchema,

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use crate::crud_common::{at, default_schema, install, s, seed_user};
+use crate::fixtures;
 use crate::support;
 
 use std::time::Duration;
@@ -53,17 +54,6 @@ fn session(id: &str, expires_at: OffsetDateTime) -> Create {
         .data("expires_at", DbValue::Timestamp(expires_at))
         .data("created_at", DbValue::Timestamp(at(0)))
         .data("updated_at", DbValue::Timestamp(at(0)))
-}
-
-/// A user `id` (email `b@example.com`) created and updated at `at`.
-fn user(id: &str, at: OffsetDateTime) -> Create {
-    Create::new("user")
-        .data("id", s(id))
-        .data("name", s("Bee"))
-        .data("email", s("b@example.com"))
-        .data("email_verified", DbValue::Boolean(false))
-        .data("created_at", DbValue::Timestamp(at))
-        .data("updated_at", DbValue::Timestamp(at))
 }
 
 fn timestamp(record: &DbRecord, field: &str) -> OffsetDateTime {
@@ -297,7 +287,7 @@ async fn enum_columns_read_and_accept_strings() {
             .expect("enum");
         let adapter = adapter(&url, mode, "").await;
         adapter
-            .create(user("u2", at(1)).data("image", s("avatar")))
+            .create(bee("u2", at(1)).data("image", s("avatar")))
             .await
             .unwrap_or_else(|error| panic!("{mode}: create: {error}"));
         let found = adapter
@@ -347,7 +337,7 @@ async fn a_shadowing_table_earlier_on_search_path_is_the_one_used() {
         let adapter = adapter(&url, mode, "&options=-c%20search_path%3Dshadow%2Cpublic").await;
         let created = instant(7);
         adapter
-            .create(user("u2", created))
+            .create(bee("u2", created))
             .await
             .unwrap_or_else(|error| panic!("{mode}: {error}"));
         let found = adapter
@@ -524,4 +514,11 @@ async fn a_column_renamed_during_traffic_is_named_then_calls_recover() {
             assert_eq!(user.get("name"), Some(&s("Ada")), "{mode}");
         }
     }
+}
+
+/// The user these tests write and read back at `at`.
+fn bee(id: &str, at: OffsetDateTime) -> Create {
+    fixtures::user_at(id, at)
+        .data("name", s("Bee"))
+        .data("email", s("b@example.com"))
 }

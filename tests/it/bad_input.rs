@@ -30,6 +30,7 @@
 //! | A failing call inside a transaction after a good one | error; the good write is rolled back |
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use crate::fixtures::{self, text};
 use crate::support;
 
 use rustauth_core::db::{
@@ -41,10 +42,6 @@ use rustauth_core::error::RustAuthError;
 use rustauth_tokio_postgres::TokioPostgresAdapter;
 use serde_json::json;
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
-
-fn text(value: &str) -> DbValue {
-    DbValue::String(value.to_owned())
-}
 
 /// A brand-new database with the default auth tables; returns the adapter and its URL.
 async fn setup(label: &str) -> (TokioPostgresAdapter, String) {
@@ -61,18 +58,6 @@ async fn setup_with(label: &str, schema: DbSchema) -> (TokioPostgresAdapter, Str
         .await
         .expect("create schema");
     (adapter, url)
-}
-
-fn user(id: &str, email: &str) -> Create {
-    let now = OffsetDateTime::now_utc();
-    Create::new("user")
-        .data("id", text(id))
-        .data("name", text("Ada"))
-        .data("email", text(email))
-        .data("email_verified", DbValue::Boolean(false))
-        .data("image", DbValue::Null)
-        .data("created_at", DbValue::Timestamp(now))
-        .data("updated_at", DbValue::Timestamp(now))
 }
 
 async fn users(adapter: &TokioPostgresAdapter) -> Vec<DbRecord> {
@@ -101,10 +86,15 @@ fn adapter_error<T: std::fmt::Debug>(result: Result<T, RustAuthError>) -> String
 #[tokio::test]
 async fn nul_byte_in_text_is_rejected_and_nothing_is_written() {
     let (adapter, _) = setup("bad_nul").await;
-    adapter.create(user("u1", "a@example.com")).await.unwrap();
+    adapter
+        .create(user_with_email("u1", "a@example.com"))
+        .await
+        .unwrap();
     let before = users(&adapter).await;
 
-    let created = adapter.create(user("u2", "nul\0@example.com")).await;
+    let created = adapter
+        .create(user_with_email("u2", "nul\0@example.com"))
+        .await;
     assert!(adapter_error(created).contains("22021"));
 
     let updated = adapter
@@ -166,7 +156,7 @@ fn uuid_schema() -> DbSchema {
 async fn invalid_uuid_is_rejected_before_the_database() {
     let (adapter, _) = setup_with("bad_uuid", uuid_schema()).await;
     let created = adapter
-        .create(user("not-a-uuid", "a@example.com").select(["id"]))
+        .create(user_with_email("not-a-uuid", "a@example.com").select(["id"]))
         .await;
     let message = adapter_error(created);
     // The error names the column and does not repeat the value (it could be a token).
@@ -218,10 +208,10 @@ async fn invalid_uuid_is_rejected_before_the_database() {
     // A valid UUID, upper case, still works and reads back lower case.
     let id = "6F1C8A39-4D6B-4D5E-9D3C-6B1F9E0F7A11";
     let created = adapter
-        .create(user(id, "b@example.com").select(["id"]))
+        .create(user_with_email(id, "b@example.com").select(["id"]))
         .await
         .expect("valid uuid");
-    assert_eq!(created.get("id"), Some(&text(&id.to_lowercase())));
+    assert_eq!(created.get("id"), Some(&text(id.to_lowercase())));
     assert_eq!(user_count(&adapter).await, 1);
 }
 
@@ -232,7 +222,7 @@ async fn invalid_uuid_is_rejected_before_the_database() {
 #[tokio::test]
 async fn unknown_model_is_table_not_found() {
     let (adapter, _) = setup("bad_model").await;
-    let mut create = user("u1", "a@example.com");
+    let mut create = user_with_email("u1", "a@example.com");
     create.model = "gizmo".into();
     assert_eq!(
         adapter.create(create).await,
@@ -252,7 +242,10 @@ async fn unknown_model_is_table_not_found() {
 #[tokio::test]
 async fn unknown_field_is_field_not_found_everywhere() {
     let (adapter, _) = setup("bad_field").await;
-    adapter.create(user("u1", "a@example.com")).await.unwrap();
+    adapter
+        .create(user_with_email("u1", "a@example.com"))
+        .await
+        .unwrap();
     let before = users(&adapter).await;
     let not_found = |field: &str| RustAuthError::FieldNotFound {
         table: "users".into(),
@@ -260,7 +253,7 @@ async fn unknown_field_is_field_not_found_everywhere() {
     };
 
     let created = adapter
-        .create(user("u2", "b@example.com").data("nickname", text("x")))
+        .create(user_with_email("u2", "b@example.com").data("nickname", text("x")))
         .await;
     assert_eq!(created, Err(not_found("nickname")));
 
@@ -309,8 +302,8 @@ async fn value_of_the_wrong_type_is_rejected_and_nothing_is_written() {
         ("email_verified", DbValue::NumberArray(vec![1])),
     ];
     for (index, (field, value)) in cases.into_iter().enumerate() {
-        let create =
-            user(&format!("u{index}"), &format!("{index}@example.com")).data(field, value.clone());
+        let create = user_with_email(&format!("u{index}"), &format!("{index}@example.com"))
+            .data(field, value.clone());
         let message = adapter_error(adapter.create(create).await);
         assert!(
             message.contains("error serializing parameter"),
@@ -319,7 +312,10 @@ async fn value_of_the_wrong_type_is_rejected_and_nothing_is_written() {
     }
     assert_eq!(user_count(&adapter).await, 0, "nothing written");
 
-    adapter.create(user("u1", "a@example.com")).await.unwrap();
+    adapter
+        .create(user_with_email("u1", "a@example.com"))
+        .await
+        .unwrap();
     let before = users(&adapter).await;
     let wrong_where = adapter
         .find_many(FindMany::new("user").where_clause(Where::new("email_verified", text("true"))))
@@ -335,11 +331,16 @@ async fn value_of_the_wrong_type_is_rejected_and_nothing_is_written() {
 #[tokio::test]
 async fn joined_records_and_bad_operator_values_are_rejected() {
     let (adapter, _) = setup("bad_operator").await;
-    adapter.create(user("u1", "a@example.com")).await.unwrap();
+    adapter
+        .create(user_with_email("u1", "a@example.com"))
+        .await
+        .unwrap();
     let before = users(&adapter).await;
 
     let record = adapter
-        .create(user("u2", "b@example.com").data("image", DbValue::Record(DbRecord::new())))
+        .create(
+            user_with_email("u2", "b@example.com").data("image", DbValue::Record(DbRecord::new())),
+        )
         .await;
     assert!(adapter_error(record).contains("joined records"));
     let array = adapter
@@ -395,7 +396,7 @@ async fn ten_thousand_element_in_lists_work() {
     let (adapter, _) = setup("bad_in_list").await;
     for index in 0..3 {
         adapter
-            .create(user(
+            .create(user_with_email(
                 &format!("u{index}"),
                 &format!("user{index}@example.com"),
             ))
@@ -456,7 +457,10 @@ async fn ten_thousand_element_in_lists_work() {
 #[tokio::test]
 async fn in_lists_beyond_the_protocol_limit_get_a_clear_error() {
     let (adapter, _) = setup("bad_in_limit").await;
-    adapter.create(user("u1", "a@example.com")).await.unwrap();
+    adapter
+        .create(user_with_email("u1", "a@example.com"))
+        .await
+        .unwrap();
     for size in [65_536, 70_000] {
         let values = (0..size)
             .map(|index| format!("{index}@example.com"))
@@ -496,7 +500,7 @@ async fn like_metacharacters_match_literally() {
     ];
     for (index, email) in emails.iter().enumerate() {
         adapter
-            .create(user(&format!("u{index}"), email))
+            .create(user_with_email(&format!("u{index}"), email))
             .await
             .unwrap();
     }
@@ -564,20 +568,20 @@ async fn quotes_and_unicode_in_values_round_trip_verbatim() {
     for (index, name) in names.iter().enumerate() {
         adapter
             .create(
-                user(&format!("u{index}"), &format!("{index}@example.com"))
-                    .data("name", text(name)),
+                user_with_email(&format!("u{index}"), &format!("{index}@example.com"))
+                    .data("name", text(*name)),
             )
             .await
             .unwrap();
     }
     for (index, name) in names.iter().enumerate() {
         let found = adapter
-            .find_one(FindOne::new("user").where_clause(Where::new("name", text(name))))
+            .find_one(FindOne::new("user").where_clause(Where::new("name", text(*name))))
             .await
             .unwrap()
             .unwrap_or_else(|| panic!("{name:?} not found"));
-        assert_eq!(found.get("id"), Some(&text(&format!("u{index}"))));
-        assert_eq!(found.get("name"), Some(&text(name)));
+        assert_eq!(found.get("id"), Some(&text(format!("u{index}"))));
+        assert_eq!(found.get("name"), Some(&text(*name)));
     }
     assert_eq!(user_count(&adapter).await, names.len() as u64);
 }
@@ -621,7 +625,7 @@ async fn hostile_identifiers_are_rejected_and_nothing_is_created() {
             .unwrap();
         let message = adapter_error(adapter.create_schema(&schema, None).await);
         assert!(message.contains("identifier"), "{column:?}: {message}");
-        let message = adapter_error(adapter.create(user("u1", "a@example.com")).await);
+        let message = adapter_error(adapter.create(user_with_email("u1", "a@example.com")).await);
         assert!(message.contains("identifier"), "{column:?}: {message}");
     }
     let client = support::connect(&url).await;
@@ -876,7 +880,10 @@ async fn stored_timestamps_beyond_the_time_crate_fail_to_read_without_a_panic() 
 #[tokio::test]
 async fn huge_limit_and_offset_fail_cleanly() {
     let (adapter, _) = setup("bad_limit").await;
-    adapter.create(user("u1", "a@example.com")).await.unwrap();
+    adapter
+        .create(user_with_email("u1", "a@example.com"))
+        .await
+        .unwrap();
     for query in [
         FindMany::new("user").limit(usize::MAX),
         FindMany::new("user").offset(usize::MAX),
@@ -895,7 +902,10 @@ async fn huge_limit_and_offset_fail_cleanly() {
 #[tokio::test]
 async fn empty_updates_change_nothing_and_empty_creates_fail() {
     let (adapter, _) = setup("bad_empty").await;
-    adapter.create(user("u1", "a@example.com")).await.unwrap();
+    adapter
+        .create(user_with_email("u1", "a@example.com"))
+        .await
+        .unwrap();
     let before = users(&adapter).await;
     assert_eq!(
         adapter
@@ -916,7 +926,10 @@ async fn a_failure_leaves_no_partial_write() {
     let (adapter, _) = setup("bad_partial").await;
     for index in 0..3 {
         adapter
-            .create(user(&format!("u{index}"), &format!("{index}@example.com")))
+            .create(user_with_email(
+                &format!("u{index}"),
+                &format!("{index}@example.com"),
+            ))
             .await
             .unwrap();
     }
@@ -945,12 +958,18 @@ async fn a_failure_leaves_no_partial_write() {
     let result = adapter
         .transaction(Box::new(|tx| {
             Box::pin(async move {
-                tx.create(user("u9", "9@example.com")).await?;
-                tx.create(user("u10", "nul\0@example.com")).await?;
+                tx.create(user_with_email("u9", "9@example.com")).await?;
+                tx.create(user_with_email("u10", "nul\0@example.com"))
+                    .await?;
                 Ok(())
             })
         }))
         .await;
     assert!(adapter_error(result).contains("22021"));
     assert_eq!(users(&adapter).await, before);
+}
+
+/// A user whose email is `email`.
+fn user_with_email(id: &str, email: &str) -> Create {
+    fixtures::user(id).data("email", text(email))
 }

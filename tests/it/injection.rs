@@ -14,6 +14,7 @@
 //! its row, and the database holds no table but the canary and the expected one.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use crate::fixtures::text;
 use crate::support;
 
 use std::cell::{Cell, RefCell};
@@ -66,10 +67,6 @@ const HOSTILE: &[&str] = &[
     "' OR '1'='1",
     "E'\\x27'",
 ];
-
-fn text(value: &str) -> DbValue {
-    DbValue::String(value.to_owned())
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -272,7 +269,7 @@ async fn value_round(
     adapter
         .create(
             Create::new("session")
-                .data("id", text(&format!("s{n}")))
+                .data("id", text(format!("s{n}")))
                 .data("user_id", text(&id))
                 .data("token", text(&token))
                 .data("expires_at", DbValue::Timestamp(now))

@@ -1,12 +1,15 @@
 //! Integration tests on a real PostgreSQL server (the shared test server of
 //! `support::server`), one module per area; see `docs/behaviour.md` §10 for what each covers.
 
+// `pub`: what a binary does not use of the shared modules is not dead code there.
 #[path = "../crud_common/mod.rs"]
-mod crud_common;
+pub mod crud_common;
+#[path = "../fixtures/mod.rs"]
+pub mod fixtures;
 #[path = "../support/mod.rs"]
-mod support;
+pub mod support;
 #[path = "../support_proxy/mod.rs"]
-mod support_proxy;
+pub mod support_proxy;
 
 mod any_session;
 mod bad_input;

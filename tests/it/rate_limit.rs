@@ -3,6 +3,7 @@
 //! transaction gate (behaviour.md §7, behaviour.md §10, Q13, Q15).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use crate::fixtures::{schema, Rng};
 use crate::support;
 
 use std::sync::Arc;
@@ -30,13 +31,6 @@ use tokio::task::JoinSet;
 const GATE_WAIT: Duration = Duration::from_millis(100);
 /// Generous bound proving that something does not hang (never a performance assertion).
 const NO_HANG: Duration = Duration::from_secs(5);
-
-fn schema() -> DbSchema {
-    auth_schema(AuthSchemaOptions {
-        rate_limit_storage: DbRateLimitStorage::Database,
-        ..AuthSchemaOptions::default()
-    })
-}
 
 /// A fresh database with `schema` installed, its URL and an adapter on it.
 async fn setup_with(label: &str, schema: DbSchema) -> (String, TokioPostgresAdapter) {
@@ -286,31 +280,6 @@ async fn negative_stored_count_is_an_adapter_error() {
     }
 }
 
-/// SplitMix64: a tiny deterministic generator, enough to spread cases.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound
-    }
-
-    fn any_i64(&mut self) -> i64 {
-        self.next() as i64
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len() as u64) as usize]
-    }
-}
-
 #[derive(Debug, Clone)]
 struct Case {
     existing: Option<(i64, i64)>,
@@ -337,7 +306,7 @@ fn random_case(rng: &mut Rng) -> Case {
     let rule = rule(window, max);
     let window_ms = validate_rate_limit_rule(&rule).expect("generated rules are valid");
     let now_ms = match rng.below(6) {
-        0 => rng.pick(&[i64::MIN, i64::MIN + 1, -1, 0, 1, i64::MAX - 1, i64::MAX]),
+        0 => *rng.pick(&[i64::MIN, i64::MIN + 1, -1, 0, 1, i64::MAX - 1, i64::MAX]),
         1 => rng.any_i64(),
         _ => 1_700_000_000_000 + rng.below(1_000_000) as i64,
     };

@@ -18,6 +18,7 @@
 //! Run with `--nocapture` to see the tables.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use crate::fixtures::text;
 use crate::support;
 use crate::support_proxy;
 
@@ -64,10 +65,6 @@ fn migration_schema() -> DbSchema {
         rate_limit_storage: RateLimitStorage::Database,
         ..AuthSchemaOptions::default()
     })
-}
-
-fn text(value: impl Into<String>) -> DbValue {
-    DbValue::String(value.into())
 }
 
 /// A fixed instant, `seconds` after a base far in the future (sessions stay valid).

@@ -2,6 +2,7 @@
 //! through `TokioPostgresStores::apply_to_options` (`docs/behaviour.md` §9).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use crate::fixtures::schema;
 use crate::support;
 
 use support::app::{self, json};
@@ -10,10 +11,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use http::{header, Method, Request, Response, StatusCode};
 use rustauth_core::api::AuthRouter;
-use rustauth_core::db::{
-    auth_schema, AuthSchemaOptions, Count, DbAdapter, DbRecord, DbSchema, DbValue, FindMany,
-    FindOne, RateLimitStorage, Where,
-};
+use rustauth_core::db::{Count, DbAdapter, DbRecord, DbValue, FindMany, FindOne, Where};
 use rustauth_core::rate_limit::RequestClientIp;
 use rustauth_core::test_utils::fast_verify_password;
 use rustauth_tokio_postgres::TokioPostgresStores;
@@ -22,13 +20,6 @@ use serde_json::Value;
 /// The client address every request of these tests comes from.
 const CLIENT_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7));
 const SIGN_UP: &str = r#"{"name":"Ada","email":"ada@example.com","password":"secret123"}"#;
-
-fn schema() -> DbSchema {
-    auth_schema(AuthSchemaOptions {
-        rate_limit_storage: RateLimitStorage::Database,
-        ..AuthSchemaOptions::default()
-    })
-}
 
 struct App {
     url: String,

@@ -11,6 +11,7 @@
 //! published 0.3.2 returns the same records wherever it can read the tables at all.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use crate::fixtures::text;
 use crate::support;
 
 use support::app::{self, cookies, json};
@@ -227,10 +228,6 @@ impl Setup {
             .expect("stored epoch")
             .get(0)
     }
-}
-
-fn text(value: &str) -> DbValue {
-    DbValue::String(value.to_owned())
 }
 
 fn string<'a>(record: &'a DbRecord, field: &str) -> &'a str {

@@ -1,9 +1,10 @@
 //! The per-connection statement cache: reuse, bound, invalidation, 0A000 retry.
 
+use crate::fixtures::user;
 use crate::support;
 
 use rustauth_core::db::{
-    auth_schema, AuthSchemaOptions, Create, DbAdapter, DbSchema, DbValue, FindMany, FindOne, Where,
+    auth_schema, AuthSchemaOptions, DbAdapter, DbSchema, DbValue, FindMany, FindOne, Where,
 };
 use rustauth_tokio_postgres::TokioPostgresAdapter;
 
@@ -17,17 +18,6 @@ async fn migrated(label: &str) -> (TokioPostgresAdapter, DbSchema, String) {
     // These tests are about the generic path's statement cache.
     let adapter = adapter.with_typed_statements(false);
     (adapter, schema, url)
-}
-
-fn user(id: &str) -> Create {
-    let now = time::OffsetDateTime::now_utc();
-    Create::new("user")
-        .data("id", DbValue::String(id.to_owned()))
-        .data("name", DbValue::String(format!("User {id}")))
-        .data("email", DbValue::String(format!("{id}@example.com")))
-        .data("email_verified", DbValue::Boolean(false))
-        .data("created_at", DbValue::Timestamp(now))
-        .data("updated_at", DbValue::Timestamp(now))
 }
 
 fn by_email(email: &str) -> FindOne {
@@ -132,7 +122,10 @@ async fn a_migration_empties_the_shape_cache_of_its_own_adapter_only() {
 #[tokio::test]
 async fn a_changed_result_type_is_prepared_again_and_retried_once() {
     let (adapter, _, url) = migrated("cache_0a000").await;
-    adapter.create(user("a")).await.expect("create");
+    adapter
+        .create(user("a").data("name", DbValue::String("User a".to_owned())))
+        .await
+        .expect("create");
     let query =
         || FindOne::new("user").where_clause(Where::new("id", DbValue::String("a".to_owned())));
     assert!(adapter.find_one(query()).await.expect("warm").is_some());

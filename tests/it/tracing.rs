@@ -2,6 +2,7 @@
 //! statement (SQL text, kind), never a parameter value.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use crate::fixtures;
 use crate::support;
 
 use std::collections::BTreeMap;
@@ -118,17 +119,6 @@ where
     }
 }
 
-fn user(id: &str, email: &str) -> Create {
-    let now = time::OffsetDateTime::now_utc();
-    Create::new("user")
-        .data("id", DbValue::String(id.to_owned()))
-        .data("name", DbValue::String("Secret Name".to_owned()))
-        .data("email", DbValue::String(email.to_owned()))
-        .data("email_verified", DbValue::Boolean(false))
-        .data("created_at", DbValue::Timestamp(now))
-        .data("updated_at", DbValue::Timestamp(now))
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn calls_and_statements_are_traced_without_values() {
     let url = support::fresh_database("tracing").await;
@@ -142,7 +132,7 @@ async fn calls_and_statements_are_traced_without_values() {
     let _guard = capture_on_this_thread(&capture);
 
     adapter
-        .create(user("u-1", "hidden-value@example.com"))
+        .create(secret_user("u-1", "hidden-value@example.com"))
         .await
         .expect("typed create");
     let found = adapter
@@ -170,7 +160,7 @@ async fn calls_and_statements_are_traced_without_values() {
     assert!(failed.is_err());
     // A database error whose detail quotes a value: the span keeps only the SQLSTATE.
     let duplicate = adapter
-        .create(user("u-1", "hidden-value@example.com"))
+        .create(secret_user("u-1", "hidden-value@example.com"))
         .await;
     assert!(duplicate.unwrap_err().to_string().contains("23505"));
 
@@ -256,7 +246,10 @@ async fn a_differing_core_table_is_named_in_one_warning_per_connection() {
         .expect("connect");
     for index in 0..3 {
         adapter
-            .create(user(&format!("u-{index}"), &format!("{index}@example.com")))
+            .create(secret_user(
+                &format!("u-{index}"),
+                &format!("{index}@example.com"),
+            ))
             .await
             .expect("create on the generic path");
         adapter
@@ -287,4 +280,11 @@ async fn a_differing_core_table_is_named_in_one_warning_per_connection() {
         warning.get("expected").map(String::as_str),
         Some("timestamptz")
     );
+}
+
+/// A user whose name and email must never appear in a span.
+fn secret_user(id: &str, email: &str) -> Create {
+    fixtures::user(id)
+        .data("name", DbValue::String("Secret Name".to_owned()))
+        .data("email", DbValue::String(email.to_owned()))
 }

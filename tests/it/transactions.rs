@@ -2,6 +2,7 @@
 //! the gate that keeps ordinary calls out of an open transaction (behaviour.md §5, behaviour.md §10, Q16).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use crate::fixtures::{schema, text, user};
 use crate::support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,8 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustauth_core::db::{
-    auth_schema, AuthSchemaOptions, Count, Create, DbAdapter, DbRecord, DbSchema, DbValue,
-    FindMany, RateLimitStorage, Sort, SortDirection, Where,
+    Count, Create, DbAdapter, DbRecord, DbValue, FindMany, Sort, SortDirection, Where,
 };
 use rustauth_core::error::RustAuthError;
 use rustauth_core::options::{RateLimitConsumeInput, RateLimitRule, RateLimitStore};
@@ -40,31 +40,6 @@ async fn setup(label: &str) -> (String, TokioPostgresAdapter) {
         .await
         .expect("create schema");
     (url, adapter)
-}
-
-fn schema() -> DbSchema {
-    auth_schema(AuthSchemaOptions {
-        rate_limit_storage: RateLimitStorage::Database,
-        ..AuthSchemaOptions::default()
-    })
-}
-
-fn text(value: &str) -> DbValue {
-    DbValue::String(value.to_owned())
-}
-
-/// A complete user row with the given id (email derived from the id).
-fn user(id: &str) -> Create {
-    let now = OffsetDateTime::now_utc();
-    Create::new("user")
-        .data("id", text(id))
-        .data("name", text("Ada"))
-        .data("email", DbValue::String(format!("{id}@example.com")))
-        .data("email_verified", DbValue::Boolean(false))
-        .data("image", DbValue::Null)
-        .data("created_at", DbValue::Timestamp(now))
-        .data("updated_at", DbValue::Timestamp(now))
-        .force_allow_id()
 }
 
 async fn user_count(adapter: &TokioPostgresAdapter) -> u64 {

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use crate::crud_common;
+use crate::fixtures;
 
 use crud_common::{adapter_with, assert_adapter_error, at, extended_schema, keys, s, string};
 use rustauth_core::db::{
@@ -13,18 +14,6 @@ use rustauth_core::db::{
 };
 use serde_json::json;
 use time::OffsetDateTime;
-
-fn user(id: &str, profile: DbValue) -> Create {
-    Create::new("user")
-        .data("id", s(id))
-        .data("name", s(id))
-        .data("email", s(&format!("{id}@example.com")))
-        .data("email_verified", DbValue::Boolean(false))
-        .data("image", DbValue::Null)
-        .data("created_at", DbValue::Timestamp(at(0)))
-        .data("updated_at", DbValue::Timestamp(at(0)))
-        .data("profile", profile)
-}
 
 async fn read(adapter: &dyn DbAdapter, model: &str, id: &str) -> DbRecord {
     adapter
@@ -104,21 +93,21 @@ async fn create_select_returns_exactly_the_selected_keys_in_order() {
     let profile = DbValue::Json(json!({ "theme": "dark" }));
 
     let created = adapter
-        .create(user("u1", profile.clone()).select(["id", "profile"]))
+        .create(user_with_profile("u1", profile.clone()).select(["id", "profile"]))
         .await
         .expect("create");
     assert_eq!(keys(&created), ["id", "profile"]);
     assert_eq!(created.get("profile"), Some(&profile));
 
     let created = adapter
-        .create(user("u2", DbValue::Null).select(["profile", "email", "id"]))
+        .create(user_with_profile("u2", DbValue::Null).select(["profile", "email", "id"]))
         .await
         .expect("create");
     assert_eq!(keys(&created), ["profile", "email", "id"]);
 
     // No select: the whole data map, in the caller's order.
     let created = adapter
-        .create(user("u3", DbValue::Null))
+        .create(user_with_profile("u3", DbValue::Null))
         .await
         .expect("create");
     assert_eq!(
@@ -203,7 +192,7 @@ async fn json_values_round_trip() {
     ];
     for (id, value) in &cases {
         adapter
-            .create(user(id, DbValue::Json(value.clone())))
+            .create(user_with_profile(id, DbValue::Json(value.clone())))
             .await
             .expect("create");
     }
@@ -235,11 +224,14 @@ async fn json_values_round_trip() {
 async fn json_null_is_not_sql_null() {
     let (adapter, _url) = adapter_with("json null", &extended_schema()).await;
     adapter
-        .create(user("json_null", DbValue::Json(serde_json::Value::Null)))
+        .create(user_with_profile(
+            "json_null",
+            DbValue::Json(serde_json::Value::Null),
+        ))
         .await
         .expect("create");
     adapter
-        .create(user("sql_null", DbValue::Null))
+        .create(user_with_profile("sql_null", DbValue::Null))
         .await
         .expect("create");
 
@@ -590,14 +582,17 @@ async fn values_postgres_refuses_are_adapter_errors() {
     // Postgres text cannot hold NUL.
     assert_adapter_error(
         adapter
-            .create(user("nul", DbValue::Null).data("name", s("a\u{0}b")))
+            .create(user_with_profile("nul", DbValue::Null).data("name", s("a\u{0}b")))
             .await,
         "tokio-postgres error",
     );
     // jsonb cannot hold \u0000 either.
     assert_adapter_error(
         adapter
-            .create(user("json_nul", DbValue::Json(json!({ "k": "\u{0}" }))))
+            .create(user_with_profile(
+                "json_nul",
+                DbValue::Json(json!({ "k": "\u{0}" })),
+            ))
             .await,
         "tokio-postgres error",
     );
@@ -610,4 +605,9 @@ async fn values_postgres_refuses_are_adapter_errors() {
     );
     // Nothing was written and the connection is still usable.
     assert_eq!(adapter.count(Count::new("user")).await.expect("count"), 0);
+}
+
+/// A user created at `at(0)` with a `profile` (the JSON column these tests add).
+fn user_with_profile(id: &str, profile: DbValue) -> Create {
+    fixtures::user_at(id, at(0)).data("profile", profile)
 }

@@ -1,4 +1,3 @@
-#![allow(dead_code)]
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 //! RustAuth's own HTTP routes on this crate's stores, as the route tests drive them: the
 //! options they share (fast hashing, CSRF and origin checks off, rate limiting on through the

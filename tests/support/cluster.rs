@@ -1,4 +1,3 @@
-#![allow(dead_code)]
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 //! Dedicated, throwaway PostgreSQL clusters with custom settings, for tests that restart the
 //! server, terminate its backends or need TLS (`tests/clusters/reconnect.rs`, `tests/clusters/tls.rs`).

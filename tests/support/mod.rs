@@ -3,7 +3,6 @@
 //!
 //! `server` finds or starts the PostgreSQL server (see its docs); it is also included by the
 //! examples through `#[path]`, so it must stay self-contained.
-#![allow(dead_code, unused_imports)]
 
 pub mod app;
 pub mod cluster;

@@ -1,4 +1,3 @@
-#![allow(dead_code)]
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 //! A private PgBouncer in front of the test server, for `tests/clusters/pgbouncer.rs`.
 //!

@@ -1,4 +1,3 @@
-#![allow(dead_code)]
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 //! A primary and a streaming-replication standby on 127.0.0.1, for failover tests
 //! (`tests/clusters/failover.rs`), and a "silent host" that accepts TCP connections and never answers.

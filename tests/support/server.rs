@@ -1,4 +1,3 @@
-#![allow(dead_code)]
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 //! Finds or starts a PostgreSQL server for the integration tests and the examples.
 //!

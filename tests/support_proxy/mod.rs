@@ -10,7 +10,6 @@
 //! It also watches the backend stream for `ReadyForQuery` (`Z`): every `Sync` and every simple
 //! `Query` is answered by exactly one, so "sent but not yet answered" is the number of round
 //! trips in flight at once, and its maximum shows whether requests were pipelined.
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::str::FromStr;
