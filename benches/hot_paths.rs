@@ -31,8 +31,9 @@
 //! traits, so whatever the adapter does internally is what gets measured.
 
 #[path = "../tests/support/server.rs"]
-mod server;
-mod workload;
+pub mod server;
+// `pub`: what this bench does not use of the shared workload is not dead code here.
+pub mod workload;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -17,8 +17,9 @@
 //! every combination and checks their results: a smoke run, no measurement.
 
 #[path = "../tests/support/server.rs"]
-mod server;
-mod workload;
+pub mod server;
+// `pub`: what this bench does not use of the shared workload is not dead code here.
+pub mod workload;
 
 use std::sync::Arc;
 

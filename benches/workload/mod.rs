@@ -4,19 +4,22 @@
 //! Used by `benches/hot_paths.rs` (`mod workload;`) and by the compatibility bench
 //! `compat/deadpool/benches/pool.rs` (`#[path = "../../../benches/workload/mod.rs"]`), so that
 //! both run the very same operations.
-#![allow(dead_code)]
 
 pub mod delay;
+#[path = "../../tests/fixtures/mod.rs"]
+pub mod fixtures;
+
+pub use fixtures::Rng;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustauth_core::db::{
-    auth_schema, create_statement, delete_one_statement, find_many_statement,
-    find_many_with_joins_statement, find_one_statement, update_one_plan, AuthSchemaOptions, Create,
-    DbAdapter, DbRecord, DbSchema, DbValue, Delete, FindMany, FindOne, JoinOption,
-    RateLimitStorage, Sort, SortDirection, SqlDialect, SqlUpdateOnePlan, Update, Where,
+    create_statement, delete_one_statement, find_many_statement, find_many_with_joins_statement,
+    find_one_statement, update_one_plan, Create, DbAdapter, DbRecord, DbSchema, DbValue, Delete,
+    FindMany, FindOne, JoinOption, Sort, SortDirection, SqlDialect, SqlUpdateOnePlan, Update,
+    Where,
 };
 use rustauth_core::options::{RateLimitConsumeInput, RateLimitRule, RateLimitStore};
 use time::OffsetDateTime;
@@ -687,23 +690,6 @@ pub struct Implementation {
     pub tag: &'static str,
     pub engine: Engine,
 }
-pub struct Rng(pub u64);
-
-impl Rng {
-    /// splitmix64.
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    pub fn below(&mut self, bound: usize) -> usize {
-        (self.next() % bound as u64) as usize
-    }
-}
-
 /// One task's view of the seeded data.
 pub struct Task {
     pub rng: Rng,
@@ -717,15 +703,15 @@ pub struct Task {
 
 impl Task {
     pub fn user(&mut self) -> usize {
-        self.rng.below(self.users)
+        self.rng.index(self.users)
     }
 
     pub fn session(&mut self) -> usize {
-        self.rng.below(self.users * SESSIONS_PER_USER)
+        self.rng.index(self.users * SESSIONS_PER_USER)
     }
 
     pub fn rate_limit_key(&mut self) -> String {
-        let index = self.rng.below(self.rate_limit_keys);
+        let index = self.rng.index(self.rate_limit_keys);
         rate_limit_key(self.tag, index)
     }
 
@@ -734,7 +720,7 @@ impl Task {
         if call != Call::Mixed {
             return call;
         }
-        let mut draw = self.mix.below(100);
+        let mut draw = self.mix.index(100);
         for (drawn, percent) in MIX {
             if draw < percent {
                 return drawn;
@@ -1511,10 +1497,7 @@ pub async fn benchmark_database(label: &str) -> (String, DbSchema, FloorSql, Ben
         ))
         .await
         .expect("ALTER DATABASE … SET synchronous_commit = off");
-    let schema = auth_schema(AuthSchemaOptions {
-        rate_limit_storage: RateLimitStorage::Database,
-        ..AuthSchemaOptions::default()
-    });
+    let schema = fixtures::schema();
     let floor_sql = FloorSql::default_layout();
     check_floor_sql(&schema, &floor_sql);
     (url, schema, floor_sql, BenchDatabase { name, admin })

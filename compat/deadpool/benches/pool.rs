@@ -20,9 +20,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../../../tests/support/server.rs"]
-mod server;
+pub mod server;
 #[path = "../../../benches/workload/mod.rs"]
-mod workload;
+pub mod workload;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

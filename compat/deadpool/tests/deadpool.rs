@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../../../tests/support/server.rs"]
-mod server;
+pub mod server;
 
 use std::sync::Arc;
 
