@@ -4,13 +4,12 @@
 //! cargo run --example quickstart
 //! ```
 //!
-//! The server comes from `DATABASE_URL`, else 127.0.0.1:5432 (user `postgres`), else a
-//! throwaway cluster started with the system's `initdb`/`pg_ctl` (the same rules as the
-//! tests). The example creates a fresh database on it, migrates it, and drives RustAuth's own
-//! HTTP routes in-process, printing each step.
+//! It connects the adapter to PostgreSQL, migrates the database, and drives RustAuth's own
+//! HTTP routes in-process, printing each step. Where the database comes from is
+//! `local_server.rs`'s business (`DATABASE_URL`, else a local server, else a throwaway
+//! cluster); in your app it is your configuration.
 
-#[path = "../tests/support/server.rs"]
-mod server;
+mod local_server;
 
 use std::error::Error;
 use std::net::IpAddr;
@@ -25,7 +24,8 @@ use rustauth_tokio_postgres::TokioPostgresStores;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
-    let url = server::fresh_database("quickstart").await;
+    let server = local_server::LocalServer::find_or_start().await?;
+    let url = server.url.clone();
     println!("1. database ready: {}", redact(&url));
 
     // The adapter and the SQL rate-limit store share one connection.
