@@ -31,57 +31,154 @@ pub struct Column {
     pub ty: Type,
 }
 
-const fn column(name: &'static str, ty: Type) -> Column {
-    Column { name, ty }
+/// The one description of the core tables' columns, in `migrations/`' order (which is the
+/// order of the generated row types and of the generated inserts' parameters): name and kind
+/// of each column, and for the four tables the typed path reads and writes, the statement
+/// group it belongs to and the generated row type. Everything else that needs a core table's
+/// columns follows from it: [`CoreTable::columns`] here, the row → `DbRecord` mappers
+/// (`typed/rows.rs`) and the insert binders (`typed/routes.rs`), each a macro `$then` that
+/// receives this description. `tests/it/codegen.rs` checks the description against
+/// `migrations/` (every column, type and nullability).
+///
+/// Kinds: `Text`, `NullText`, `Bool`, `Timestamptz`, `NullTimestamptz`, `Int8`.
+macro_rules! core_tables {
+    ($then:path) => {
+        $then! {
+            typed {
+                User(user): $crate::generated::queries::user::User {
+                    id: Text,
+                    name: Text,
+                    email: Text,
+                    email_verified: Bool,
+                    image: NullText,
+                    created_at: Timestamptz,
+                    updated_at: Timestamptz,
+                }
+                Session(session): $crate::generated::queries::session::Session {
+                    id: Text,
+                    expires_at: Timestamptz,
+                    token: Text,
+                    created_at: Timestamptz,
+                    updated_at: Timestamptz,
+                    ip_address: NullText,
+                    user_agent: NullText,
+                    user_id: Text,
+                }
+                Account(account): $crate::generated::queries::account::Account {
+                    id: Text,
+                    account_id: Text,
+                    provider_id: Text,
+                    user_id: Text,
+                    access_token: NullText,
+                    refresh_token: NullText,
+                    id_token: NullText,
+                    access_token_expires_at: NullTimestamptz,
+                    refresh_token_expires_at: NullTimestamptz,
+                    scope: NullText,
+                    password: NullText,
+                    created_at: Timestamptz,
+                    updated_at: Timestamptz,
+                }
+                Verification(verification): $crate::generated::queries::verification::Verification {
+                    id: Text,
+                    identifier: Text,
+                    value: Text,
+                    expires_at: Timestamptz,
+                    created_at: Timestamptz,
+                    updated_at: Timestamptz,
+                }
+            }
+            untyped {
+                RateLimit {
+                    key: Text,
+                    count: Int8,
+                    last_request: Int8,
+                }
+            }
+        }
+    };
+}
+pub(crate) use core_tables;
+
+/// The PostgreSQL type of a column kind of [`core_tables!`].
+macro_rules! column_type {
+    (Text) => {
+        Type::TEXT
+    };
+    (NullText) => {
+        Type::TEXT
+    };
+    (Bool) => {
+        Type::BOOL
+    };
+    (Timestamptz) => {
+        Type::TIMESTAMPTZ
+    };
+    (NullTimestamptz) => {
+        Type::TIMESTAMPTZ
+    };
+    (Int8) => {
+        Type::INT8
+    };
 }
 
-static USER: [Column; 7] = [
-    column("id", Type::TEXT),
-    column("name", Type::TEXT),
-    column("email", Type::TEXT),
-    column("email_verified", Type::BOOL),
-    column("image", Type::TEXT),
-    column("created_at", Type::TIMESTAMPTZ),
-    column("updated_at", Type::TIMESTAMPTZ),
-];
-static SESSION: [Column; 8] = [
-    column("id", Type::TEXT),
-    column("expires_at", Type::TIMESTAMPTZ),
-    column("token", Type::TEXT),
-    column("created_at", Type::TIMESTAMPTZ),
-    column("updated_at", Type::TIMESTAMPTZ),
-    column("ip_address", Type::TEXT),
-    column("user_agent", Type::TEXT),
-    column("user_id", Type::TEXT),
-];
-static ACCOUNT: [Column; 13] = [
-    column("id", Type::TEXT),
-    column("account_id", Type::TEXT),
-    column("provider_id", Type::TEXT),
-    column("user_id", Type::TEXT),
-    column("access_token", Type::TEXT),
-    column("refresh_token", Type::TEXT),
-    column("id_token", Type::TEXT),
-    column("access_token_expires_at", Type::TIMESTAMPTZ),
-    column("refresh_token_expires_at", Type::TIMESTAMPTZ),
-    column("scope", Type::TEXT),
-    column("password", Type::TEXT),
-    column("created_at", Type::TIMESTAMPTZ),
-    column("updated_at", Type::TIMESTAMPTZ),
-];
-static VERIFICATION: [Column; 6] = [
-    column("id", Type::TEXT),
-    column("identifier", Type::TEXT),
-    column("value", Type::TEXT),
-    column("expires_at", Type::TIMESTAMPTZ),
-    column("created_at", Type::TIMESTAMPTZ),
-    column("updated_at", Type::TIMESTAMPTZ),
-];
-static RATE_LIMIT: [Column; 3] = [
-    column("key", Type::TEXT),
-    column("count", Type::INT8),
-    column("last_request", Type::INT8),
-];
+/// Whether a column kind of [`core_tables!`] admits NULL.
+macro_rules! column_nullable {
+    (NullText) => {
+        true
+    };
+    (NullTimestamptz) => {
+        true
+    };
+    ($kind:ident) => {
+        false
+    };
+}
+
+/// [`CoreTable::columns`] and [`CoreTable::nullable`] from [`core_tables!`].
+macro_rules! column_lists {
+    (
+        typed { $($table:ident($group:ident): $row:path { $($column:ident: $kind:ident),* $(,)? })* }
+        untyped { $($other:ident { $($other_column:ident: $other_kind:ident),* $(,)? })* }
+    ) => {
+        impl CoreTable {
+            /// The columns in `migrations/`' order (the order of the generated row types).
+            pub fn columns(self) -> &'static [Column] {
+                match self {
+                    $(Self::$table => {
+                        static COLUMNS: &[Column] = &[$(Column {
+                            name: stringify!($column),
+                            ty: column_type!($kind),
+                        }),*];
+                        COLUMNS
+                    })*
+                    $(Self::$other => {
+                        static COLUMNS: &[Column] = &[$(Column {
+                            name: stringify!($other_column),
+                            ty: column_type!($other_kind),
+                        }),*];
+                        COLUMNS
+                    })*
+                }
+            }
+
+            /// Whether column `name` of this table admits NULL (`None`: no such column).
+            pub fn nullable(self, name: &str) -> Option<bool> {
+                let nullable: &[(&str, bool)] = match self {
+                    $(Self::$table => &[$((stringify!($column), column_nullable!($kind))),*],)*
+                    $(Self::$other => {
+                        &[$((stringify!($other_column), column_nullable!($other_kind))),*]
+                    })*
+                };
+                nullable
+                    .iter()
+                    .find(|(column, _)| *column == name)
+                    .map(|(_, nullable)| *nullable)
+            }
+        }
+    };
+}
+core_tables!(column_lists);
 
 /// The user fields rustauth-core 0.3.2 selects on its hot paths, in its order.
 pub const USER_FIELDS: [&str; 7] = [
@@ -166,17 +263,6 @@ impl CoreTable {
             Self::Account => "accounts",
             Self::Verification => "verifications",
             Self::RateLimit => "rate_limits",
-        }
-    }
-
-    /// The columns in `migrations/`' order (the order of the generated row types).
-    pub fn columns(self) -> &'static [Column] {
-        match self {
-            Self::User => &USER,
-            Self::Session => &SESSION,
-            Self::Account => &ACCOUNT,
-            Self::Verification => &VERIFICATION,
-            Self::RateLimit => &RATE_LIMIT,
         }
     }
 

@@ -15,7 +15,7 @@ use super::{eq_text, projection, Fit, Router, EVERY_COLUMN};
 use crate::error::Result;
 use crate::generated::queries::session;
 use crate::layout::CoreTable;
-use crate::runner::Db;
+use crate::runner::{Db, TypedDb};
 
 impl Router {
     /// `find_one` on a typed statement, or `None` for the generic path.
@@ -41,7 +41,7 @@ impl Router {
                 let found = statement.bind(typed.client(), token).opt();
                 typed
                     .run(statement.sql(), found, |row| {
-                        row.map(|row| project(session_values(row), &pick))
+                        row.map(|row| project(row.values(), &pick))
                     })
                     .await
             }
@@ -54,7 +54,7 @@ impl Router {
                     let found = statements.by_id.bind(client, id).opt();
                     typed
                         .run(statements.by_id.sql(), found, |row| {
-                            row.map(|row| project(user_values(row), &pick))
+                            row.map(|row| project(row.values(), &pick))
                         })
                         .await
                 } else {
@@ -62,7 +62,7 @@ impl Router {
                     let found = statements.by_email.bind(client, email).opt();
                     typed
                         .run(statements.by_email.sql(), found, |row| {
-                            row.map(|row| project(user_values(row), &pick))
+                            row.map(|row| project(row.values(), &pick))
                         })
                         .await
                 }
@@ -144,7 +144,7 @@ impl Router {
                 let found = statement.bind(typed.client(), identifier).opt();
                 typed
                     .run(statement.sql(), found, |row| {
-                        row.map(|row| project(verification_values(row), &pick))
+                        row.map(|row| project(row.values(), &pick))
                             .into_iter()
                             .collect()
                     })
@@ -167,7 +167,7 @@ impl Router {
                 let client = typed.client();
                 let to_records = |rows: Vec<session::Session>| {
                     rows.into_iter()
-                        .map(|row| project(session_values(row), &pick))
+                        .map(|row| project(row.values(), &pick))
                         .collect()
                 };
                 match newest_first {
@@ -208,104 +208,9 @@ impl Router {
         {
             return None;
         }
-        let data = &query.data;
         let typed = self.statements(db).await?;
-        let client = typed.client();
         let echo = |_: String| select_record(query.data.clone(), &query.select);
-        match model {
-            CoreTable::User => {
-                let statement = &typed.groups.user.as_ref()?.insert;
-                let email_verified = boolean(data.get("email_verified")?)?;
-                let image = optional_text(data.get("image"))?;
-                let created_at = timestamp(data.get("created_at")?)?;
-                let updated_at = timestamp(data.get("updated_at")?)?;
-                let inserted = statement
-                    .bind(
-                        client,
-                        text(data.get("id")?)?,
-                        text(data.get("name")?)?,
-                        text(data.get("email")?)?,
-                        &email_verified,
-                        &image,
-                        &created_at,
-                        &updated_at,
-                    )
-                    .one();
-                typed.run(statement.sql(), inserted, echo).await
-            }
-            CoreTable::Session => {
-                let statement = &typed.groups.session.as_ref()?.insert;
-                let expires_at = timestamp(data.get("expires_at")?)?;
-                let created_at = timestamp(data.get("created_at")?)?;
-                let updated_at = timestamp(data.get("updated_at")?)?;
-                let ip_address = optional_text(data.get("ip_address"))?;
-                let user_agent = optional_text(data.get("user_agent"))?;
-                let inserted = statement
-                    .bind(
-                        client,
-                        text(data.get("id")?)?,
-                        &expires_at,
-                        text(data.get("token")?)?,
-                        &created_at,
-                        &updated_at,
-                        &ip_address,
-                        &user_agent,
-                        text(data.get("user_id")?)?,
-                    )
-                    .one();
-                typed.run(statement.sql(), inserted, echo).await
-            }
-            CoreTable::Account => {
-                let statement = &typed.groups.account.as_ref()?.insert;
-                let access_token = optional_text(data.get("access_token"))?;
-                let refresh_token = optional_text(data.get("refresh_token"))?;
-                let id_token = optional_text(data.get("id_token"))?;
-                let access_expires = optional_timestamp(data.get("access_token_expires_at"))?;
-                let refresh_expires = optional_timestamp(data.get("refresh_token_expires_at"))?;
-                let scope = optional_text(data.get("scope"))?;
-                let password = optional_text(data.get("password"))?;
-                let created_at = timestamp(data.get("created_at")?)?;
-                let updated_at = timestamp(data.get("updated_at")?)?;
-                let inserted = statement
-                    .bind(
-                        client,
-                        text(data.get("id")?)?,
-                        text(data.get("account_id")?)?,
-                        text(data.get("provider_id")?)?,
-                        text(data.get("user_id")?)?,
-                        &access_token,
-                        &refresh_token,
-                        &id_token,
-                        &access_expires,
-                        &refresh_expires,
-                        &scope,
-                        &password,
-                        &created_at,
-                        &updated_at,
-                    )
-                    .one();
-                typed.run(statement.sql(), inserted, echo).await
-            }
-            CoreTable::Verification => {
-                let statement = &typed.groups.verification.as_ref()?.insert;
-                let expires_at = timestamp(data.get("expires_at")?)?;
-                let created_at = timestamp(data.get("created_at")?)?;
-                let updated_at = timestamp(data.get("updated_at")?)?;
-                let inserted = statement
-                    .bind(
-                        client,
-                        text(data.get("id")?)?,
-                        text(data.get("identifier")?)?,
-                        text(data.get("value")?)?,
-                        &expires_at,
-                        &created_at,
-                        &updated_at,
-                    )
-                    .one();
-                typed.run(statement.sql(), inserted, echo).await
-            }
-            _ => None,
-        }
+        insert(&typed, model, &query.data, echo).await
     }
 
     /// `update` on a typed statement, or `None` for the generic path.
@@ -336,7 +241,7 @@ impl Router {
                     .opt();
                 typed
                     .run(statement.sql(), updated, |row| {
-                        row.map(|row| project(session_values(row), all))
+                        row.map(|row| project(row.values(), all))
                     })
                     .await
             }
@@ -353,7 +258,7 @@ impl Router {
                     .opt();
                 typed
                     .run(statement.sql(), updated, |row| {
-                        row.map(|row| project(user_values(row), all))
+                        row.map(|row| project(row.values(), all))
                     })
                     .await
             }
@@ -377,7 +282,7 @@ impl Router {
                     .opt();
                 typed
                     .run(statement.sql(), updated, |row| {
-                        row.map(|row| project(account_values(row), all))
+                        row.map(|row| project(row.values(), all))
                     })
                     .await
             }
@@ -514,3 +419,69 @@ fn boolean(value: &DbValue) -> Option<bool> {
         _ => None,
     }
 }
+
+/// The value of a column of `kind` for an insert (see `layout::core_tables!`), from the
+/// call's data; `None` (the generic path) when it is missing where required or has another
+/// type.
+macro_rules! param_of {
+    (Text, $value:expr) => {
+        text($value?)?
+    };
+    (NullText, $value:expr) => {
+        optional_text($value)?
+    };
+    (Bool, $value:expr) => {
+        boolean($value?)?
+    };
+    (Timestamptz, $value:expr) => {
+        timestamp($value?)?
+    };
+    (NullTimestamptz, $value:expr) => {
+        optional_timestamp($value)?
+    };
+}
+
+/// How a parameter of `kind` is passed to a generated `bind` (text is already a reference).
+macro_rules! bind_arg {
+    (Text, $param:ident) => {
+        $param
+    };
+    ($kind:ident, $param:ident) => {
+        &$param
+    };
+}
+
+/// `insert`: a create on the typed tables' generated inserts, whose parameters are the
+/// table's columns in order (`layout::core_tables!`).
+macro_rules! insert_binders {
+    (
+        typed {
+            $($table:ident($group:ident): $row:path {
+                $($column:ident: $kind:ident),* $(,)?
+            })*
+        }
+        untyped { $($untyped:tt)* }
+    ) => {
+        /// Inserts `data` into `model` with its generated insert and answers with `echo`, or
+        /// `None` for the generic path (no such statement, a value it cannot take).
+        async fn insert(
+            typed: &TypedDb<'_>,
+            model: CoreTable,
+            data: &DbRecord,
+            echo: impl FnOnce(String) -> DbRecord,
+        ) -> Option<Result<DbRecord>> {
+            match model {
+                $(CoreTable::$table => {
+                    let statement = &typed.groups.$group.as_ref()?.insert;
+                    $(let $column = param_of!($kind, data.get(stringify!($column)));)*
+                    let inserted = statement
+                        .bind(typed.client(), $(bind_arg!($kind, $column)),*)
+                        .one();
+                    typed.run(statement.sql(), inserted, echo).await
+                })*
+                _ => None,
+            }
+        }
+    };
+}
+crate::layout::core_tables!(insert_binders);

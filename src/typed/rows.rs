@@ -1,10 +1,94 @@
 //! Generated row types → `DbRecord`: each row's values by field name, moved (never cloned)
-//! into the record in the order the call selected them.
+//! into the record in the order the call selected them. The mappers follow from the one
+//! description of the core tables (`layout::core_tables!`).
 
 use rustauth_core::db::{DbRecord, DbValue};
 use time::OffsetDateTime;
 
-use crate::generated::queries::{account, session, user, verification};
+use crate::generated::queries::user;
+
+/// A generated row of a core table as its values by field name, in column order.
+pub(super) trait RowValues {
+    /// `[(&'static str, DbValue); N]` for a table of N columns.
+    type Values;
+
+    /// The row's values, moved out of it.
+    fn values(self) -> Self::Values;
+}
+
+/// The value of a column of `kind` (see `layout::core_tables!`).
+macro_rules! value_of {
+    (Text, $value:expr) => {
+        DbValue::String($value)
+    };
+    (NullText, $value:expr) => {
+        nullable_string($value)
+    };
+    (Bool, $value:expr) => {
+        DbValue::Boolean($value)
+    };
+    (Timestamptz, $value:expr) => {
+        DbValue::Timestamp($value)
+    };
+    (NullTimestamptz, $value:expr) => {
+        nullable_timestamp($value)
+    };
+}
+
+/// The value of a column of `kind` taken out of a borrowed row (text is moved out, leaving
+/// an empty string; the rest is copied).
+macro_rules! value_taken {
+    (Text, $value:expr) => {
+        DbValue::String(std::mem::take(&mut $value))
+    };
+    (NullText, $value:expr) => {
+        nullable_string($value.take())
+    };
+    ($kind:ident, $value:expr) => {
+        value_of!($kind, $value)
+    };
+}
+
+/// How many columns.
+macro_rules! count {
+    () => {
+        0
+    };
+    ($head:ident $($tail:ident)*) => {
+        1 + count!($($tail)*)
+    };
+}
+
+/// [`RowValues`] for every typed table's row, and the user half of the sign-in join (whose
+/// user fields are named as the user columns), from `layout::core_tables!`.
+macro_rules! row_values {
+    (
+        typed {
+            $($table:ident($group:ident): $row:path {
+                $($column:ident: $kind:ident),* $(,)?
+            })*
+        }
+        untyped { $($untyped:tt)* }
+    ) => {
+        $(impl RowValues for $row {
+            type Values = [(&'static str, DbValue); count!($($column)*)];
+
+            fn values(self) -> Self::Values {
+                [$((stringify!($column), value_of!($kind, self.$column))),*]
+            }
+        })*
+        row_values!(@join $($table { $($column: $kind),* })*);
+    };
+    (@join User { $($column:ident: $kind:ident),* } $($rest:tt)*) => {
+        /// The user half of a sign-in join row, moved out of it (the account half stays).
+        pub(super) fn joined_user_values(
+            row: &mut user::UserWithAccount,
+        ) -> [(&'static str, DbValue); count!($($column)*)] {
+            [$((stringify!($column), value_taken!($kind, row.$column))),*]
+        }
+    };
+}
+crate::layout::core_tables!(row_values);
 
 /// The picked columns of a row, in pick order. Values are moved out of the row; a column
 /// picked twice (a select list naming a field twice) is cloned for its later places.
@@ -30,10 +114,6 @@ pub(super) fn project<const N: usize>(
     record
 }
 
-pub(super) fn string(value: String) -> DbValue {
-    DbValue::String(value)
-}
-
 pub(super) fn nullable_string(value: Option<String>) -> DbValue {
     value.map_or(DbValue::Null, DbValue::String)
 }
@@ -42,37 +122,12 @@ pub(super) fn nullable_timestamp(value: Option<OffsetDateTime>) -> DbValue {
     value.map_or(DbValue::Null, DbValue::Timestamp)
 }
 
-pub(super) fn user_values(row: user::User) -> [(&'static str, DbValue); 7] {
-    [
-        ("id", string(row.id)),
-        ("name", string(row.name)),
-        ("email", string(row.email)),
-        ("email_verified", DbValue::Boolean(row.email_verified)),
-        ("image", nullable_string(row.image)),
-        ("created_at", DbValue::Timestamp(row.created_at)),
-        ("updated_at", DbValue::Timestamp(row.updated_at)),
-    ]
-}
-
-/// The user half of a sign-in join row, moved out of it (the account half stays).
-pub(super) fn joined_user_values(row: &mut user::UserWithAccount) -> [(&'static str, DbValue); 7] {
-    [
-        ("id", string(std::mem::take(&mut row.id))),
-        ("name", string(std::mem::take(&mut row.name))),
-        ("email", string(std::mem::take(&mut row.email))),
-        ("email_verified", DbValue::Boolean(row.email_verified)),
-        ("image", nullable_string(row.image.take())),
-        ("created_at", DbValue::Timestamp(row.created_at)),
-        ("updated_at", DbValue::Timestamp(row.updated_at)),
-    ]
-}
-
 /// The account half of a sign-in join row; `None` when the user has no account.
 pub(super) fn joined_account_values(
     row: user::UserWithAccount,
 ) -> Option<[(&'static str, DbValue); 13]> {
     Some([
-        ("id", string(row.account_id?)),
+        ("id", DbValue::String(row.account_id?)),
         ("account_id", nullable_string(row.account_account_id)),
         ("provider_id", nullable_string(row.account_provider_id)),
         ("user_id", nullable_string(row.account_user_id)),
@@ -92,54 +147,6 @@ pub(super) fn joined_account_values(
         ("created_at", nullable_timestamp(row.account_created_at)),
         ("updated_at", nullable_timestamp(row.account_updated_at)),
     ])
-}
-
-pub(super) fn session_values(row: session::Session) -> [(&'static str, DbValue); 8] {
-    [
-        ("id", string(row.id)),
-        ("expires_at", DbValue::Timestamp(row.expires_at)),
-        ("token", string(row.token)),
-        ("created_at", DbValue::Timestamp(row.created_at)),
-        ("updated_at", DbValue::Timestamp(row.updated_at)),
-        ("ip_address", nullable_string(row.ip_address)),
-        ("user_agent", nullable_string(row.user_agent)),
-        ("user_id", string(row.user_id)),
-    ]
-}
-
-pub(super) fn account_values(row: account::Account) -> [(&'static str, DbValue); 13] {
-    [
-        ("id", string(row.id)),
-        ("account_id", string(row.account_id)),
-        ("provider_id", string(row.provider_id)),
-        ("user_id", string(row.user_id)),
-        ("access_token", nullable_string(row.access_token)),
-        ("refresh_token", nullable_string(row.refresh_token)),
-        ("id_token", nullable_string(row.id_token)),
-        (
-            "access_token_expires_at",
-            nullable_timestamp(row.access_token_expires_at),
-        ),
-        (
-            "refresh_token_expires_at",
-            nullable_timestamp(row.refresh_token_expires_at),
-        ),
-        ("scope", nullable_string(row.scope)),
-        ("password", nullable_string(row.password)),
-        ("created_at", DbValue::Timestamp(row.created_at)),
-        ("updated_at", DbValue::Timestamp(row.updated_at)),
-    ]
-}
-
-pub(super) fn verification_values(row: verification::Verification) -> [(&'static str, DbValue); 6] {
-    [
-        ("id", string(row.id)),
-        ("identifier", string(row.identifier)),
-        ("value", string(row.value)),
-        ("expires_at", DbValue::Timestamp(row.expires_at)),
-        ("created_at", DbValue::Timestamp(row.created_at)),
-        ("updated_at", DbValue::Timestamp(row.updated_at)),
-    ]
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ use rustauth_tokio_postgres::generated::queries::verification::{
     delete_expired_verifications, delete_verification_by_identifier, insert_verification,
     newest_verification_by_identifier, Verification,
 };
+use rustauth_tokio_postgres::layout::CoreTable;
 use rustauth_tokio_postgres::TokioPostgresAdapter;
 use time::OffsetDateTime;
 use tokio_postgres::error::SqlState;
@@ -907,4 +908,40 @@ fn the_generator_is_the_one_that_made_src_generated() {
          regenerate with: {}",
         fingerprint::REGENERATE
     );
+}
+
+/// The one description of the core tables (`layout::core_tables!`, from which the typed
+/// path's row mappers and insert binders follow) is `migrations/`: every column in order, with
+/// its type and nullability.
+#[tokio::test]
+async fn the_core_table_description_is_what_migrations_create() {
+    let (_url, client) = migrated_database("layout_matches").await;
+    for table in CoreTable::ALL {
+        let rows = client
+            .query(
+                "SELECT a.attname::text, a.atttypid, NOT a.attnotnull \
+                 FROM pg_catalog.pg_attribute a \
+                 WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped \
+                 ORDER BY a.attnum",
+                &[&table.table()],
+            )
+            .await
+            .expect("columns");
+        let live = rows
+            .iter()
+            .map(|row| {
+                let oid: u32 = row.get(1);
+                (row.get::<_, String>(0), oid, row.get::<_, bool>(2))
+            })
+            .collect::<Vec<_>>();
+        let described = table
+            .columns()
+            .iter()
+            .map(|column| {
+                let nullable = table.nullable(column.name).expect("described column");
+                (column.name.to_owned(), column.ty.oid(), nullable)
+            })
+            .collect::<Vec<_>>();
+        assert_eq!(described, live, "{}", table.table());
+    }
 }
