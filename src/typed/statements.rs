@@ -63,9 +63,9 @@ impl TableSet {
         self.0 |= Self::bit(table);
     }
 
-    /// Whether the sign-in join (users with accounts) is usable.
-    pub(crate) fn user_with_accounts(self) -> bool {
-        self.has(CoreTable::User) && self.has(CoreTable::Account)
+    /// Whether every one of `tables` is in the set.
+    pub(crate) fn has_all(self, tables: &[CoreTable]) -> bool {
+        tables.iter().all(|table| self.has(*table))
     }
 
     fn tables(self) -> impl Iterator<Item = CoreTable> {
@@ -75,72 +75,141 @@ impl TableSet {
     }
 }
 
-/// Statements on `users`.
-pub(crate) struct UserStatements {
-    pub(crate) by_id: user::UserByIdStmt,
-    pub(crate) by_email: user::UserByEmailStmt,
-    pub(crate) insert: user::InsertUserStmt,
-    pub(crate) set_email_verified: user::SetUserEmailVerifiedStmt,
-}
-
-/// The sign-in join of `users` and `accounts`.
-pub(crate) struct UserWithAccountsStatements {
-    pub(crate) by_email: user::UserByEmailWithAccountsStmt,
-}
-
-/// Statements on `sessions`.
-pub(crate) struct SessionStatements {
-    pub(crate) by_token: session::SessionByTokenStmt,
-    pub(crate) by_user_id: session::SessionsByUserIdStmt,
-    pub(crate) newest_by_user_id: session::NewestSessionsByUserIdStmt,
-    pub(crate) insert: session::InsertSessionStmt,
-    pub(crate) update_expiry: session::UpdateSessionExpiryStmt,
-    pub(crate) delete_by_token: session::DeleteSessionByTokenStmt,
-    pub(crate) delete_by_user_id: session::DeleteSessionsByUserIdStmt,
-}
-
-/// Statements on `accounts`.
-pub(crate) struct AccountStatements {
-    pub(crate) insert: account::InsertAccountStmt,
-    pub(crate) update_password: account::UpdateAccountPasswordStmt,
-}
-
-/// Statements on `verifications`.
-pub(crate) struct VerificationStatements {
-    pub(crate) insert: verification::InsertVerificationStmt,
-    pub(crate) newest_by_identifier: verification::NewestVerificationByIdentifierStmt,
-    pub(crate) delete_by_identifier: verification::DeleteVerificationByIdentifierStmt,
-    pub(crate) delete_expired: verification::DeleteExpiredVerificationsStmt,
-}
-
-/// The statement on `rate_limits`.
-pub(crate) struct RateLimitStatements {
-    pub(crate) consume: rate_limit::ConsumeRateLimitStmt,
-}
-
-/// The prepared groups of one connection.
-#[derive(Default, Clone)]
-pub(crate) struct Groups {
-    pub(crate) user: Option<Arc<UserStatements>>,
-    pub(crate) user_with_accounts: Option<Arc<UserWithAccountsStatements>>,
-    pub(crate) session: Option<Arc<SessionStatements>>,
-    pub(crate) account: Option<Arc<AccountStatements>>,
-    pub(crate) verification: Option<Arc<VerificationStatements>>,
-    pub(crate) rate_limit: Option<Arc<RateLimitStatements>>,
-}
-
-impl Groups {
-    /// Whether the group of `table` is prepared.
-    fn has(&self, table: CoreTable) -> bool {
-        match table {
-            CoreTable::User => self.user.is_some(),
-            CoreTable::Session => self.session.is_some(),
-            CoreTable::Account => self.account.is_some(),
-            CoreTable::Verification => self.verification.is_some(),
-            CoreTable::RateLimit => self.rate_limit.is_some(),
+/// The typed statements, in groups by the tables they touch: each group's statements, the
+/// generated constructor of each, and its tables. From this one list follow the group structs,
+/// [`Groups`], and preparing, checking and merging groups ([`statement_groups!`]).
+macro_rules! typed_groups {
+    ($then:ident) => {
+        $then! {
+            /// Statements on `users`.
+            user: UserStatements [User] {
+                by_id: user::UserByIdStmt = user::user_by_id(),
+                by_email: user::UserByEmailStmt = user::user_by_email(),
+                insert: user::InsertUserStmt = user::insert_user(),
+                set_email_verified: user::SetUserEmailVerifiedStmt =
+                    user::set_user_email_verified(),
+            }
+            /// The sign-in join of `users` and `accounts`.
+            user_with_accounts: UserWithAccountsStatements [User, Account] {
+                by_email: user::UserByEmailWithAccountsStmt =
+                    user::user_by_email_with_accounts(),
+            }
+            /// Statements on `sessions`.
+            session: SessionStatements [Session] {
+                by_token: session::SessionByTokenStmt = session::session_by_token(),
+                by_user_id: session::SessionsByUserIdStmt = session::sessions_by_user_id(),
+                newest_by_user_id: session::NewestSessionsByUserIdStmt =
+                    session::newest_sessions_by_user_id(),
+                insert: session::InsertSessionStmt = session::insert_session(),
+                update_expiry: session::UpdateSessionExpiryStmt =
+                    session::update_session_expiry(),
+                delete_by_token: session::DeleteSessionByTokenStmt =
+                    session::delete_session_by_token(),
+                delete_by_user_id: session::DeleteSessionsByUserIdStmt =
+                    session::delete_sessions_by_user_id(),
+            }
+            /// Statements on `accounts`.
+            account: AccountStatements [Account] {
+                insert: account::InsertAccountStmt = account::insert_account(),
+                update_password: account::UpdateAccountPasswordStmt =
+                    account::update_account_password(),
+            }
+            /// Statements on `verifications`.
+            verification: VerificationStatements [Verification] {
+                insert: verification::InsertVerificationStmt = verification::insert_verification(),
+                newest_by_identifier: verification::NewestVerificationByIdentifierStmt =
+                    verification::newest_verification_by_identifier(),
+                delete_by_identifier: verification::DeleteVerificationByIdentifierStmt =
+                    verification::delete_verification_by_identifier(),
+                delete_expired: verification::DeleteExpiredVerificationsStmt =
+                    verification::delete_expired_verifications(),
+            }
+            /// The statement on `rate_limits`.
+            rate_limit: RateLimitStatements [RateLimit] {
+                consume: rate_limit::ConsumeRateLimitStmt = rate_limit::consume_rate_limit(),
+            }
         }
-    }
+    };
 }
+
+/// The group structs, [`Groups`] and [`prepare_missing`] from [`typed_groups!`].
+macro_rules! statement_groups {
+    ($(
+        $(#[$doc:meta])*
+        $group:ident: $name:ident [$($table:ident),+] {
+            $($field:ident: $ty:ty = $make:expr),+ $(,)?
+        }
+    )*) => {
+        $(
+            $(#[$doc])*
+            pub(crate) struct $name {
+                $(pub(crate) $field: $ty,)+
+            }
+        )*
+
+        /// The prepared groups of one connection.
+        #[derive(Default, Clone)]
+        pub(crate) struct Groups {
+            $(pub(crate) $group: Option<Arc<$name>>,)*
+        }
+
+        impl Groups {
+            /// Whether the group of `table` alone is prepared (a join's group is not any one
+            /// table's).
+            fn has(&self, table: CoreTable) -> bool {
+                $((&[$(CoreTable::$table),+][..] == [table] && self.$group.is_some()))||*
+            }
+
+            /// `self`'s groups, completed with those of `prepared` whose tables all fit.
+            fn merge(&mut self, prepared: Groups, fits: TableSet) {
+                $(
+                    let fit = fits.has_all(&[$(CoreTable::$table),+]);
+                    self.$group = self.$group.take().or(prepared.$group.filter(|_| fit));
+                )*
+            }
+        }
+
+        /// Prepares every wanted group that `current` lacks, concurrently. Failures are left
+        /// out; groups whose statements report other types than their generated code expects
+        /// are left out and, for a group of one table, returned as refused (a join's refusal
+        /// needs no record of its own: it is only used where both tables fit).
+        async fn prepare_missing(
+            client: &Client,
+            current: &Groups,
+            wanted: TableSet,
+        ) -> (Groups, TableSet) {
+            let refused = Mutex::new(TableSet::default());
+            $(
+                let $group = async {
+                    let tables = [$(CoreTable::$table),+];
+                    if !wanted.has_all(&tables) || current.$group.is_some()
+                    {
+                        return None;
+                    }
+                    let ($($field,)+) = tokio::try_join!($($make.prepare(client)),+).ok()?;
+                    let fits = [$($field.statement()),+]
+                        .into_iter()
+                        .all(|statement| statement_fits(statement, &tables));
+                    if !fits {
+                        if let [table] = tables[..] {
+                            refused
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .insert(table);
+                        }
+                        return None;
+                    }
+                    Some(Arc::new($name { $($field),+ }))
+                };
+            )*
+            let ($($group,)*) = tokio::join!($($group),*);
+            let groups = Groups { $($group),* };
+            let refused = refused.into_inner().unwrap_or_else(PoisonError::into_inner);
+            (groups, refused)
+        }
+    };
+}
+typed_groups!(statement_groups);
 
 /// Per-connection holder of the typed statement groups.
 #[derive(Default)]
@@ -216,7 +285,7 @@ impl TypedStatements {
             }
         }
         let mut settled = self.lock();
-        merge(&mut settled.groups, prepared, &live);
+        settled.groups.merge(prepared, live.fits);
         settled.settled = live.decided(wanted, &settled.groups, refused);
         settled.groups.clone()
     }
@@ -333,218 +402,6 @@ fn statement_fits(statement: Option<&Statement>, tables: &[CoreTable]) -> bool {
     params_fit && columns_fit
 }
 
-fn merge(groups: &mut Groups, prepared: Groups, live: &LiveFit) {
-    let fits = live.fits;
-    let prepared = Groups {
-        user: prepared.user.filter(|_| fits.has(CoreTable::User)),
-        user_with_accounts: prepared
-            .user_with_accounts
-            .filter(|_| fits.has(CoreTable::User) && fits.has(CoreTable::Account)),
-        session: prepared.session.filter(|_| fits.has(CoreTable::Session)),
-        account: prepared.account.filter(|_| fits.has(CoreTable::Account)),
-        verification: prepared
-            .verification
-            .filter(|_| fits.has(CoreTable::Verification)),
-        rate_limit: prepared
-            .rate_limit
-            .filter(|_| fits.has(CoreTable::RateLimit)),
-    };
-    groups.user = groups.user.take().or(prepared.user);
-    groups.user_with_accounts = groups
-        .user_with_accounts
-        .take()
-        .or(prepared.user_with_accounts);
-    groups.session = groups.session.take().or(prepared.session);
-    groups.account = groups.account.take().or(prepared.account);
-    groups.verification = groups.verification.take().or(prepared.verification);
-    groups.rate_limit = groups.rate_limit.take().or(prepared.rate_limit);
-}
-
-/// Prepares every wanted group that `current` lacks, concurrently. Failures are left out;
-/// groups whose statements report other types than their generated code expects are left
-/// out and returned as refused.
-async fn prepare_missing(
-    client: &Client,
-    current: &Groups,
-    wanted: TableSet,
-) -> (Groups, TableSet) {
-    let refused = Mutex::new(TableSet::default());
-    // Keeps a prepared group only if all its statements have the expected types.
-    let keep = |table: CoreTable, tables: &[CoreTable], statements: &[Option<&Statement>]| {
-        let fits = statements
-            .iter()
-            .all(|statement| statement_fits(*statement, tables));
-        if !fits {
-            refused
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(table);
-        }
-        fits
-    };
-    let user = async {
-        if !wanted.has(CoreTable::User) || current.user.is_some() {
-            return None;
-        }
-        let (by_id, by_email, insert, set_email_verified) = tokio::try_join!(
-            user::user_by_id().prepare(client),
-            user::user_by_email().prepare(client),
-            user::insert_user().prepare(client),
-            user::set_user_email_verified().prepare(client),
-        )
-        .ok()?;
-        let statements = [
-            by_id.statement(),
-            by_email.statement(),
-            insert.statement(),
-            set_email_verified.statement(),
-        ];
-        keep(CoreTable::User, &[CoreTable::User], &statements).then_some(())?;
-        Some(Arc::new(UserStatements {
-            by_id,
-            by_email,
-            insert,
-            set_email_verified,
-        }))
-    };
-    let user_with_accounts = async {
-        if !wanted.user_with_accounts() || current.user_with_accounts.is_some() {
-            return None;
-        }
-        let by_email = user::user_by_email_with_accounts()
-            .prepare(client)
-            .await
-            .ok()?;
-        // Its refusal needs no record of its own: it is only used where both tables fit.
-        statement_fits(by_email.statement(), &[CoreTable::User, CoreTable::Account])
-            .then_some(())?;
-        Some(Arc::new(UserWithAccountsStatements { by_email }))
-    };
-    let session = async {
-        if !wanted.has(CoreTable::Session) || current.session.is_some() {
-            return None;
-        }
-        let (
-            by_token,
-            by_user_id,
-            newest_by_user_id,
-            insert,
-            update_expiry,
-            delete_by_token,
-            delete_by_user_id,
-        ) = tokio::try_join!(
-            session::session_by_token().prepare(client),
-            session::sessions_by_user_id().prepare(client),
-            session::newest_sessions_by_user_id().prepare(client),
-            session::insert_session().prepare(client),
-            session::update_session_expiry().prepare(client),
-            session::delete_session_by_token().prepare(client),
-            session::delete_sessions_by_user_id().prepare(client),
-        )
-        .ok()?;
-        let statements = [
-            by_token.statement(),
-            by_user_id.statement(),
-            newest_by_user_id.statement(),
-            insert.statement(),
-            update_expiry.statement(),
-            delete_by_token.statement(),
-            delete_by_user_id.statement(),
-        ];
-        keep(CoreTable::Session, &[CoreTable::Session], &statements).then_some(())?;
-        Some(Arc::new(SessionStatements {
-            by_token,
-            by_user_id,
-            newest_by_user_id,
-            insert,
-            update_expiry,
-            delete_by_token,
-            delete_by_user_id,
-        }))
-    };
-    let account = async {
-        if !wanted.has(CoreTable::Account) || current.account.is_some() {
-            return None;
-        }
-        let (insert, update_password) = tokio::try_join!(
-            account::insert_account().prepare(client),
-            account::update_account_password().prepare(client),
-        )
-        .ok()?;
-        let statements = [insert.statement(), update_password.statement()];
-        keep(CoreTable::Account, &[CoreTable::Account], &statements).then_some(())?;
-        Some(Arc::new(AccountStatements {
-            insert,
-            update_password,
-        }))
-    };
-    let verification = async {
-        if !wanted.has(CoreTable::Verification) || current.verification.is_some() {
-            return None;
-        }
-        let (insert, newest_by_identifier, delete_by_identifier, delete_expired) =
-            tokio::try_join!(
-                verification::insert_verification().prepare(client),
-                verification::newest_verification_by_identifier().prepare(client),
-                verification::delete_verification_by_identifier().prepare(client),
-                verification::delete_expired_verifications().prepare(client),
-            )
-            .ok()?;
-        let statements = [
-            insert.statement(),
-            newest_by_identifier.statement(),
-            delete_by_identifier.statement(),
-            delete_expired.statement(),
-        ];
-        keep(
-            CoreTable::Verification,
-            &[CoreTable::Verification],
-            &statements,
-        )
-        .then_some(())?;
-        Some(Arc::new(VerificationStatements {
-            insert,
-            newest_by_identifier,
-            delete_by_identifier,
-            delete_expired,
-        }))
-    };
-    let rate_limit = async {
-        if !wanted.has(CoreTable::RateLimit) || current.rate_limit.is_some() {
-            return None;
-        }
-        let consume = rate_limit::consume_rate_limit()
-            .prepare(client)
-            .await
-            .ok()?;
-        keep(
-            CoreTable::RateLimit,
-            &[CoreTable::RateLimit],
-            &[consume.statement()],
-        )
-        .then_some(())?;
-        Some(Arc::new(RateLimitStatements { consume }))
-    };
-    let (user, user_with_accounts, session, account, verification, rate_limit) = tokio::join!(
-        user,
-        user_with_accounts,
-        session,
-        account,
-        verification,
-        rate_limit
-    );
-    let groups = Groups {
-        user,
-        user_with_accounts,
-        session,
-        account,
-        verification,
-        rate_limit,
-    };
-    let refused = refused.into_inner().unwrap_or_else(PoisonError::into_inner);
-    (groups, refused)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -554,12 +411,12 @@ mod tests {
         let set = TableSet::of([CoreTable::User, CoreTable::RateLimit, CoreTable::User]);
         assert!(set.has(CoreTable::User) && set.has(CoreTable::RateLimit));
         assert!(!set.has(CoreTable::Account));
-        assert!(!set.user_with_accounts());
+        assert!(!set.has_all(&[CoreTable::User, CoreTable::Account]));
         assert_eq!(
             set.tables().collect::<Vec<_>>(),
             [CoreTable::User, CoreTable::RateLimit]
         );
-        assert!(TableSet::of(CoreTable::ALL).user_with_accounts());
+        assert!(TableSet::of(CoreTable::ALL).has_all(&[CoreTable::User, CoreTable::Account]));
         assert!(undecided(TableSet::of([CoreTable::User]), set));
         assert!(!undecided(set, TableSet::of([CoreTable::RateLimit])));
     }
