@@ -796,13 +796,6 @@ async fn run(config: Config) {
          with hand-written row decoding; its sign-up is BEGIN + 3 prepared inserts + COMMIT \
          under its own lock so that pipelined tasks stay out of the open transaction.",
     );
-    if !consume_sql_matches_crate() {
-        line(
-            &mut out,
-            "**Warning: the floor's rate-limit SQL no longer matches queries/rate_limit.sql; \
-             update SQL_CONSUME in benches/hot_paths.rs.**",
-        );
-    }
     if denials.is_empty() {
         line(&mut out, "Rate limit: every consume was permitted.");
     } else {
