@@ -36,7 +36,6 @@ use futures_util::StreamExt;
 use postgres_types::{ToSql, Type};
 use rustauth_core::db::sql::SqlParam;
 use tokio_postgres::{Client, Row, Statement};
-use tracing::Instrument;
 
 use crate::connect::StatementMode;
 use crate::error::{value_error, Error, Result};
@@ -149,11 +148,12 @@ impl<'a> Db<'a> {
             Self::Cached { handle, .. } => &handle.client,
             Self::Plain(client) => client,
         };
-        let result = client
-            .batch_execute(control.sql())
-            .instrument(crate::trace::statement_span(control.sql(), "transaction"))
-            .await
-            .map_err(Error::from);
+        let result = crate::trace::in_span(
+            crate::trace::statement_span(control.sql(), "transaction"),
+            client.batch_execute(control.sql()),
+        )
+        .await
+        .map_err(Error::from);
         if let Err(error) = &result {
             self.after_failure(error);
         }
@@ -237,10 +237,11 @@ impl<'a> Db<'a> {
             }
             Self::Cached { .. } => "generic",
         };
-        let result = self
-            .dispatch(sql, &want)
-            .instrument(crate::trace::statement_span(sql.text, kind))
-            .await;
+        let result = crate::trace::in_span(
+            crate::trace::statement_span(sql.text, kind),
+            self.dispatch(sql, &want),
+        )
+        .await;
         if let Err(error) = &result {
             self.after_failure(error);
         }
@@ -512,9 +513,8 @@ impl TypedDb<'_> {
     where
         F: std::future::Future<Output = std::result::Result<T, tokio_postgres::Error>>,
     {
-        let outcome = statement
-            .instrument(crate::trace::statement_span(sql, "typed"))
-            .await;
+        let outcome =
+            crate::trace::in_span(crate::trace::statement_span(sql, "typed"), statement).await;
         match outcome {
             Ok(value) => {
                 tracing::Span::current().record("path", "typed");
