@@ -382,15 +382,28 @@ impl Key {
         self.0.push_str(text);
     }
 
-    fn number(&mut self, mut number: usize) {
+    /// A number, written so that the key stays injective: one `char` for any number below
+    /// U+D800 (every length and count in practice: one push instead of one per digit), else
+    /// a marker no such `char` can be, the decimal digits and `;`.
+    fn number(&mut self, number: usize) {
+        if let Some(short) = u32::try_from(number)
+            .ok()
+            .filter(|short| *short < 0xD800)
+            .and_then(char::from_u32)
+        {
+            self.0.push(short);
+            return;
+        }
+        self.0.push('\u{FFFF}');
         let mut digits = [0u8; 20];
         let mut at = digits.len();
+        let mut rest = number;
         loop {
             at -= 1;
-            // `number % 10` is below 10.
-            digits[at] = b'0' + (number % 10) as u8;
-            number /= 10;
-            if number == 0 {
+            // `rest % 10` is below 10.
+            digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
                 break;
             }
         }
@@ -522,5 +535,35 @@ impl Key {
             }
         }
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_of_different_shapes_differ() {
+        let select = |fields: &[&str]| {
+            let fields = fields
+                .iter()
+                .map(|field| (*field).to_owned())
+                .collect::<Vec<_>>();
+            Key::new('f', "user").select(&fields).0
+        };
+        assert_ne!(select(&["ab", "c"]), select(&["a", "bc"]));
+        assert_ne!(select(&["a"]), select(&["a", ""]));
+        assert_ne!(select(&[]), select(&[""]));
+        // Numbers on both sides of the one-char bound, and the largest.
+        let numbers = [0, 1, 9, 10, 0xD7FF, 0xD800, 0xFFFF, 0x10_FFFF, usize::MAX];
+        let keys = numbers
+            .iter()
+            .map(|limit| Key::new('f', "user").window(None, Some(*limit), None).0)
+            .collect::<Vec<_>>();
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
     }
 }
