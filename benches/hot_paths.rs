@@ -791,8 +791,8 @@ async fn run(config: Config) {
     line(&mut out, "");
     line(
         &mut out,
-        "The floor runs the same SQL text (checked against core's planner at start-up; the \
-         rate limit uses this crate's single-statement consume) on statements prepared once, \
+        "The floor runs the same SQL text (taken from core's planner at start-up; the rate \
+         limit uses this crate's single-statement consume from queries/rate_limit.sql) on statements prepared once, \
          with hand-written row decoding; its sign-up is BEGIN + 3 prepared inserts + COMMIT \
          under its own lock so that pipelined tasks stay out of the open transaction.",
     );
