@@ -20,7 +20,7 @@
 //! outage for the 32 callers.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use crate::fixtures::{schema, user};
+use crate::fixtures::{schema, user, user_by_email};
 use crate::support;
 
 use support::app::{self, cookies, json};
@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use http::{Method, Response, StatusCode};
 use rustauth_core::api::AuthRouter;
-use rustauth_core::db::{Count, DbAdapter, DbValue, FindOne, Where};
+use rustauth_core::db::{Count, DbAdapter};
 use rustauth_core::error::RustAuthError;
 use rustauth_core::options::{
     RateLimitConsumeInput, RateLimitOptions, RateLimitRule, RateLimitStore, RustAuthOptions,
@@ -121,10 +121,6 @@ fn names_host(text: &str, port: u16) -> bool {
             !before.is_some_and(|c| c.is_ascii_digit())
                 && !after.is_some_and(|c| c.is_ascii_digit())
         })
-}
-
-fn by_email(email: &str) -> FindOne {
-    FindOne::new("user").where_clause(Where::new("email", DbValue::String(email.to_owned())))
 }
 
 /// The database `label` on the pair's primary, with the schema created through an adapter
@@ -999,7 +995,7 @@ async fn a_failover_loses_no_acknowledged_write() {
                 .next_back()
             {
                 let before = app.adapter().typed_call_count();
-                match tokio::time::timeout(CALL_BOUND, app.adapter().find_one(by_email(email)))
+                match tokio::time::timeout(CALL_BOUND, app.adapter().find_one(user_by_email(email)))
                     .await
                 {
                     Ok(Ok(Some(_))) if app.adapter().typed_call_count() == before + 1 => {}
@@ -1072,7 +1068,7 @@ async fn thirty_two_callers_through_an_outage_each_answer_within_the_bound() {
             let mut calls = Vec::new();
             while !stop.load(Ordering::SeqCst) {
                 let (start, took, result) =
-                    timed(epoch, adapter.find_one(by_email("ada@example.com"))).await;
+                    timed(epoch, adapter.find_one(user_by_email("ada@example.com"))).await;
                 let outcome = match result {
                     None => Outcome::Hung,
                     Some(Ok(Some(_))) => Outcome::Ok,

@@ -11,7 +11,7 @@
 //! the user about `statement_mode=unprepared`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use crate::fixtures::{self, schema, text};
+use crate::fixtures::{self, schema, text, user_count};
 use crate::support;
 
 use support::app::{self, json};
@@ -64,13 +64,6 @@ fn string_field<'a>(record: &'a DbRecord, field: &str) -> &'a str {
         Some(DbValue::String(value)) => value,
         other => panic!("field `{field}` is not a string: {other:?}"),
     }
-}
-
-async fn user_count(adapter: &dyn DbAdapter) -> u64 {
-    adapter
-        .count(Count::new("user"))
-        .await
-        .expect("count users")
 }
 
 /// A fresh database, and its URL through `bouncer` in unprepared mode.

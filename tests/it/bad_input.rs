@@ -30,7 +30,7 @@
 //! | A failing call inside a transaction after a good one | error; the good write is rolled back |
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use crate::fixtures::{self, text};
+use crate::fixtures::{self, text, user_count};
 use crate::support;
 
 use rustauth_core::db::{
@@ -65,10 +65,6 @@ async fn users(adapter: &TokioPostgresAdapter) -> Vec<DbRecord> {
         .find_many(FindMany::new("user").sort_by(Sort::new("id", SortDirection::Asc)))
         .await
         .expect("read users back")
-}
-
-async fn user_count(adapter: &TokioPostgresAdapter) -> u64 {
-    adapter.count(Count::new("user")).await.expect("count")
 }
 
 /// Unwraps an adapter error's text, failing on any other result.

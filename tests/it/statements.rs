@@ -1,6 +1,6 @@
 //! The per-connection statement cache: reuse, bound, invalidation, 0A000 retry.
 
-use crate::fixtures::user;
+use crate::fixtures::{user, user_by_email};
 use crate::support;
 
 use rustauth_core::db::{
@@ -18,10 +18,6 @@ async fn migrated(label: &str) -> (TokioPostgresAdapter, DbSchema, String) {
     // These tests are about the generic path's statement cache.
     let adapter = adapter.with_typed_statements(false);
     (adapter, schema, url)
-}
-
-fn by_email(email: &str) -> FindOne {
-    FindOne::new("user").where_clause(Where::new("email", DbValue::String(email.to_owned())))
 }
 
 #[tokio::test]
@@ -90,7 +86,7 @@ async fn a_migration_empties_the_shape_cache_of_its_own_adapter_only() {
     for adapter in [&adapter, &other] {
         adapter.create(user("a")).await.expect("create");
         adapter
-            .find_one(by_email("a@example.com"))
+            .find_one(user_by_email("a@example.com"))
             .await
             .expect("find");
     }
@@ -112,7 +108,7 @@ async fn a_migration_empties_the_shape_cache_of_its_own_adapter_only() {
     adapter.run_migrations(&schema).await.expect("re-run");
     assert_eq!(adapter.cached_shape_count(), 0);
     let found = adapter
-        .find_one(by_email("a@example.com"))
+        .find_one(user_by_email("a@example.com"))
         .await
         .expect("find after the migration");
     assert!(found.is_some());
@@ -155,7 +151,7 @@ async fn hot_calls_take_the_typed_statements_and_leave_the_generic_cache_alone()
     let adapter = adapter.with_typed_statements(true);
     adapter.create(user("t")).await.expect("create");
     let found = adapter
-        .find_one(by_email("t@example.com"))
+        .find_one(user_by_email("t@example.com"))
         .await
         .expect("find");
     assert!(found.is_some());

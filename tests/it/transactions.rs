@@ -2,7 +2,7 @@
 //! the gate that keeps ordinary calls out of an open transaction (behaviour.md §5, behaviour.md §10, Q16).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use crate::fixtures::{schema, text, user};
+use crate::fixtures::{schema, text, user, user_count};
 use crate::support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,13 +40,6 @@ async fn setup(label: &str) -> (String, TokioPostgresAdapter) {
         .await
         .expect("create schema");
     (url, adapter)
-}
-
-async fn user_count(adapter: &TokioPostgresAdapter) -> u64 {
-    adapter
-        .count(Count::new("user"))
-        .await
-        .expect("count users")
 }
 
 /// Ids of every stored user, sorted.
