@@ -468,7 +468,7 @@ pub(crate) struct TypedDb<'a> {
     handle: &'a ClientHandle,
     transaction: Option<&'a AtomicBool>,
     /// The statement groups usable on this connection.
-    pub(crate) groups: Groups,
+    pub(crate) groups: std::sync::Arc<Groups>,
 }
 
 impl TypedDb<'_> {

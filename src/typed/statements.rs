@@ -229,7 +229,8 @@ impl std::fmt::Debug for TypedStatements {
 /// a group).
 #[derive(Default, Clone)]
 struct Settled {
-    groups: Groups,
+    /// Shared with every call that reads it: one reference count per call, not one per group.
+    groups: Arc<Groups>,
     settled: TableSet,
 }
 
@@ -242,7 +243,7 @@ impl TypedStatements {
         catalog: &Catalog,
         wanted: TableSet,
         may_prepare: bool,
-    ) -> Groups {
+    ) -> Arc<Groups> {
         let current = self.lock().clone();
         if !may_prepare || !undecided(current.settled, wanted) {
             return current.groups;
@@ -255,7 +256,7 @@ impl TypedStatements {
     }
 
     /// Decides every wanted group not decided yet (the slow path of [`get`](Self::get)).
-    async fn prepare(&self, client: &Client, catalog: &Catalog, wanted: TableSet) -> Groups {
+    async fn prepare(&self, client: &Client, catalog: &Catalog, wanted: TableSet) -> Arc<Groups> {
         let _preparing = self.preparing.lock().await;
         let current = self.lock().clone();
         if !undecided(current.settled, wanted) {
@@ -285,9 +286,11 @@ impl TypedStatements {
             }
         }
         let mut settled = self.lock();
-        settled.groups.merge(prepared, live.fits);
-        settled.settled = live.decided(wanted, &settled.groups, refused);
-        settled.groups.clone()
+        let mut groups = Groups::clone(&settled.groups);
+        groups.merge(prepared, live.fits);
+        settled.settled = live.decided(wanted, &groups, refused);
+        settled.groups = Arc::new(groups);
+        Arc::clone(&settled.groups)
     }
 
     /// Forgets every group (after migrations, or when a statement's plan went stale).
