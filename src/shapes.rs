@@ -3,7 +3,7 @@
 //! Planning a statement with rustauth-core (resolving the table and fields, quoting, formatting
 //! the SQL text, the select list and the join aliases) costs more client CPU than binding and
 //! decoding it. So the first call of a shape is planned exactly as before (core's planner, or
-//! our own single-row update/delete and join SQL in `generic.rs`), and what was derived is kept
+//! our own single-row update/delete and join SQL in `generic/plans.rs`), and what was derived is kept
 //! as a [`Plan`]: the SQL text, the physical table and the column each parameter meets (for
 //! the runner), the type of each parameter, and how rows are decoded. A later call with the
 //! same shape builds its parameter values ([`where_values`], [`data_values`]) and runs.
@@ -370,7 +370,7 @@ pub(crate) struct Key(String);
 impl Key {
     /// The shape of operation `operation` (one letter per `DbAdapter` method) on `model`.
     pub(crate) fn new(operation: char, model: &str) -> Self {
-        let mut key = Self(String::with_capacity(64 + model.len()));
+        let mut key = Self(String::with_capacity(256 + model.len()));
         key.0.push(operation);
         key.text(model);
         key
