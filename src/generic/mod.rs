@@ -22,8 +22,7 @@ mod targets;
 use std::sync::Arc;
 
 use rustauth_core::db::sql::{
-    count_statement, delete_many_statement, resolve_table, select_record, update_many_statement,
-    SqlDialect, SqlParam, SqlStatement,
+    count_statement, delete_many_statement, select_record, SqlDialect, SqlParam, SqlStatement,
 };
 use rustauth_core::db::{
     Count, Create, DbRecord, DbSchema, DbValue, Delete, DeleteMany, FindMany, FindOne, Update,
@@ -36,7 +35,6 @@ use crate::error::{Error, Result};
 use crate::runner::{Db, Sql};
 use crate::shapes::{data_values, decode_fields, where_values, Key, Plan, Read, Shapes};
 use plans::*;
-use targets::*;
 
 const PG: SqlDialect = SqlDialect::Postgres;
 /// The most rows a join without its own `limit` returns per record: core's default (rustauth-core
@@ -280,21 +278,7 @@ pub(crate) async fn update_many(
                 .data(&query.data)
                 .clauses(&query.where_clauses)
         },
-        || {
-            let statement = update_many_statement(PG, schema, &query)?;
-            let table = resolve_table(schema, &query.model)?;
-            let mut targets = data_targets(table, &query.data);
-            targets.extend(where_targets(table, &query.where_clauses));
-            let plan = Plan::new(
-                statement.sql,
-                &table.name,
-                &targets,
-                &[],
-                &statement.params,
-                Read::Nothing,
-            );
-            Ok((plan, statement.params))
-        },
+        || plan_update_many(schema, &query),
         |out| {
             data_values(&query.data, out);
             where_values(&query.where_clauses, out)

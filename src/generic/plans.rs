@@ -29,25 +29,23 @@ pub(super) fn plan_create(schema: &DbSchema, query: &Create) -> Result<(Plan, Ve
             .iter()
             .map(|selected| selected.field.name.as_str())
             .collect::<Vec<_>>();
-        let plan = Plan::new(
+        return Ok(planned(
             statement.sql,
-            &table.name,
+            table,
             &targets,
             &returning,
-            &statement.params,
+            statement.params,
             Read::Fields(owned_selection(&selection)),
-        );
-        return Ok((plan, statement.params));
+        ));
     }
-    let plan = Plan::new(
+    Ok(planned(
         statement.sql,
-        &table.name,
+        table,
         &targets,
         &[],
-        &statement.params,
+        statement.params,
         Read::Nothing,
-    );
-    Ok((plan, statement.params))
+    ))
 }
 
 pub(super) fn plan_find_many(schema: &DbSchema, query: &FindMany) -> Result<(Plan, Vec<SqlParam>)> {
@@ -84,15 +82,14 @@ pub(super) fn plan_update(schema: &DbSchema, query: &Update) -> Result<(Plan, Ve
     if pins_one_row(table, &query.where_clauses) {
         let statement = update_many_statement(PG, schema, &many)?;
         let sql = format!("{} RETURNING {}", statement.sql, column_list(&fields)?);
-        let plan = Plan::new(
+        return Ok(planned(
             sql,
-            &table.name,
+            table,
             &targets,
             &returning,
-            &statement.params,
+            statement.params,
             read(),
-        );
-        return Ok((plan, statement.params));
+        ));
     }
     if let Some(id) = id_column(table)? {
         // `UPDATE … WHERE id = (SELECT id … LIMIT 1) AND (<where>)`: a concurrent update of
@@ -112,28 +109,24 @@ pub(super) fn plan_update(schema: &DbSchema, query: &Update) -> Result<(Plan, Ve
             one_row_by_id(table, &id, &filter.sql)?,
             column_list(&fields)?
         );
-        let plan = Plan::new(
+        return Ok(planned(
             sql,
-            &table.name,
+            table,
             &targets,
             &returning,
-            &statement.params,
+            statement.params,
             read(),
-        );
-        return Ok((plan, statement.params));
+        ));
     }
     match update_one_plan(PG, schema, query)? {
-        SqlUpdateOnePlan::Returning(planned) => {
-            let plan = Plan::new(
-                planned.statement.sql,
-                &table.name,
-                &targets,
-                &returning,
-                &planned.statement.params,
-                Read::Fields(owned_selection(&planned.selection)),
-            );
-            Ok((plan, planned.statement.params))
-        }
+        SqlUpdateOnePlan::Returning(update) => Ok(planned(
+            update.statement.sql,
+            table,
+            &targets,
+            &returning,
+            update.statement.params,
+            Read::Fields(owned_selection(&update.selection)),
+        )),
         SqlUpdateOnePlan::PreselectThenUpdate { .. } => Err(Error::Unexpected(
             "core planned a preselect update, which the Postgres dialect never uses".to_owned(),
         )),
@@ -143,14 +136,14 @@ pub(super) fn plan_update(schema: &DbSchema, query: &Update) -> Result<(Plan, Ve
 pub(super) fn plan_delete(schema: &DbSchema, query: &Delete) -> Result<(Plan, Vec<SqlParam>)> {
     let table = resolve_table(schema, &query.model)?;
     let targets = where_targets(table, &query.where_clauses);
-    let plan = |text: String, params: &[SqlParam]| {
-        Plan::new(text, &table.name, &targets, &[], params, Read::Nothing)
+    let plan = |text: String, params: Vec<SqlParam>| {
+        planned(text, table, &targets, &[], params, Read::Nothing)
     };
     if pins_one_row(table, &query.where_clauses) {
         let mut many = DeleteMany::new(query.model.clone());
         many.where_clauses = query.where_clauses.clone();
         let statement = delete_many_statement(PG, schema, &many)?;
-        return Ok((plan(statement.sql, &statement.params), statement.params));
+        return Ok(plan(statement.sql, statement.params));
     }
     if let Some(id) = id_column(table)? {
         let filter = PG.where_clause(table, &query.where_clauses)?;
@@ -159,13 +152,10 @@ pub(super) fn plan_delete(schema: &DbSchema, query: &Delete) -> Result<(Plan, Ve
             PG.quote_identifier(&table.name)?,
             one_row_by_id(table, &id, &filter.sql)?
         );
-        return Ok((plan(text, &filter.params), filter.params));
+        return Ok(plan(text, filter.params));
     }
-    let planned = delete_one_statement(PG, schema, query)?;
-    Ok((
-        plan(planned.statement.sql, &planned.statement.params),
-        planned.statement.params,
-    ))
+    let statement = delete_one_statement(PG, schema, query)?.statement;
+    Ok(plan(statement.sql, statement.params))
 }
 
 /// The quoted `id` column of a table, if it has one.
@@ -343,15 +333,46 @@ pub(super) fn plan_joined(schema: &DbSchema, query: &FindMany) -> Result<(Plan, 
             })
             .collect(),
     };
-    let plan = Plan::new(
+    Ok(planned(
         sql,
-        &table.name,
+        table,
         &targets,
         &[],
-        &where_sql.params,
+        where_sql.params,
         Read::Joined(read),
-    );
-    Ok((plan, where_sql.params))
+    ))
+}
+
+/// The plan of `sql` on `table`, with the planner's parameters it was made from (which it
+/// records, and the call runs with).
+fn planned(
+    sql: String,
+    table: &DbTable,
+    targets: &[Option<&str>],
+    returning: &[&str],
+    params: Vec<SqlParam>,
+    read: Read,
+) -> (Plan, Vec<SqlParam>) {
+    let plan = Plan::new(sql, &table.name, targets, returning, &params, read);
+    (plan, params)
+}
+
+pub(super) fn plan_update_many(
+    schema: &DbSchema,
+    query: &UpdateMany,
+) -> Result<(Plan, Vec<SqlParam>)> {
+    let statement = update_many_statement(PG, schema, query)?;
+    let table = resolve_table(schema, &query.model)?;
+    let mut targets = data_targets(table, &query.data);
+    targets.extend(where_targets(table, &query.where_clauses));
+    Ok(planned(
+        statement.sql,
+        table,
+        &targets,
+        &[],
+        statement.params,
+        Read::Nothing,
+    ))
 }
 
 /// The plan of a statement whose only parameters are its where-clause's (reads, counts,
@@ -365,13 +386,12 @@ pub(super) fn filtered_plan(
 ) -> Result<(Plan, Vec<SqlParam>)> {
     let table = resolve_table(schema, model)?;
     let targets = where_targets(table, clauses);
-    let plan = Plan::new(
+    Ok(planned(
         statement.sql,
-        &table.name,
+        table,
         &targets,
         &[],
-        &statement.params,
+        statement.params,
         read,
-    );
-    Ok((plan, statement.params))
+    ))
 }
