@@ -611,6 +611,26 @@ async fn tls_modes_fail_clearly_when_the_server_has_no_tls() {
     assert_eq!(ssl_of_backends(&cluster, &db).await, vec![false]);
 }
 
+/// A string with a host address but no host name: the server offers TLS, and tokio-postgres
+/// refuses the handshake itself (there is no name to check a certificate against). That is
+/// not the server refusing TLS, and the error must not say it is.
+#[tokio::test]
+async fn a_host_address_without_a_host_name_is_not_called_a_server_without_tls() {
+    let cluster = tls_server().await;
+    let db = cluster.create_database("hostaddr_only").await;
+    let string = format!(
+        "hostaddr=127.0.0.1 port={} user=postgres password={PASSWORD} dbname={db} \
+         sslmode=require",
+        cluster.port
+    );
+    let error = connect(&string)
+        .await
+        .expect_err("no host name: the TLS handshake cannot start");
+    let text = error.to_string();
+    assert!(!text.contains("does not support TLS"), "{text}");
+    assert!(text.contains("no hostname provided"), "{text}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Issue #10: the crate's parameters are read with tokio-postgres' grammar, so TLS settings
 // are never dropped, whatever the password holds.
