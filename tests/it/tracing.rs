@@ -25,6 +25,8 @@ pub(crate) struct Captured {
     pub(crate) name: String,
     parent: Option<String>,
     pub(crate) fields: BTreeMap<String, String>,
+    /// How often the span was entered (a future instrumented with it enters it per poll).
+    entered: usize,
 }
 
 /// Every span and event of the threads it is the default subscriber of.
@@ -105,6 +107,17 @@ where
         };
         event.record(&mut Fields(&mut captured.fields));
         self.0.lock().unwrap().push((0, captured));
+    }
+
+    fn on_enter(&self, id: &Id, _ctx: Context<'_, S>) {
+        let mut spans = self.0.lock().unwrap();
+        if let Some((_, captured)) = spans
+            .iter_mut()
+            .rev()
+            .find(|(key, _)| *key == id.into_u64())
+        {
+            captured.entered += 1;
+        }
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, _ctx: Context<'_, S>) {
@@ -204,6 +217,11 @@ async fn calls_and_statements_are_traced_without_values() {
             statement.parent.as_deref(),
             Some("rustauth_tokio_postgres.call")
         );
+        // The statement ran inside its span, not beside it.
+        assert!(statement.entered > 0, "{statement:?}");
+    }
+    for call in &calls {
+        assert!(call.entered > 0, "{call:?}");
     }
     assert!(statements
         .iter()
