@@ -1,6 +1,37 @@
-//! How cornucopia's output becomes `src/generated/`: which of its files and runtime items
-//! are kept ([`LAYOUT`], [`RUNTIME_ITEMS`]), paths rewritten into `crate::generated`, `cfg`s
-//! resolved, and every public item documented (each statement function with its SQL).
+//! How cornucopia's output becomes `src/generated/`. cornucopia writes a crate of its own
+//! (a `lib.rs`, a runtime and one module per `.sql` file); the adapter needs a module of its
+//! crate, public API held to its rules. Each pass exists for one difference between the two;
+//! none changes what a statement sends or how a row is read.
+//!
+//! - **Files** ([`LAYOUT`]): the runtime files the statements use are kept, the deadpool
+//!   client (compiled only by the generated crate's `deadpool` feature) goes. A file cornucopia
+//!   adds or stops writing fails the run, so that a new cornucopia cannot slip through.
+//! - **Runtime items** ([`RUNTIME_ITEMS`], [`filter_runtime_items`], [`filter_uses`]): the
+//!   runtime becomes part of this crate's public API, so only what the statements' signatures
+//!   show stays public (`GenericClient`, `StringSql`); the helpers the statements call become
+//!   `pub(crate)`; items for types the core tables do not use go (among them
+//!   `ArrayIterator`, whose `unwrap`s would panic on a malformed value, against the crate's
+//!   no-panic rule). A statement that starts to need a dropped item fails the run.
+//! - **Paths** ([`PathRewriter`]): `crate::x` becomes `crate::generated::x` (a module, not a
+//!   crate root) and `futures::x` becomes `futures_util::x` (the adapter depends on
+//!   futures-util only).
+//! - **`cfg`s** ([`resolve_cfgs`]): the generated crate's features do not exist here; the
+//!   items of the configuration this crate compiles (tokio-postgres, no deadpool) are kept
+//!   without their `cfg` attributes, so no `unexpected_cfgs` warning and no dead branch.
+//! - **Root** ([`postprocess`]'s `Fate::Root`): `lib.rs` becomes `mod.rs` without its
+//!   re-exports of cornucopia's dependencies (`tokio_postgres`, `fallible_iterator`), which
+//!   would become public names of this crate.
+//! - **Order** (`Fate::QueryIndex`): cornucopia lists the query modules from a `HashSet`;
+//!   they are sorted so that the output, and its fingerprint, is the same on every run.
+//! - **`*Params`** ([`document_query_file`]): the structs and impls for binding from one
+//!   struct go; the adapter binds positionally, and they need the dropped `Params` trait.
+//! - **Documentation** ([`document_root`], [`document_query_modules`],
+//!   [`document_query_file`]): the crate denies missing docs and these items are public, so
+//!   each gets one; each statement function shows its SQL as written in `queries/`.
+//! - **Accessors** (`sql`, `statement` on each statement handle): the adapter reads a
+//!   handle's SQL text and its prepared statement; cornucopia keeps both private.
+//! - **Printing** ([`render`]): prettyplease and `rustfmt_skip`, never the machine's rustfmt,
+//!   so that the bytes, and the fingerprint `build.rs` checks, do not depend on the machine.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
