@@ -40,7 +40,10 @@ pub struct Column {
 /// receives this description. `tests/it/codegen.rs` checks the description against
 /// `migrations/` (every column, type and nullability).
 ///
-/// Kinds: `Text`, `NullText`, `Bool`, `Timestamptz`, `NullTimestamptz`, `Int8`.
+/// Kinds: `Text`, `NullText`, `Bool`, `Timestamptz`, `NullTimestamptz`, `Int8`. `=> name`
+/// after an account column is the field the sign-in join (`user_by_email_with_accounts` of
+/// `queries/user.sql`) reads it into: that statement selects the user's columns under their
+/// own names and the account's as `account_<column>`.
 macro_rules! core_tables {
     ($then:path) => {
         $then! {
@@ -65,19 +68,19 @@ macro_rules! core_tables {
                     user_id: Text,
                 }
                 Account(account): $crate::generated::queries::account::Account {
-                    id: Text,
-                    account_id: Text,
-                    provider_id: Text,
-                    user_id: Text,
-                    access_token: NullText,
-                    refresh_token: NullText,
-                    id_token: NullText,
-                    access_token_expires_at: NullTimestamptz,
-                    refresh_token_expires_at: NullTimestamptz,
-                    scope: NullText,
-                    password: NullText,
-                    created_at: Timestamptz,
-                    updated_at: Timestamptz,
+                    id: Text => account_id,
+                    account_id: Text => account_account_id,
+                    provider_id: Text => account_provider_id,
+                    user_id: Text => account_user_id,
+                    access_token: NullText => account_access_token,
+                    refresh_token: NullText => account_refresh_token,
+                    id_token: NullText => account_id_token,
+                    access_token_expires_at: NullTimestamptz => account_access_token_expires_at,
+                    refresh_token_expires_at: NullTimestamptz => account_refresh_token_expires_at,
+                    scope: NullText => account_scope,
+                    password: NullText => account_password,
+                    created_at: Timestamptz => account_created_at,
+                    updated_at: Timestamptz => account_updated_at,
                 }
                 Verification(verification): $crate::generated::queries::verification::Verification {
                     id: Text,
@@ -138,7 +141,11 @@ macro_rules! column_nullable {
 /// [`CoreTable::columns`] and [`CoreTable::nullable`] from [`core_tables!`].
 macro_rules! column_lists {
     (
-        typed { $($table:ident($group:ident): $row:path { $($column:ident: $kind:ident),* $(,)? })* }
+        typed {
+            $($table:ident($group:ident): $row:path {
+                $($column:ident: $kind:ident $(=> $joined:ident)?),* $(,)?
+            })*
+        }
         untyped { $($other:ident { $($other_column:ident: $other_kind:ident),* $(,)? })* }
     ) => {
         impl CoreTable {

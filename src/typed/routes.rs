@@ -457,7 +457,7 @@ macro_rules! insert_binders {
     (
         typed {
             $($table:ident($group:ident): $row:path {
-                $($column:ident: $kind:ident),* $(,)?
+                $($column:ident: $kind:ident $(=> $joined:ident)?),* $(,)?
             })*
         }
         untyped { $($untyped:tt)* }

@@ -49,6 +49,23 @@ macro_rules! value_taken {
     };
 }
 
+/// The value of a sign-in join's account field of column `kind`: every one is an `Option`,
+/// the join being a LEFT JOIN.
+macro_rules! joined_value {
+    (Text, $value:expr) => {
+        nullable_string($value)
+    };
+    (NullText, $value:expr) => {
+        nullable_string($value)
+    };
+    (Timestamptz, $value:expr) => {
+        nullable_timestamp($value)
+    };
+    (NullTimestamptz, $value:expr) => {
+        nullable_timestamp($value)
+    };
+}
+
 /// How many columns.
 macro_rules! count {
     () => {
@@ -59,13 +76,14 @@ macro_rules! count {
     };
 }
 
-/// [`RowValues`] for every typed table's row, and the user half of the sign-in join (whose
-/// user fields are named as the user columns), from `layout::core_tables!`.
+/// [`RowValues`] for every typed table's row, and both halves of the sign-in join (its user
+/// fields are named as the user columns, its account fields as the description's `=> name`),
+/// from `layout::core_tables!`.
 macro_rules! row_values {
     (
         typed {
             $($table:ident($group:ident): $row:path {
-                $($column:ident: $kind:ident),* $(,)?
+                $($column:ident: $kind:ident $(=> $joined:ident)?),* $(,)?
             })*
         }
         untyped { $($untyped:tt)* }
@@ -77,7 +95,7 @@ macro_rules! row_values {
                 [$((stringify!($column), value_of!($kind, self.$column))),*]
             }
         })*
-        row_values!(@join $($table { $($column: $kind),* })*);
+        row_values!(@join $($table { $($column: $kind $(=> $joined)?),* })*);
     };
     (@join User { $($column:ident: $kind:ident),* } $($rest:tt)*) => {
         /// The user half of a sign-in join row, moved out of it (the account half stays).
@@ -86,7 +104,28 @@ macro_rules! row_values {
         ) -> [(&'static str, DbValue); count!($($column)*)] {
             [$((stringify!($column), value_taken!($kind, row.$column))),*]
         }
+        row_values!(@join $($rest)*);
     };
+    (@join Account {
+        $id:ident: $id_kind:ident => $joined_id:ident,
+        $($column:ident: $kind:ident => $joined:ident),*
+    } $($rest:tt)*) => {
+        /// The account half of a sign-in join row; `None` when the user has no account (the
+        /// join is a LEFT JOIN, so every account field may be NULL).
+        pub(super) fn joined_account_values(
+            row: user::UserWithAccount,
+        ) -> Option<[(&'static str, DbValue); 1 + count!($($column)*)]> {
+            Some([
+                (stringify!($id), DbValue::String(row.$joined_id?)),
+                $((stringify!($column), joined_value!($kind, row.$joined))),*
+            ])
+        }
+        row_values!(@join $($rest)*);
+    };
+    (@join $table:ident { $($body:tt)* } $($rest:tt)*) => {
+        row_values!(@join $($rest)*);
+    };
+    (@join) => {};
 }
 crate::layout::core_tables!(row_values);
 
@@ -120,33 +159,6 @@ pub(super) fn nullable_string(value: Option<String>) -> DbValue {
 
 pub(super) fn nullable_timestamp(value: Option<OffsetDateTime>) -> DbValue {
     value.map_or(DbValue::Null, DbValue::Timestamp)
-}
-
-/// The account half of a sign-in join row; `None` when the user has no account.
-pub(super) fn joined_account_values(
-    row: user::UserWithAccount,
-) -> Option<[(&'static str, DbValue); 13]> {
-    Some([
-        ("id", DbValue::String(row.account_id?)),
-        ("account_id", nullable_string(row.account_account_id)),
-        ("provider_id", nullable_string(row.account_provider_id)),
-        ("user_id", nullable_string(row.account_user_id)),
-        ("access_token", nullable_string(row.account_access_token)),
-        ("refresh_token", nullable_string(row.account_refresh_token)),
-        ("id_token", nullable_string(row.account_id_token)),
-        (
-            "access_token_expires_at",
-            nullable_timestamp(row.account_access_token_expires_at),
-        ),
-        (
-            "refresh_token_expires_at",
-            nullable_timestamp(row.account_refresh_token_expires_at),
-        ),
-        ("scope", nullable_string(row.account_scope)),
-        ("password", nullable_string(row.account_password)),
-        ("created_at", nullable_timestamp(row.account_created_at)),
-        ("updated_at", nullable_timestamp(row.account_updated_at)),
-    ])
 }
 
 #[cfg(test)]
