@@ -28,13 +28,18 @@ const MAX_IDENTIFIER_BYTES: usize = 63;
 
 /// The existing target relations: one row per target table that exists.
 ///
+/// A name resolves exactly as the adapter's statements resolve it (they quote every
+/// identifier): `to_regclass` of the quoted name, so an unqualified one goes through the whole
+/// `search_path` (temporary schema first), not only `current_schema()`. Only a relation the
+/// statements could read from counts; an index or sequence of that name does not.
+///
 /// Parameters: `$1` snapshot keys (the physical names as written in the schema), `$2` schema
 /// qualifiers (NULL for unqualified names), `$3` bare table names, all of the same length.
 const TARGET_CTE: &str = "WITH target AS (\
      SELECT t.key, t.ord, c.oid AS rel, t.qual IS NULL AS unqualified \
      FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS t(key, qual, name, ord) \
-     JOIN pg_catalog.pg_namespace n ON n.nspname = COALESCE(t.qual, pg_catalog.current_schema()) \
-     JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = t.name \
+     JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(CASE WHEN t.qual IS NULL \
+     THEN pg_catalog.format('%I', t.name) ELSE pg_catalog.format('%I.%I', t.qual, t.name) END) \
      AND c.relkind IN ('r', 'p', 'v', 'm', 'f'))";
 
 /// Columns of the target tables (a table without columns yields one row of NULLs).
@@ -76,10 +81,12 @@ const INDEXES_QUERY: &str = " \
 /// reported.
 ///
 /// Columns: key, column, referenced schema, referenced table, referenced column, delete
-/// action, whether the referenced table may be reported unqualified.
+/// action, whether the referenced table may be reported unqualified (the source table's name
+/// is, and the referenced table's bare name resolves to that very table on `search_path`).
 const FOREIGN_KEYS_QUERY: &str = " \
      SELECT t.key, sa.attname::text, rn.nspname::text, rc.relname::text, ra.attname::text, \
-     con.confdeltype::text, t.unqualified AND rn.nspname = pg_catalog.current_schema() \
+     con.confdeltype::text, t.unqualified \
+     AND pg_catalog.to_regclass(pg_catalog.format('%I', rc.relname)) IS NOT DISTINCT FROM rc.oid \
      FROM target t \
      JOIN pg_catalog.pg_constraint con ON con.conrelid = t.rel AND con.contype = 'f' \
      CROSS JOIN LATERAL unnest(con.conkey, con.confkey) AS k(src, ref) \

@@ -8,7 +8,10 @@
 //! warnings this driver needs on top of core's (unsupported column types, see below).
 //!
 //! Table names are `table` or `schema.table` (anything else is an adapter error "invalid
-//! PostgreSQL table name"); an unqualified name is looked up in `current_schema()`. What the
+//! PostgreSQL table name"); a name resolves as the adapter's statements resolve it, an
+//! unqualified one through the whole `search_path` (so a table that exists only in a later
+//! schema of the path is found, not planned again in the first; a missing one is created
+//! where PostgreSQL puts an unqualified `CREATE TABLE`, `current_schema()`). What the
 //! snapshot records, per existing target table (tables, views, materialized views, foreign and
 //! partitioned tables all count as existing):
 //!
@@ -21,7 +24,7 @@
 //!   such as `citext`); its nullability; whether it is in the primary
 //!   key; its generated id (see "Generated ids"); and its first foreign key by constraint name,
 //!   the referenced table written unqualified when the source table is unqualified and the
-//!   referenced table lives in `current_schema()`, otherwise as `schema.table`;
+//!   referenced table's bare name resolves to it on `search_path`, otherwise as `schema.table`;
 //! - unique columns: every key column of a primary key or of a unique index without predicate
 //!   or expressions (so every unique constraint, and also plain unique indexes).
 //!

@@ -368,6 +368,52 @@ async fn a_shadowing_table_earlier_on_search_path_is_the_one_used() {
     }
 }
 
+/// Tables that exist only in a later schema of `search_path` are the ones migrations see, as
+/// they are the ones the statements hit: planning finds nothing to do, migrating creates no
+/// second set of tables in the first schema (`current_schema()`), and writes land in the
+/// existing tables.
+#[tokio::test]
+async fn migrations_find_the_tables_the_search_path_resolves_to() {
+    for mode in MODES {
+        let (url, admin) = database("session_later_schema").await;
+        admin
+            .batch_execute("CREATE SCHEMA early")
+            .await
+            .expect("an empty schema first on the path");
+        let adapter = adapter(&url, mode, "&options=-c%20search_path%3Dearly%2Cpublic").await;
+        let plan = adapter
+            .plan_migrations(&default_schema())
+            .await
+            .unwrap_or_else(|error| panic!("{mode}: plan: {error}"));
+        assert!(
+            plan.is_empty() && !plan.has_warnings(),
+            "{mode}: the tables in public are found through search_path: {plan:#?}"
+        );
+        adapter
+            .run_migrations(&default_schema())
+            .await
+            .unwrap_or_else(|error| panic!("{mode}: migrate: {error}"));
+        let in_early: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_catalog.pg_class c \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = 'early'",
+                &[],
+            )
+            .await
+            .expect("early's relations")
+            .get(0);
+        assert_eq!(in_early, 0, "{mode}: nothing created in the first schema");
+        seed_user(&adapter, "u2", "b@example.org", at(2)).await;
+        let users: i64 = admin
+            .query_one("SELECT count(*) FROM public.users", &[])
+            .await
+            .expect("public.users")
+            .get(0);
+        assert_eq!(users, 2, "{mode}: written to the existing public.users");
+    }
+}
+
 /// A view in front of the table, a generated column, and a column dropped and added again
 /// under warm statements: calls keep working and values stay right.
 #[tokio::test]
