@@ -15,6 +15,7 @@
 //! `BENCH_POOL_TASKS` / `BENCH_POOL_CONNECTIONS` (pool mode, default 16 tasks over 4
 //! connections), `BENCH_RATIOS_OUT` (a file to which the pool mode's rustauth-deadpool-postgres
 //! / floor ratios are written, for `benches/pool-compare.sh`),
+//! `BENCH_MODES` (only these modes, comma-separated: `sequential`, `pipelined`, `pool`),
 //! `BENCH_WORKERS` (tokio worker threads, default: one per core), `BENCH_RTT_US` (every
 //! implementation connects through a delay proxy adding this round-trip time; see
 //! `benches/workload/delay.rs`), `BENCH_SHAPE_CACHE=0` (the
@@ -385,6 +386,9 @@ async fn run(config: Config) {
     let groups: Vec<(Call, Mode)> = calls
         .iter()
         .flat_map(|call| call_modes(*call).iter().map(move |mode| (*call, *mode)))
+        .filter(|(_, mode)| {
+            config.modes.is_empty() || config.modes.iter().any(|name| name == mode.name())
+        })
         .collect();
     // samples[group][implementation] = one per round (only the mode's implementations).
     let mut samples: Vec<[Vec<Sample>; IMPLEMENTATIONS]> =

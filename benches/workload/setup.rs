@@ -25,6 +25,9 @@ pub struct Config {
     pub pool_connections: usize,
     pub workers: Option<usize>,
     pub filters: Vec<String>,
+    /// `BENCH_MODES`: only these modes (`sequential`, `pipelined`, `pool`, comma-separated);
+    /// empty = every mode.
+    pub modes: Vec<String>,
     /// `BENCH_RTT_US`: a delay proxy adding this round trip (µs) in front of the server.
     pub rtt_us: Option<u64>,
     /// Whether "generic" and the Better Auth adapter keep plans per query shape.
@@ -61,6 +64,7 @@ impl Config {
             pool_connections: 4,
             workers: None,
             filters: Vec::new(),
+            modes: Vec::new(),
             rtt_us: None,
             shape_cache: true,
         }
@@ -99,6 +103,12 @@ impl Config {
                 .clamp(1, 64),
             workers: env_number("BENCH_WORKERS"),
             filters,
+            modes: std::env::var("BENCH_MODES")
+                .unwrap_or_default()
+                .split(',')
+                .map(|mode| mode.trim().to_owned())
+                .filter(|mode| !mode.is_empty())
+                .collect(),
             rtt_us: env_number("BENCH_RTT_US").filter(|rtt: &u64| *rtt > 0),
             shape_cache: std::env::var("BENCH_SHAPE_CACHE").map_or(true, |v| v.trim() != "0"),
         }
@@ -135,6 +145,9 @@ impl Config {
         env.push(format!("BENCH_POOL_CONNECTIONS={}", self.pool_connections));
         if let Some(workers) = self.workers {
             env.push(format!("BENCH_WORKERS={workers}"));
+        }
+        if !self.modes.is_empty() {
+            env.push(format!("BENCH_MODES={}", self.modes.join(",")));
         }
         if !self.shape_cache {
             env.push("BENCH_SHAPE_CACHE=0".to_owned());
