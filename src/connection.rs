@@ -21,6 +21,13 @@
 //!   to the calls, even to a call that started waiting after a transaction did;
 //! - a migration takes every member at once or none (it never holds some while waiting for
 //!   others that a transaction may need); while one waits, new transactions wait behind it;
+//! - who is woken: a member released by a transaction or a migration wakes every waiting call
+//!   and migration, but one waiting transaction, the longest waiting (only one can take the
+//!   member; waking them all made each release cost a wake-up per waiting transaction, and the
+//!   winner a lottery). A woken transaction that cannot take the member leaves it to the calls
+//!   or the migration it was kept for, which were woken too; a call or migration that stops
+//!   waiting wakes every transaction, as the caps it lifts may let several go on. tokio's
+//!   `Notify` hands a transaction's wake-up to the next one if the woken one is gone;
 //! - every wait is bounded by `acquire_timeout` (default 30 s): past it the call fails with an
 //!   error saying what it waited for, how long, and how the set was held;
 //! - inside the callback of a transaction on this set nothing on this set waits: an outer call
@@ -109,8 +116,11 @@ struct Claims {
 struct Set {
     members: Vec<Arc<Member>>,
     claims: std::sync::Mutex<Claims>,
-    /// Signalled whenever a member is released or a waiter gives up.
+    /// Waiting calls and migrations: all woken whenever a member is released.
     released: Notify,
+    /// Waiting transactions: one woken per member released (the longest waiting), all when
+    /// a waiting call or migration stops waiting.
+    released_to_transaction: Notify,
     acquire_timeout: Duration,
 }
 
@@ -158,7 +168,12 @@ impl<'a> Waiting<'a> {
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         self.set.waiting(self.purpose, -1);
-        self.set.released.notify_waiters();
+        // A waiting call holds transactions to all members but one, a waiting migration holds
+        // every new transaction back: once it stops waiting, any of them may go on. Nothing
+        // waits on how many transactions wait.
+        if self.purpose != Purpose::Transaction {
+            self.set.released_to_transaction.notify_waiters();
+        }
     }
 }
 
@@ -300,6 +315,7 @@ impl Drop for Lease {
                 }
                 drop(claims);
                 self.set.released.notify_waiters();
+                self.set.released_to_transaction.notify_one();
             }
         }
     }
@@ -355,6 +371,7 @@ impl TokioPostgresConnection {
                 members,
                 claims: std::sync::Mutex::new(claims),
                 released: Notify::new(),
+                released_to_transaction: Notify::new(),
                 acquire_timeout,
             }),
         }
@@ -591,7 +608,11 @@ impl TokioPostgresConnection {
         let deadline = tokio::time::Instant::from_std(started + self.set.acquire_timeout);
         let _waiting = Waiting::new(&self.set, purpose);
         loop {
-            let mut released = pin!(self.set.released.notified());
+            let notify = match purpose {
+                Purpose::Transaction => &self.set.released_to_transaction,
+                Purpose::Call | Purpose::Migration => &self.set.released,
+            };
+            let mut released = pin!(notify.notified());
             released.as_mut().enable();
             if let Some(taken) = attempt() {
                 let waited = started.elapsed();

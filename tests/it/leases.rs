@@ -615,6 +615,55 @@ async fn a_waiting_migration_goes_before_later_transactions() {
     still_serves(&adapter).await;
 }
 
+/// A migration that gives up waiting (acquire_timeout) lets the transactions it held back take
+/// the free connection at once, not at the next release: nothing is released here until the
+/// later transaction has committed.
+#[tokio::test(flavor = "current_thread")]
+async fn a_migration_that_stops_waiting_lets_the_transactions_behind_it_go() {
+    let adapter = adapter("lease_mig_gives_up", 2, "2").await;
+    let (releases, holders) = hold_all(&adapter, 1).await;
+    let migration = {
+        let adapter = adapter.clone();
+        tokio::spawn(async move { adapter.run_migrations(&default_schema()).await })
+    };
+    until(&adapter, "the migration waits", |status| {
+        status.waiting == 1
+    })
+    .await;
+    // Started a second after the migration: the migration gives up a second before this
+    // transaction would.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let later = {
+        let adapter = adapter.clone();
+        tokio::spawn(async move {
+            adapter
+                .transaction(Box::new(|tx| {
+                    Box::pin(async move {
+                        tx.count(Count::new("user")).await?;
+                        Ok(())
+                    })
+                }))
+                .await
+        })
+    };
+    let gave_up = answered("the migration", migration)
+        .await
+        .expect("task")
+        .expect_err("the set stays held past acquire_timeout");
+    assert!(
+        gave_up
+            .to_string()
+            .contains("waiting for a connection for a migration"),
+        "{gave_up}"
+    );
+    answered("the later transaction", later)
+        .await
+        .expect("task")
+        .expect("commits on the connection the migration no longer waits for");
+    release_all(releases, holders).await;
+    still_serves(&adapter).await;
+}
+
 /// Only calls on the set whose transaction the callback belongs to are refused instead of
 /// waiting: from inside a transaction on one adapter, a call on another adapter (its own
 /// connection, held for a moment by someone else's transaction) waits for it like any caller.
