@@ -16,6 +16,7 @@ use rustauth_core::db::{Count, DbAdapter, FindOne, Where};
 use rustauth_core::error::RustAuthError;
 use rustauth_tokio_postgres::{ConnectionStatus, TokioPostgresAdapter, TokioPostgresStores};
 use tokio::sync::{oneshot, Barrier};
+use tokio::task::JoinHandle;
 
 /// Far longer than any answer here needs; a call that takes it is hung.
 const ANSWER: Duration = Duration::from_secs(20);
@@ -41,6 +42,29 @@ async fn answered<F: Future>(what: &str, future: F) -> F::Output {
     tokio::time::timeout(ANSWER, future)
         .await
         .unwrap_or_else(|_| panic!("{what}: no answer within {ANSWER:?} (a hang)"))
+}
+
+/// `run_migrations` of the default schema, in a task of its own.
+fn spawn_migration(adapter: &TokioPostgresAdapter) -> JoinHandle<Result<(), RustAuthError>> {
+    let adapter = adapter.clone();
+    tokio::spawn(async move { adapter.run_migrations(&default_schema()).await })
+}
+
+/// A transaction that counts the users, in a task of its own.
+fn spawn_counting_transaction(
+    adapter: &TokioPostgresAdapter,
+) -> JoinHandle<Result<(), RustAuthError>> {
+    let adapter = adapter.clone();
+    tokio::spawn(async move {
+        adapter
+            .transaction(Box::new(|tx| {
+                Box::pin(async move {
+                    tx.count(Count::new("user")).await?;
+                    Ok(())
+                })
+            }))
+            .await
+    })
 }
 
 /// Waits until `status()` satisfies `ready` (each check yields to the runtime first).
@@ -237,10 +261,7 @@ async fn a_waiting_migration_holds_nothing() {
         answered("the transaction opens", is_open)
             .await
             .expect("open");
-        let migration = {
-            let adapter = adapter.clone();
-            tokio::spawn(async move { adapter.run_migrations(&default_schema()).await })
-        };
+        let migration = spawn_migration(&adapter);
         until(&adapter, "the migration waits", |status| {
             status.waiting == 1
         })
@@ -572,27 +593,12 @@ async fn a_transaction_waiting_for_calls_in_flight_times_out() {
 async fn a_waiting_migration_goes_before_later_transactions() {
     let adapter = adapter("lease_mig_first", 2, "30").await;
     let (releases, holders) = hold_all(&adapter, 1).await;
-    let migration = {
-        let adapter = adapter.clone();
-        tokio::spawn(async move { adapter.run_migrations(&default_schema()).await })
-    };
+    let migration = spawn_migration(&adapter);
     until(&adapter, "the migration waits", |status| {
         status.waiting == 1
     })
     .await;
-    let later = {
-        let adapter = adapter.clone();
-        tokio::spawn(async move {
-            adapter
-                .transaction(Box::new(|tx| {
-                    Box::pin(async move {
-                        tx.count(Count::new("user")).await?;
-                        Ok(())
-                    })
-                }))
-                .await
-        })
-    };
+    let later = spawn_counting_transaction(&adapter);
     until(&adapter, "the later transaction waits", |status| {
         status.waiting == 2
     })
@@ -622,10 +628,7 @@ async fn a_waiting_migration_goes_before_later_transactions() {
 async fn a_migration_that_stops_waiting_lets_the_transactions_behind_it_go() {
     let adapter = adapter("lease_mig_gives_up", 2, "2").await;
     let (releases, holders) = hold_all(&adapter, 1).await;
-    let migration = {
-        let adapter = adapter.clone();
-        tokio::spawn(async move { adapter.run_migrations(&default_schema()).await })
-    };
+    let migration = spawn_migration(&adapter);
     until(&adapter, "the migration waits", |status| {
         status.waiting == 1
     })
@@ -633,19 +636,7 @@ async fn a_migration_that_stops_waiting_lets_the_transactions_behind_it_go() {
     // Started a second after the migration: the migration gives up a second before this
     // transaction would.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let later = {
-        let adapter = adapter.clone();
-        tokio::spawn(async move {
-            adapter
-                .transaction(Box::new(|tx| {
-                    Box::pin(async move {
-                        tx.count(Count::new("user")).await?;
-                        Ok(())
-                    })
-                }))
-                .await
-        })
-    };
+    let later = spawn_counting_transaction(&adapter);
     let gave_up = answered("the migration", migration)
         .await
         .expect("task")
