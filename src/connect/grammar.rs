@@ -34,8 +34,9 @@ pub(super) struct Split<'a> {
 /// By hand because no library splits the way tokio-postgres does: its URL parser is libpq's
 /// "sloppy" one (the credentials end at the first `@` of the whole string, so a password may
 /// hold a raw `?`, `/` or `:`, which a WHATWG parser such as the `url` crate would split at),
-/// and its key/value parser is private. Both are mirrored from tokio-postgres 0.7's
-/// `src/config.rs`; the property test in this module checks that they agree.
+/// and its key/value parser is private. Both are written here to accept what tokio-postgres
+/// 0.7 accepts (its grammar lives in that crate's `src/config.rs`); the property test in this
+/// module checks that the two agree.
 pub(super) fn split(s: &str) -> Result<Split<'_>> {
     let (parameters, rest) = match ["postgres://", "postgresql://"]
         .iter()
