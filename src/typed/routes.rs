@@ -106,7 +106,7 @@ impl Router {
                 let accounts = rows
                     .into_iter()
                     .filter_map(joined_account_values)
-                    .map(|values| values.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+                    .map(project_all)
                     .collect();
                 record.insert(key, DbValue::RecordArray(accounts));
                 Some(record)

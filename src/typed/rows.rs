@@ -2,6 +2,8 @@
 //! into the record in the order the call selected them. The mappers follow from the one
 //! description of the core tables (`layout::core_tables!`).
 
+use std::cell::RefCell;
+
 use rustauth_core::db::{DbRecord, DbValue};
 use time::OffsetDateTime;
 
@@ -131,11 +133,52 @@ crate::layout::core_tables!(row_values);
 
 /// The picked columns of a row, in pick order. Values are moved out of the row; a column
 /// picked twice (a select list naming a field twice) is cloned for its later places.
+///
+/// The record's keys and their hash table come from a per-thread template of the projection
+/// (see [`Template`]) once the projection has been built once.
 pub(super) fn project<const N: usize>(
     values: [(&'static str, DbValue); N],
     pick: &[usize],
 ) -> DbRecord {
     let mut slots = values.map(|(name, value)| (name, Some(value)));
+    let from_template = TEMPLATES.with(|templates| {
+        let templates = templates.try_borrow().ok()?;
+        let template = templates
+            .iter()
+            .find(|template| template.fits(&slots, pick))?;
+        Some(template.fill(&mut slots))
+    });
+    if let Some(record) = from_template {
+        return record;
+    }
+    let names = slots.each_ref().map(|(name, _)| *name);
+    let record = build(&mut slots, pick);
+    TEMPLATES.with(|templates| {
+        if let Ok(mut templates) = templates.try_borrow_mut() {
+            if templates.len() < MAX_TEMPLATES {
+                templates.push(Template::of(&record, &names, pick));
+            }
+        }
+    });
+    record
+}
+
+/// Every column of a row, in column order (as [`project`] with every column picked once).
+pub(super) fn project_all<const N: usize>(values: [(&'static str, DbValue); N]) -> DbRecord {
+    match IDENTITY.get(..N) {
+        Some(pick) => project(values, pick),
+        None => project(values, &(0..N).collect::<Vec<_>>()),
+    }
+}
+
+/// `0, 1, 2, …`: the pick of every column of a core table (the widest has 13).
+const IDENTITY: [usize; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
+
+/// The projection without a template: each picked value inserted under its name.
+fn build<const N: usize>(
+    slots: &mut [(&'static str, Option<DbValue>); N],
+    pick: &[usize],
+) -> DbRecord {
     let mut record = DbRecord::with_capacity(pick.len());
     for index in pick {
         let Some((name, slot)) = slots.get_mut(*index) else {
@@ -151,6 +194,75 @@ pub(super) fn project<const N: usize>(
         record.insert((*name).to_owned(), value);
     }
     record
+}
+
+/// The most projections a thread keeps a template of; others are built every time.
+const MAX_TEMPLATES: usize = 32;
+
+thread_local! {
+    /// This thread's templates, one per (row type, pick) met so far.
+    static TEMPLATES: RefCell<Vec<Template>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The record of one projection with every value `Null`. A `DbRecord` hashes each key with
+/// SipHash on insertion (the type, rustauth-core's, fixes the hasher): about 370
+/// instructions a key with the insertion. Cloning the template copies its hash table instead,
+/// and the values are put in place by position.
+struct Template {
+    /// The row's column names, in column order.
+    names: Box<[&'static str]>,
+    /// The pick the template was built for.
+    pick: Box<[usize]>,
+    /// The column each entry of the record takes its value from, in the record's order.
+    columns: Box<[usize]>,
+    record: DbRecord,
+}
+
+impl Template {
+    /// The template of `record`, built by [`build`] from a row with columns `names`.
+    fn of(record: &DbRecord, names: &[&'static str], pick: &[usize]) -> Self {
+        let columns = record
+            .keys()
+            .map(|key| {
+                names
+                    .iter()
+                    .position(|name| name == key)
+                    .unwrap_or(usize::MAX)
+            })
+            .collect();
+        Self {
+            names: names.into(),
+            pick: pick.into(),
+            columns,
+            record: record
+                .keys()
+                .map(|key| (key.clone(), DbValue::Null))
+                .collect(),
+        }
+    }
+
+    /// Whether this template is the one of `pick` over a row with the columns of `slots`.
+    fn fits(&self, slots: &[(&'static str, Option<DbValue>)], pick: &[usize]) -> bool {
+        *self.pick == *pick
+            && self.names.len() == slots.len()
+            && self
+                .names
+                .iter()
+                .zip(slots)
+                .all(|(name, (slot, _))| name == slot)
+    }
+
+    /// The record with the values of `slots` moved into it (each column is used once: the
+    /// record has one entry per distinct picked column).
+    fn fill(&self, slots: &mut [(&'static str, Option<DbValue>)]) -> DbRecord {
+        let mut record = self.record.clone();
+        for (value, column) in record.values_mut().zip(self.columns.iter()) {
+            if let Some(taken) = slots.get_mut(*column).and_then(|(_, slot)| slot.take()) {
+                *value = taken;
+            }
+        }
+        record
+    }
 }
 
 pub(super) fn nullable_string(value: Option<String>) -> DbValue {
@@ -175,5 +287,54 @@ mod tests {
         let keys = record.keys().map(String::as_str).collect::<Vec<_>>();
         assert_eq!(keys, ["name", "id"]);
         assert_eq!(record.get("name"), Some(&DbValue::String("Ada".to_owned())));
+    }
+
+    fn row(id: &str, second: (&'static str, &str)) -> [(&'static str, DbValue); 2] {
+        [
+            ("id", DbValue::String(id.to_owned())),
+            (second.0, DbValue::String(second.1.to_owned())),
+        ]
+    }
+
+    fn entries(record: &DbRecord) -> Vec<(String, DbValue)> {
+        record
+            .iter()
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect()
+    }
+
+    /// The second projection of a shape comes from the template the first one left, and is
+    /// what building it gives: the same keys in the same order, this row's values, a column
+    /// picked twice once; a row of other columns (even with the same first name) or another
+    /// pick gets its own.
+    #[test]
+    fn a_projection_from_its_template_is_the_projection_built() {
+        let picks: [&[usize]; 4] = [&[1, 0, 1], &[0, 1], &[1], &[0, 0]];
+        for pick in picks {
+            for second in [("name", "Ada"), ("email", "ada@example.com")] {
+                let first = project(row("u1", second), pick);
+                let again = project(row("u2", second), pick);
+                let built = build(&mut row("u2", second).map(|(n, v)| (n, Some(v))), pick);
+                assert_eq!(entries(&again), entries(&built), "{pick:?} {second:?}");
+                assert_eq!(
+                    first.keys().collect::<Vec<_>>(),
+                    again.keys().collect::<Vec<_>>()
+                );
+            }
+        }
+        let all = project_all(row("u3", ("name", "Bo")));
+        assert_eq!(
+            entries(&all),
+            [
+                ("id".to_owned(), DbValue::String("u3".to_owned())),
+                ("name".to_owned(), DbValue::String("Bo".to_owned())),
+            ]
+        );
+        TEMPLATES.with(|templates| {
+            assert!(
+                templates.borrow().len() >= 8,
+                "a template per row type and pick"
+            );
+        });
     }
 }
