@@ -22,6 +22,7 @@
 //! (a migration through another adapter leaves it alone: that adapter's schema is not this
 //! one's); it is bounded and evicts the least recently used shape.
 
+use std::fmt;
 use std::sync::Arc;
 
 use rustauth_core::db::sql::SqlParam;
@@ -33,7 +34,7 @@ use tokio_postgres::Row;
 
 use crate::error::{adapter, Result};
 use crate::lru::TextLru;
-use crate::values::{decode, decode_record};
+use crate::values::decode;
 
 /// How many shapes one adapter keeps planned.
 const CAPACITY: usize = 512;
@@ -161,29 +162,68 @@ pub(crate) enum Read {
     /// count, a `COUNT(*)`, or a create's own data when the insert returns nothing).
     Nothing,
     /// Column `i` of each row is field `i` (logical name, field).
-    Fields(Vec<(String, DbField)>),
+    Fields(Fields),
     /// A native join (see [`Joined`]).
     Joined(Joined),
 }
 
 impl Read {
-    /// The selected fields, for `Read::Fields`.
-    pub(crate) fn fields(&self) -> &[(String, DbField)] {
+    /// A row as a record: `Read::Fields` decodes its fields; other reads give an empty record.
+    pub(crate) fn record(&self, row: &Row) -> Result<DbRecord> {
         match self {
-            Self::Fields(fields) => fields,
-            _ => &[],
+            Self::Fields(fields) => fields.decode(row),
+            _ => Ok(DbRecord::new()),
         }
     }
 }
 
-/// Reads a row whose column `i` is `fields[i]`.
-pub(crate) fn decode_fields(row: &Row, fields: &[(String, DbField)]) -> Result<DbRecord> {
-    decode_record(
-        row,
-        fields
-            .iter()
-            .map(|(logical, field)| (logical.as_str(), field)),
-    )
+/// The selected fields of a plan (column `i` of a row is field `i`) and the record they read
+/// into, its keys already in place: a `DbRecord` hashes every key it is given (SipHash, fixed
+/// by rustauth-core's type), so each row's record is a clone of [`Self::template`], whose hash
+/// table is copied, with the values put in by position.
+pub(crate) struct Fields {
+    list: Vec<(String, DbField)>,
+    /// Every distinct logical name of `list`, in first-occurrence order, with `Null` values.
+    template: DbRecord,
+    /// For each entry of `template`, the column it is read from (a field selected twice is
+    /// read once: both columns hold the same value).
+    columns: Vec<usize>,
+}
+
+impl Fields {
+    pub(crate) fn new(list: Vec<(String, DbField)>) -> Self {
+        let mut template = DbRecord::with_capacity(list.len());
+        let mut columns = Vec::with_capacity(list.len());
+        for (column, (logical, _)) in list.iter().enumerate() {
+            if !template.contains_key(logical) {
+                template.insert(logical.clone(), DbValue::Null);
+                columns.push(column);
+            }
+        }
+        Self {
+            list,
+            template,
+            columns,
+        }
+    }
+
+    /// Reads a row whose column `i` is field `i`.
+    pub(crate) fn decode(&self, row: &Row) -> Result<DbRecord> {
+        let mut record = self.template.clone();
+        for (value, column) in record.values_mut().zip(&self.columns) {
+            if let Some((_, field)) = self.list.get(*column) {
+                *value = decode(row, *column, field)?;
+            }
+        }
+        Ok(record)
+    }
+}
+
+impl fmt::Debug for Fields {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The template and columns follow from the list.
+        self.list.fmt(f)
+    }
 }
 
 /// The decoding of a native join: column 0 is the base id, columns `1..=base.len()` the base
@@ -541,6 +581,30 @@ impl Key {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A field selected twice is one entry of the record, at its first place, read from its
+    /// first column; the others keep their order.
+    #[test]
+    fn fields_read_each_distinct_name_once_in_selection_order() {
+        let field = |name: &str| (name.to_owned(), DbField::new(name, DbFieldType::String));
+        let fields = Fields::new(vec![
+            field("name"),
+            field("id"),
+            field("name"),
+            field("email"),
+        ]);
+        let keys = fields
+            .template
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>();
+        assert_eq!(keys, ["name", "id", "email"]);
+        assert_eq!(fields.columns, [0, 1, 3]);
+        assert!(fields
+            .template
+            .values()
+            .all(|value| *value == DbValue::Null));
+    }
 
     #[test]
     fn keys_of_different_shapes_differ() {

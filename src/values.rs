@@ -12,7 +12,7 @@ use std::error::Error as StdError;
 use bytes::BytesMut;
 use postgres_types::{FromSql, IsNull, Kind, ToSql, Type};
 use rustauth_core::db::sql::SqlParam;
-use rustauth_core::db::{DbField, DbFieldType, DbRecord, DbValue, IdGeneration};
+use rustauth_core::db::{DbField, DbFieldType, DbValue, IdGeneration};
 use time::{Date, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 use tokio_postgres::Row;
 
@@ -466,22 +466,6 @@ pub(crate) fn decode_named(row: &Row, name: &str, field: &DbField) -> Result<DbV
         .position(|column| column.name() == name)
         .ok_or_else(|| value_error(format!("result row has no column `{name}`")))?;
     decode(row, index, field)
-}
-
-/// Reads a whole record: column `i` of the row is the `i`-th selected field.
-pub(crate) fn decode_record<'a, I>(row: &Row, fields: I) -> Result<DbRecord>
-where
-    I: IntoIterator<Item = (&'a str, &'a DbField)>,
-{
-    // Sized up front: collecting a `Result` gives the map no size hint, so it would grow
-    // (and rehash) while the row is read.
-    let fields = fields.into_iter();
-    let mut record = DbRecord::with_capacity(fields.size_hint().0);
-    for (index, (logical_name, field)) in fields.enumerate() {
-        let value = decode(row, index, field)?;
-        record.insert(logical_name.to_owned(), value);
-    }
-    Ok(record)
 }
 
 fn get<'a, T>(row: &'a Row, index: usize) -> Result<Option<T>>

@@ -33,7 +33,7 @@ use tokio_postgres::Row;
 
 use crate::error::{Error, Result};
 use crate::runner::{Db, Sql};
-use crate::shapes::{data_values, decode_fields, where_values, Key, Plan, Read, Shapes};
+use crate::shapes::{data_values, where_values, Key, Plan, Read, Shapes};
 use plans::*;
 
 const PG: SqlDialect = SqlDialect::Postgres;
@@ -122,7 +122,7 @@ pub(crate) async fn create(
     )?;
     match &plan.read {
         Read::Fields(fields) => match plan_rows(db, &plan, &params).await?.first() {
-            Some(row) => decode_fields(row, fields),
+            Some(row) => fields.decode(row),
             None => Err(Error::Unexpected(
                 "insert did not return the row with its database-generated id".to_owned(),
             )),
@@ -180,10 +180,7 @@ pub(crate) async fn find_many(
     let rows = plan_rows(db, &plan, &params).await?;
     match &plan.read {
         Read::Joined(joined) => joined.records(&rows),
-        read => rows
-            .iter()
-            .map(|row| decode_fields(row, read.fields()))
-            .collect(),
+        read => rows.iter().map(|row| read.record(row)).collect(),
     }
 }
 
@@ -257,7 +254,7 @@ pub(crate) async fn update(
     plan_rows(db, &plan, &params)
         .await?
         .first()
-        .map(|row| decode_fields(row, plan.read.fields()))
+        .map(|row| plan.read.record(row))
         .transpose()
 }
 

@@ -17,7 +17,7 @@ use rustauth_core::db::{
 use super::targets::*;
 use super::{JOIN_LIMIT, PG};
 use crate::error::{Error, Result};
-use crate::shapes::{Joined, JoinedModel, Plan, Read};
+use crate::shapes::{Fields, Joined, JoinedModel, Plan, Read};
 
 pub(super) fn plan_create(schema: &DbSchema, query: &Create) -> Result<(Plan, Vec<SqlParam>)> {
     let table = resolve_table(schema, &query.model)?;
@@ -35,7 +35,7 @@ pub(super) fn plan_create(schema: &DbSchema, query: &Create) -> Result<(Plan, Ve
             &targets,
             &returning,
             statement.params,
-            Read::Fields(owned_selection(&selection)),
+            Read::Fields(Fields::new(owned_selection(&selection))),
         ));
     }
     Ok(planned(
@@ -55,7 +55,7 @@ pub(super) fn plan_find_many(schema: &DbSchema, query: &FindMany) -> Result<(Pla
         &query.model,
         &query.where_clauses,
         read.statement,
-        Read::Fields(owned_selection(&read.selection)),
+        Read::Fields(Fields::new(owned_selection(&read.selection))),
     )
 }
 
@@ -69,12 +69,12 @@ pub(super) fn plan_update(schema: &DbSchema, query: &Update) -> Result<(Plan, Ve
         .map(|(_, field)| field.name.as_str())
         .collect::<Vec<_>>();
     let read = || {
-        Read::Fields(
+        Read::Fields(Fields::new(
             fields
                 .iter()
                 .map(|(logical, field)| ((*logical).to_owned(), (*field).clone()))
                 .collect(),
-        )
+        ))
     };
     let mut many = UpdateMany::new(query.model.clone());
     many.where_clauses = query.where_clauses.clone();
@@ -125,7 +125,7 @@ pub(super) fn plan_update(schema: &DbSchema, query: &Update) -> Result<(Plan, Ve
             &targets,
             &returning,
             update.statement.params,
-            Read::Fields(owned_selection(&update.selection)),
+            Read::Fields(Fields::new(owned_selection(&update.selection))),
         )),
         SqlUpdateOnePlan::PreselectThenUpdate { .. } => Err(Error::Unexpected(
             "core planned a preselect update, which the Postgres dialect never uses".to_owned(),
