@@ -23,7 +23,8 @@
 //! one's); it is bounded and evicts the least recently used shape.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use rustauth_core::db::sql::SqlParam;
 use rustauth_core::db::{
@@ -177,40 +178,63 @@ impl Read {
     }
 }
 
-/// The selected fields of a plan (column `i` of a row is field `i`) and the record they read
-/// into, its keys already in place: a `DbRecord` hashes every key it is given (SipHash, fixed
-/// by rustauth-core's type), so each row's record is a clone of [`Self::template`], whose hash
-/// table is copied, with the values put in by position.
+/// The selected fields of a plan (column `i` of a row is field `i`) and, from its second row
+/// on, the record they read into with its keys already in place: a `DbRecord` hashes every
+/// key it is given (SipHash, fixed by rustauth-core's type), so those rows' records are clones
+/// of a [`Template`], whose hash table is copied, with the values put in by position. The
+/// first row is read without one, so a plan read once (not kept in a shape cache: the
+/// `driver` module's calls, `BENCH_SHAPE_CACHE=0`) costs what it did before templates.
 pub(crate) struct Fields {
     list: Vec<(String, DbField)>,
-    /// Every distinct logical name of `list`, in first-occurrence order, with `Null` values.
-    template: DbRecord,
-    /// For each entry of `template`, the column it is read from (a field selected twice is
-    /// read once: both columns hold the same value).
+    /// Whether a row has been read with these fields.
+    read: AtomicBool,
+    template: OnceLock<Template>,
+}
+
+/// The record of a [`Fields`] with every value `Null`.
+struct Template {
+    /// Every distinct logical name of the list, in first-occurrence order.
+    record: DbRecord,
+    /// For each entry of `record`, the column it is read from (a field selected twice is read
+    /// once: both columns hold the same value).
     columns: Vec<usize>,
+}
+
+impl Template {
+    fn new(list: &[(String, DbField)]) -> Self {
+        let mut record = DbRecord::with_capacity(list.len());
+        let mut columns = Vec::with_capacity(list.len());
+        for (column, (logical, _)) in list.iter().enumerate() {
+            if !record.contains_key(logical) {
+                record.insert(logical.clone(), DbValue::Null);
+                columns.push(column);
+            }
+        }
+        Self { record, columns }
+    }
 }
 
 impl Fields {
     pub(crate) fn new(list: Vec<(String, DbField)>) -> Self {
-        let mut template = DbRecord::with_capacity(list.len());
-        let mut columns = Vec::with_capacity(list.len());
-        for (column, (logical, _)) in list.iter().enumerate() {
-            if !template.contains_key(logical) {
-                template.insert(logical.clone(), DbValue::Null);
-                columns.push(column);
-            }
-        }
         Self {
             list,
-            template,
-            columns,
+            read: AtomicBool::new(false),
+            template: OnceLock::new(),
         }
     }
 
     /// Reads a row whose column `i` is field `i`.
     pub(crate) fn decode(&self, row: &Row) -> Result<DbRecord> {
-        let mut record = self.template.clone();
-        for (value, column) in record.values_mut().zip(&self.columns) {
+        if self.template.get().is_none() && !self.read.swap(true, Ordering::Relaxed) {
+            let mut record = DbRecord::with_capacity(self.list.len());
+            for (column, (logical, field)) in self.list.iter().enumerate() {
+                record.insert(logical.clone(), decode(row, column, field)?);
+            }
+            return Ok(record);
+        }
+        let template = self.template.get_or_init(|| Template::new(&self.list));
+        let mut record = template.record.clone();
+        for (value, column) in record.values_mut().zip(&template.columns) {
             if let Some((_, field)) = self.list.get(*column) {
                 *value = decode(row, *column, field)?;
             }
@@ -221,7 +245,7 @@ impl Fields {
 
 impl fmt::Debug for Fields {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The template and columns follow from the list.
+        // The template follows from the list.
         self.list.fmt(f)
     }
 }
@@ -587,21 +611,16 @@ mod tests {
     #[test]
     fn fields_read_each_distinct_name_once_in_selection_order() {
         let field = |name: &str| (name.to_owned(), DbField::new(name, DbFieldType::String));
-        let fields = Fields::new(vec![
-            field("name"),
-            field("id"),
-            field("name"),
-            field("email"),
-        ]);
-        let keys = fields
-            .template
+        let template = Template::new(&[field("name"), field("id"), field("name"), field("email")]);
+        let keys = template
+            .record
             .keys()
             .map(String::as_str)
             .collect::<Vec<_>>();
         assert_eq!(keys, ["name", "id", "email"]);
-        assert_eq!(fields.columns, [0, 1, 3]);
-        assert!(fields
-            .template
+        assert_eq!(template.columns, [0, 1, 3]);
+        assert!(template
+            .record
             .values()
             .all(|value| *value == DbValue::Null));
     }
