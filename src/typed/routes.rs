@@ -102,7 +102,7 @@ impl Router {
             .run(statement.sql(), rows, move |mut rows| {
                 // No row: no user with this email.
                 let first = rows.first_mut()?;
-                let mut record = project(joined_user_values(first), &pick);
+                let mut record = project_with_room(joined_user_values(first), &pick, 1);
                 let accounts = rows
                     .into_iter()
                     .filter_map(joined_account_values)

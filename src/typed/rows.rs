@@ -140,12 +140,22 @@ pub(super) fn project<const N: usize>(
     values: [(&'static str, DbValue); N],
     pick: &[usize],
 ) -> DbRecord {
+    project_with_room(values, pick, 0)
+}
+
+/// [`project`] into a record with room for `room` more keys, added by the caller without
+/// growing (and rehashing) it: the sign-in join adds the accounts array to the user's record.
+pub(super) fn project_with_room<const N: usize>(
+    values: [(&'static str, DbValue); N],
+    pick: &[usize],
+    room: usize,
+) -> DbRecord {
     let mut slots = values.map(|(name, value)| (name, Some(value)));
     let from_template = TEMPLATES.with(|templates| {
         let templates = templates.try_borrow().ok()?;
         let template = templates
             .iter()
-            .find(|template| template.fits(&slots, pick))?;
+            .find(|template| template.room == room && template.fits(&slots, pick))?;
         Some(template.fill(&mut slots))
     });
     if let Some(record) = from_template {
@@ -156,7 +166,7 @@ pub(super) fn project<const N: usize>(
     TEMPLATES.with(|templates| {
         if let Ok(mut templates) = templates.try_borrow_mut() {
             if templates.len() < MAX_TEMPLATES {
-                templates.push(Template::of(&record, &names, pick));
+                templates.push(Template::of(&record, &names, pick, room));
             }
         }
     });
@@ -216,11 +226,13 @@ struct Template {
     /// The column each entry of the record takes its value from, in the record's order.
     columns: Box<[usize]>,
     record: DbRecord,
+    /// Keys the caller may add without growing the record (see [`project_with_room`]).
+    room: usize,
 }
 
 impl Template {
     /// The template of `record`, built by [`build`] from a row with columns `names`.
-    fn of(record: &DbRecord, names: &[&'static str], pick: &[usize]) -> Self {
+    fn of(record: &DbRecord, names: &[&'static str], pick: &[usize], room: usize) -> Self {
         let columns = record
             .keys()
             .map(|key| {
@@ -230,14 +242,17 @@ impl Template {
                     .unwrap_or(usize::MAX)
             })
             .collect();
+        // A clone keeps the template's capacity.
+        let mut template = DbRecord::with_capacity(record.len() + room);
+        for key in record.keys() {
+            template.insert(key.clone(), DbValue::Null);
+        }
         Self {
             names: names.into(),
             pick: pick.into(),
             columns,
-            record: record
-                .keys()
-                .map(|key| (key.clone(), DbValue::Null))
-                .collect(),
+            record: template,
+            room,
         }
     }
 
@@ -330,10 +345,21 @@ mod tests {
                 ("name".to_owned(), DbValue::String("Bo".to_owned())),
             ]
         );
+        // Seven columns, as a user row: a table for seven keys has no room for an eighth.
+        let wide =
+            || ["id", "name", "email", "image", "a", "b", "c"].map(|name| (name, DbValue::Null));
+        for round in 0..2 {
+            let roomy = project_with_room(wide(), &IDENTITY[..7], 1);
+            assert_eq!(entries(&roomy), entries(&project_all(wide())));
+            // The first is built (and becomes the template), the second cloned from it.
+            if round == 1 {
+                assert!(roomy.capacity() > roomy.len(), "room for the join's key");
+            }
+        }
         TEMPLATES.with(|templates| {
             assert!(
-                templates.borrow().len() >= 8,
-                "a template per row type and pick"
+                templates.borrow().len() >= 9,
+                "a template per row type, pick and room"
             );
         });
     }
