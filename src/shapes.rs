@@ -35,7 +35,7 @@ use tokio_postgres::Row;
 
 use crate::error::{adapter, Result};
 use crate::lru::TextLru;
-use crate::values::decode;
+use crate::values::{decode, RecordTemplate};
 
 /// How many shapes one adapter keeps planned.
 const CAPACITY: usize = 512;
@@ -179,39 +179,14 @@ impl Read {
 }
 
 /// The selected fields of a plan (column `i` of a row is field `i`) and, from its second row
-/// on, the record they read into with its keys already in place: a `DbRecord` hashes every
-/// key it is given (SipHash, fixed by rustauth-core's type), so those rows' records are clones
-/// of a [`Template`], whose hash table is copied, with the values put in by position. The
-/// first row is read without one, so a plan read once (not kept in a shape cache: the
-/// `driver` module's calls, `BENCH_SHAPE_CACHE=0`) costs what it did before templates.
+/// on, a [`RecordTemplate`] of their names that each row's record is cloned from. The first
+/// row is read without one, so a plan read once (not kept in a shape cache: the `driver`
+/// module's calls, `BENCH_SHAPE_CACHE=0`) costs what it did before templates.
 pub(crate) struct Fields {
     list: Vec<(String, DbField)>,
     /// Whether a row has been read with these fields.
     read: AtomicBool,
-    template: OnceLock<Template>,
-}
-
-/// The record of a [`Fields`] with every value `Null`.
-struct Template {
-    /// Every distinct logical name of the list, in first-occurrence order.
-    record: DbRecord,
-    /// For each entry of `record`, the column it is read from (a field selected twice is read
-    /// once: both columns hold the same value).
-    columns: Vec<usize>,
-}
-
-impl Template {
-    fn new(list: &[(String, DbField)]) -> Self {
-        let mut record = DbRecord::with_capacity(list.len());
-        let mut columns = Vec::with_capacity(list.len());
-        for (column, (logical, _)) in list.iter().enumerate() {
-            if !record.contains_key(logical) {
-                record.insert(logical.clone(), DbValue::Null);
-                columns.push(column);
-            }
-        }
-        Self { record, columns }
-    }
+    template: OnceLock<RecordTemplate>,
 }
 
 impl Fields {
@@ -223,6 +198,19 @@ impl Fields {
         }
     }
 
+    /// The template of the fields' names (a name selected twice is read from its first column).
+    fn template(&self) -> &RecordTemplate {
+        self.template.get_or_init(|| {
+            RecordTemplate::new(
+                self.list
+                    .iter()
+                    .enumerate()
+                    .map(|(column, (logical, _))| (column, logical.as_str())),
+                0,
+            )
+        })
+    }
+
     /// Reads a row whose column `i` is field `i`.
     pub(crate) fn decode(&self, row: &Row) -> Result<DbRecord> {
         if self.template.get().is_none() && !self.read.swap(true, Ordering::Relaxed) {
@@ -232,14 +220,10 @@ impl Fields {
             }
             return Ok(record);
         }
-        let template = self.template.get_or_init(|| Template::new(&self.list));
-        let mut record = template.record.clone();
-        for (value, column) in record.values_mut().zip(&template.columns) {
-            if let Some((_, field)) = self.list.get(*column) {
-                *value = decode(row, *column, field)?;
-            }
-        }
-        Ok(record)
+        self.template().fill(|column| match self.list.get(column) {
+            Some((_, field)) => decode(row, column, field).map(Some),
+            None => Ok(None),
+        })
     }
 }
 
@@ -611,18 +595,15 @@ mod tests {
     #[test]
     fn fields_read_each_distinct_name_once_in_selection_order() {
         let field = |name: &str| (name.to_owned(), DbField::new(name, DbFieldType::String));
-        let template = Template::new(&[field("name"), field("id"), field("name"), field("email")]);
-        let keys = template
-            .record
-            .keys()
-            .map(String::as_str)
-            .collect::<Vec<_>>();
-        assert_eq!(keys, ["name", "id", "email"]);
-        assert_eq!(template.columns, [0, 1, 3]);
-        assert!(template
-            .record
-            .values()
-            .all(|value| *value == DbValue::Null));
+        let fields = Fields::new(vec![
+            field("name"),
+            field("id"),
+            field("name"),
+            field("email"),
+        ]);
+        let template = fields.template();
+        assert_eq!(template.keys(), ["name", "id", "email"]);
+        assert_eq!(template.columns(), [0, 1, 3]);
     }
 
     #[test]

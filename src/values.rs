@@ -12,7 +12,7 @@ use std::error::Error as StdError;
 use bytes::BytesMut;
 use postgres_types::{FromSql, IsNull, Kind, ToSql, Type};
 use rustauth_core::db::sql::SqlParam;
-use rustauth_core::db::{DbField, DbFieldType, DbValue, IdGeneration};
+use rustauth_core::db::{DbField, DbFieldType, DbRecord, DbValue, IdGeneration};
 use time::{Date, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 use tokio_postgres::Row;
 
@@ -466,6 +466,64 @@ pub(crate) fn decode_named(row: &Row, name: &str, field: &DbField) -> Result<DbV
         .position(|column| column.name() == name)
         .ok_or_else(|| value_error(format!("result row has no column `{name}`")))?;
     decode(row, index, field)
+}
+
+/// A record's keys, made once and cloned for every record of the same keys: a `DbRecord`
+/// (rustauth-core's `IndexMap<String, DbValue>`, its hasher fixed as SipHash) hashes every key
+/// it is given, about 370 instructions a key with the insertion, where a clone copies the hash
+/// table. Used by the typed path (a template per row type and pick, `typed/rows.rs`) and the
+/// generic path (one per planned shape, `shapes::Fields`).
+#[derive(Debug)]
+pub(crate) struct RecordTemplate {
+    /// Every distinct name, in first-occurrence order, each with `Null`.
+    record: DbRecord,
+    /// For each entry of `record`, the column its value comes from (the first column of that
+    /// name: a name given twice is read once).
+    columns: Vec<usize>,
+}
+
+impl RecordTemplate {
+    /// The template of `(column, name)` pairs in record order, with room for `room` keys more
+    /// that a caller may add without growing the record (a clone keeps the capacity).
+    pub(crate) fn new<'a>(names: impl IntoIterator<Item = (usize, &'a str)>, room: usize) -> Self {
+        let names = names.into_iter();
+        let mut record = DbRecord::with_capacity(names.size_hint().0);
+        let mut columns = Vec::with_capacity(names.size_hint().0);
+        for (column, name) in names {
+            if !record.contains_key(name) {
+                record.insert(name.to_owned(), DbValue::Null);
+                columns.push(column);
+            }
+        }
+        record.reserve(room);
+        Self { record, columns }
+    }
+
+    /// A record of these keys, each value from `value(column)` (`None` leaves `Null`).
+    pub(crate) fn fill<E>(
+        &self,
+        mut value: impl FnMut(usize) -> std::result::Result<Option<DbValue>, E>,
+    ) -> std::result::Result<DbRecord, E> {
+        let mut record = self.record.clone();
+        for (slot, column) in record.values_mut().zip(&self.columns) {
+            if let Some(value) = value(*column)? {
+                *slot = value;
+            }
+        }
+        Ok(record)
+    }
+
+    /// The keys, in record order.
+    #[cfg(test)]
+    pub(crate) fn keys(&self) -> Vec<&str> {
+        self.record.keys().map(String::as_str).collect()
+    }
+
+    /// The column of each key, in record order.
+    #[cfg(test)]
+    pub(crate) fn columns(&self) -> &[usize] {
+        &self.columns
+    }
 }
 
 fn get<'a, T>(row: &'a Row, index: usize) -> Result<Option<T>>

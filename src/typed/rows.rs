@@ -8,6 +8,7 @@ use rustauth_core::db::{DbRecord, DbValue};
 use time::OffsetDateTime;
 
 use crate::generated::queries::user;
+use crate::values::RecordTemplate;
 
 /// A generated row of a core table as its values by field name, in column order.
 pub(super) trait RowValues {
@@ -155,7 +156,7 @@ pub(super) fn project_with_room<const N: usize>(
         let templates = templates.try_borrow().ok()?;
         let template = templates
             .iter()
-            .find(|template| template.room == room && template.fits(&slots, pick))?;
+            .find(|template| template.fits(&slots, pick, room))?;
         Some(template.fill(&mut slots))
     });
     if let Some(record) = from_template {
@@ -166,7 +167,7 @@ pub(super) fn project_with_room<const N: usize>(
     TEMPLATES.with(|templates| {
         if let Ok(mut templates) = templates.try_borrow_mut() {
             if templates.len() < MAX_TEMPLATES {
-                templates.push(Template::of(&record, &names, pick, room));
+                templates.push(Template::new(&names, pick, room));
             }
         }
     });
@@ -214,51 +215,36 @@ thread_local! {
     static TEMPLATES: RefCell<Vec<Template>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The record of one projection with every value `Null`. A `DbRecord` hashes each key with
-/// SipHash on insertion (the type, rustauth-core's, fixes the hasher): about 370
-/// instructions a key with the insertion. Cloning the template copies its hash table instead,
-/// and the values are put in place by position.
+/// The template of one projection of one row type (see [`RecordTemplate`]).
 struct Template {
     /// The row's column names, in column order.
     names: Box<[&'static str]>,
-    /// The pick the template was built for.
+    /// The pick the template was made for.
     pick: Box<[usize]>,
-    /// The column each entry of the record takes its value from, in the record's order.
-    columns: Box<[usize]>,
-    record: DbRecord,
     /// Keys the caller may add without growing the record (see [`project_with_room`]).
     room: usize,
+    record: RecordTemplate,
 }
 
 impl Template {
-    /// The template of `record`, built by [`build`] from a row with columns `names`.
-    fn of(record: &DbRecord, names: &[&'static str], pick: &[usize], room: usize) -> Self {
-        let columns = record
-            .keys()
-            .map(|key| {
-                names
-                    .iter()
-                    .position(|name| name == key)
-                    .unwrap_or(usize::MAX)
-            })
-            .collect();
-        // A clone keeps the template's capacity.
-        let mut template = DbRecord::with_capacity(record.len() + room);
-        for key in record.keys() {
-            template.insert(key.clone(), DbValue::Null);
-        }
+    /// The template of `pick` over a row with columns `names`: the keys [`build`] gives.
+    fn new(names: &[&'static str], pick: &[usize], room: usize) -> Self {
+        let picked = pick
+            .iter()
+            .filter_map(|column| names.get(*column).map(|name| (*column, *name)));
         Self {
             names: names.into(),
             pick: pick.into(),
-            columns,
-            record: template,
             room,
+            record: RecordTemplate::new(picked, room),
         }
     }
 
-    /// Whether this template is the one of `pick` over a row with the columns of `slots`.
-    fn fits(&self, slots: &[(&'static str, Option<DbValue>)], pick: &[usize]) -> bool {
-        *self.pick == *pick
+    /// Whether this template is the one of `pick` and `room` over a row with the columns of
+    /// `slots`.
+    fn fits(&self, slots: &[(&'static str, Option<DbValue>)], pick: &[usize], room: usize) -> bool {
+        self.room == room
+            && *self.pick == *pick
             && self.names.len() == slots.len()
             && self
                 .names
@@ -270,13 +256,15 @@ impl Template {
     /// The record with the values of `slots` moved into it (each column is used once: the
     /// record has one entry per distinct picked column).
     fn fill(&self, slots: &mut [(&'static str, Option<DbValue>)]) -> DbRecord {
-        let mut record = self.record.clone();
-        for (value, column) in record.values_mut().zip(self.columns.iter()) {
-            if let Some(taken) = slots.get_mut(*column).and_then(|(_, slot)| slot.take()) {
-                *value = taken;
-            }
+        let filled = self.record.fill(|column| {
+            Ok::<_, std::convert::Infallible>(
+                slots.get_mut(column).and_then(|(_, slot)| slot.take()),
+            )
+        });
+        match filled {
+            Ok(record) => record,
+            Err(never) => match never {},
         }
-        record
     }
 }
 
