@@ -12,7 +12,8 @@ use crate::support;
 use std::time::Duration;
 
 use rustauth_core::db::{
-    Count, Create, DbAdapter, DbRecord, DbValue, FindMany, FindOne, Update, Where,
+    auth_schema, AuthSchemaOptions, Count, Create, DbAdapter, DbRecord, DbValue, FindMany, FindOne,
+    RateLimitStorage, TableOptions, Update, Where,
 };
 use rustauth_tokio_postgres::TokioPostgresAdapter;
 use time::{OffsetDateTime, PrimitiveDateTime};
@@ -411,6 +412,63 @@ async fn migrations_find_the_tables_the_search_path_resolves_to() {
             .expect("public.users")
             .get(0);
         assert_eq!(users, 2, "{mode}: written to the existing public.users");
+    }
+}
+
+/// The same for names that only resolve quoted, in a later schema of `search_path`: Better
+/// Auth's `"user"` (a reserved word) and camelCase `"rateLimit"`, and a camelCase users table
+/// that the sessions' and accounts' foreign keys reference (reported unqualified only when its
+/// quoted name resolves to it).
+#[tokio::test]
+async fn migrations_find_quoted_table_names_through_search_path() {
+    let renamed = auth_schema(AuthSchemaOptions {
+        user: TableOptions::default().with_name("AppUser"),
+        rate_limit_storage: RateLimitStorage::Database,
+        ..AuthSchemaOptions::default()
+    });
+    for (label, schema) in [
+        ("ba", rustauth_tokio_postgres::layout::better_auth_schema()),
+        ("camel", renamed),
+    ] {
+        let url = support::fresh_database(&format!("session_later_{label}")).await;
+        let admin = support::connect(&url).await;
+        admin
+            .batch_execute("CREATE SCHEMA early; CREATE SCHEMA auth")
+            .await
+            .expect("schemas");
+        let in_auth = TokioPostgresAdapter::connect_with_schema(
+            &format!("{url}?options=-c%20search_path%3Dauth"),
+            schema.clone(),
+        )
+        .await
+        .expect("connect");
+        in_auth
+            .run_migrations(&schema)
+            .await
+            .expect("the tables in auth");
+        let later = TokioPostgresAdapter::connect_with_schema(
+            &format!("{url}?options=-c%20search_path%3Dearly%2Cauth"),
+            schema.clone(),
+        )
+        .await
+        .expect("connect");
+        let plan = later.plan_migrations(&schema).await.expect("plan");
+        assert!(
+            plan.is_empty() && !plan.has_warnings(),
+            "{label}: the tables in auth are found through search_path: {plan:#?}"
+        );
+        later.run_migrations(&schema).await.expect("migrate");
+        let in_early: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_catalog.pg_class c \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = 'early'",
+                &[],
+            )
+            .await
+            .expect("early's relations")
+            .get(0);
+        assert_eq!(in_early, 0, "{label}: nothing created in the first schema");
     }
 }
 
