@@ -6,6 +6,9 @@
 //! `Timestamp` to `timestamptz`, `timestamp` and `date`, a `String` to `text`, `varchar` and
 //! `uuid`: every column type the migration planner accepts and does not refuse is read and
 //! written end to end (`docs/behaviour.md` §4; quirk Q5 in UPSTREAM.md).
+//!
+//! Rows become records here too: [`RecordTemplate`] holds a record's keys once, so that each
+//! record of those keys is a clone instead of hashing every key again.
 
 use std::error::Error as StdError;
 
