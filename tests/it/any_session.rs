@@ -369,6 +369,19 @@ async fn a_shadowing_table_earlier_on_search_path_is_the_one_used() {
     }
 }
 
+/// How many relations (tables, indexes, sequences, …) schema `name` holds.
+async fn relations_in(admin: &tokio_postgres::Client, name: &str) -> i64 {
+    admin
+        .query_one(
+            "SELECT count(*) FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1",
+            &[&name],
+        )
+        .await
+        .expect("relations of a schema")
+        .get(0)
+}
+
 /// Tables that exist only in a later schema of `search_path` are the ones migrations see, as
 /// they are the ones the statements hit: planning finds nothing to do, migrating creates no
 /// second set of tables in the first schema (`current_schema()`), and writes land in the
@@ -394,16 +407,7 @@ async fn migrations_find_the_tables_the_search_path_resolves_to() {
             .run_migrations(&default_schema())
             .await
             .unwrap_or_else(|error| panic!("{mode}: migrate: {error}"));
-        let in_early: i64 = admin
-            .query_one(
-                "SELECT count(*) FROM pg_catalog.pg_class c \
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE n.nspname = 'early'",
-                &[],
-            )
-            .await
-            .expect("early's relations")
-            .get(0);
+        let in_early = relations_in(&admin, "early").await;
         assert_eq!(in_early, 0, "{mode}: nothing created in the first schema");
         seed_user(&adapter, "u2", "b@example.org", at(2)).await;
         let users: i64 = admin
@@ -458,16 +462,7 @@ async fn migrations_find_quoted_table_names_through_search_path() {
             "{label}: the tables in auth are found through search_path: {plan:#?}"
         );
         later.run_migrations(&schema).await.expect("migrate");
-        let in_early: i64 = admin
-            .query_one(
-                "SELECT count(*) FROM pg_catalog.pg_class c \
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE n.nspname = 'early'",
-                &[],
-            )
-            .await
-            .expect("early's relations")
-            .get(0);
+        let in_early = relations_in(&admin, "early").await;
         assert_eq!(in_early, 0, "{label}: nothing created in the first schema");
     }
 }
