@@ -7,24 +7,53 @@
 //! statements overlap their waits as they would on a network.
 //!
 //! Timers are the limit: tokio's fire on millisecond ticks, too coarse for a 250 µs hop, so
-//! each direction of each connection has an OS thread that sleeps until a chunk is due
-//! (`std::thread::sleep`; no spinning, which would take the benchmark's CPU on a small
-//! machine). An OS timer fires late by the kernel's timer slack and scheduling (tens of
+//! the proxy keeps its own: one OS thread per direction of each connection blocks in `read`
+//! and queues what it read, stamped with the time it is due, and one thread for the whole
+//! proxy sleeps until the oldest chunk is due (`Condvar::wait_timeout`, a precise kernel
+//! timer; no spinning, which would take the benchmark's CPU on a small machine) and then
+//! writes every chunk that is due, the chunks of one destination in one `write`. Every hop is
+//! delayed by the same amount, so the queue is in order of due time; a reader wakes the
+//! writer only when it queues into an empty queue. A chunk therefore costs the proxy one
+//! wake-up of its reader and a share of one of the writer's, where a writer thread per
+//! direction, waiting on a channel and then on its timer, cost three. The proxy runs in the
+//! benchmark's process and takes CPU the implementations and the server need; with this
+//! design the process used about a fifth less CPU for the same pool-mode get-session run
+//! (6.1–6.5 s → 5.1–5.2 s of user + system time, `BENCH_RTT_US=200 BENCH_MODES=pool
+//! BENCH_ROUNDS=3 … -- get_session`, twice each).
+//!
+//! An OS timer fires late by the kernel's timer slack and scheduling (tens of
 //! microseconds), so the round trip a client really sees is a little longer than the one
 //! asked for: how late this machine's timers fire, and that effective round trip, are
 //! measured by [`self_check`] before the benchmark and printed with its report.
 
+use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
-/// A running delay proxy; it lives as long as the process (its threads end with their
-/// connections).
+/// A running delay proxy; it lives as long as the process (its reader threads end with their
+/// connections, its writer with the process).
 pub struct DelayProxy {
     address: SocketAddr,
+}
+
+/// Bytes read from one side, to be written to `to` at `due`; no bytes and `close` set: the
+/// side it came from closed, so `to` is shut down for writing (after what came before).
+struct Chunk {
+    due: Instant,
+    to: Arc<TcpStream>,
+    bytes: Vec<u8>,
+    close: bool,
+}
+
+/// What the readers queue and the writer takes, in order of due time.
+struct Queue {
+    chunks: Mutex<VecDeque<Chunk>>,
+    queued: Condvar,
+    one_way: Duration,
 }
 
 impl DelayProxy {
@@ -32,7 +61,16 @@ impl DelayProxy {
     pub fn start(upstream: SocketAddr, round_trip: Duration) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the delay proxy");
         let address = listener.local_addr().expect("delay proxy address");
-        let one_way = round_trip / 2;
+        let queue = Arc::new(Queue {
+            chunks: Mutex::new(VecDeque::new()),
+            queued: Condvar::new(),
+            one_way: round_trip / 2,
+        });
+        let writer = Arc::clone(&queue);
+        std::thread::Builder::new()
+            .name("delay-proxy-write".to_owned())
+            .spawn(move || write_when_due(&writer))
+            .expect("delay proxy writer thread");
         std::thread::Builder::new()
             .name("delay-proxy-accept".to_owned())
             .spawn(move || {
@@ -44,14 +82,14 @@ impl DelayProxy {
                     };
                     let _ = client.set_nodelay(true);
                     let _ = server.set_nodelay(true);
-                    pipe(&client, &server, one_way);
-                    pipe(&server, &client, one_way);
+                    let (client, server) = (Arc::new(client), Arc::new(server));
+                    read_into(&queue, &client, &server);
+                    read_into(&queue, &server, &client);
                 }
             })
             .expect("delay proxy thread");
         Self { address }
     }
-
     /// `url` (a `postgres://` URL of a TCP server) with its host and port replaced by the
     /// proxy's.
     pub fn url_for(&self, url: &str) -> String {
@@ -65,49 +103,85 @@ impl DelayProxy {
     }
 }
 
-/// Moves bytes from `from` to `to`, each chunk `delay` after it was read: a reader thread
-/// stamps chunks, a writer thread sends each one when it is due.
-fn pipe(from: &TcpStream, to: &TcpStream, delay: Duration) {
-    let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) else {
-        return;
-    };
-    let (chunks, due) = mpsc::channel::<(Instant, Vec<u8>)>();
+/// A thread that reads from `from` and queues each chunk for `to`, due one hop later.
+fn read_into(queue: &Arc<Queue>, from: &Arc<TcpStream>, to: &Arc<TcpStream>) {
+    let (queue, from, to) = (Arc::clone(queue), Arc::clone(from), Arc::clone(to));
     let _ = std::thread::Builder::new()
         .name("delay-proxy-read".to_owned())
         .spawn(move || {
             let mut buffer = vec![0u8; 64 * 1024];
             loop {
-                match from.read(&mut buffer) {
-                    Ok(0) | Err(_) => break,
-                    Ok(read) => {
-                        if chunks
-                            .send((Instant::now() + delay, buffer[..read].to_vec()))
-                            .is_err()
-                        {
-                            break;
-                        }
-                    }
+                let (bytes, close) = match (&*from).read(&mut buffer) {
+                    Ok(0) | Err(_) => (Vec::new(), true),
+                    Ok(read) => (buffer[..read].to_vec(), false),
+                };
+                let mut chunks = queue.chunks.lock().expect("delay proxy queue");
+                // Stamped under the lock, so the queue stays in order of due time.
+                let due = Instant::now() + queue.one_way;
+                let to = Arc::clone(&to);
+                chunks.push_back(Chunk {
+                    due,
+                    to,
+                    bytes,
+                    close,
+                });
+                if chunks.len() == 1 {
+                    queue.queued.notify_one();
                 }
-            }
-        });
-    let _ = std::thread::Builder::new()
-        .name("delay-proxy-write".to_owned())
-        .spawn(move || {
-            for (at, chunk) in due {
-                wait_until(at);
-                if to.write_all(&chunk).is_err() {
+                drop(chunks);
+                if close {
                     break;
                 }
             }
-            let _ = to.shutdown(Shutdown::Write);
         });
 }
 
-/// Sleeps until `at` (not before; late by what the OS timer adds).
-fn wait_until(at: Instant) {
-    let now = Instant::now();
-    if at > now {
-        std::thread::sleep(at - now);
+/// The writer: sleeps until the oldest chunk is due, then writes every chunk that is due,
+/// a destination's chunks in one `write` (in the order they were read).
+fn write_when_due(queue: &Queue) {
+    let mut due_now: Vec<Chunk> = Vec::new();
+    loop {
+        {
+            let mut chunks = queue.chunks.lock().expect("delay proxy queue");
+            loop {
+                let now = Instant::now();
+                match chunks.front() {
+                    None => chunks = queue.queued.wait(chunks).expect("delay proxy queue"),
+                    Some(first) if first.due > now => {
+                        let wait = first.due - now;
+                        chunks = queue
+                            .queued
+                            .wait_timeout(chunks, wait)
+                            .expect("delay proxy queue")
+                            .0;
+                    }
+                    Some(_) => break,
+                }
+            }
+            let now = Instant::now();
+            while chunks.front().is_some_and(|chunk| chunk.due <= now) {
+                due_now.extend(chunks.pop_front());
+            }
+        }
+        // Group by destination, keeping each destination's order.
+        while !due_now.is_empty() {
+            let to = Arc::clone(&due_now[0].to);
+            let mut bytes = Vec::new();
+            let mut close = false;
+            due_now.retain_mut(|chunk| {
+                if !Arc::ptr_eq(&chunk.to, &to) || close {
+                    return true;
+                }
+                bytes.append(&mut chunk.bytes);
+                close = chunk.close;
+                false
+            });
+            // A destination that has gone away loses its bytes, as on a network.
+            let _ = (&*to).write_all(&bytes);
+            if close {
+                let _ = to.shutdown(Shutdown::Write);
+            }
+        }
     }
 }
 
