@@ -14,11 +14,17 @@
 //!
 //! The rules, all decided under one lock (the claims) so that they hold exactly:
 //! - an ordinary call takes the member with the fewest calls in flight that no transaction
-//!   holds; when every member is held, it waits;
-//! - a transaction takes the least busy member no transaction holds, then waits for that
-//!   member's calls in flight to finish. While ordinary calls wait, transactions may hold at
-//!   most all members but one (with one member: that one), so the next member released goes
-//!   to the calls, even to a call that started waiting after a transaction did;
+//!   holds; when every member is held, it waits. In a set of three or more, while two or more
+//!   members are free, the free member with the fewest calls in flight is the standby: calls
+//!   go to the others, so its calls in flight finish and the next transaction takes it
+//!   without waiting for them;
+//! - a transaction takes the least busy member no transaction holds (the standby, when there
+//!   is one), then waits for that member's calls in flight to finish. Transactions hold at
+//!   most all members but one in a set of three or more, so ordinary calls (a get-session)
+//!   never wait behind transactions; in a set of one or two they may hold every member, but
+//!   while ordinary calls wait at most all but one (with one member: that one), so the next
+//!   member released goes to the calls, even to a call that started waiting after a
+//!   transaction did;
 //! - a migration takes every member at once or none (it never holds some while waiting for
 //!   others that a transaction may need); while one waits, new transactions wait behind it;
 //! - who is woken: a member released by a transaction or a migration wakes every waiting call
@@ -56,6 +62,12 @@ use crate::trace::{millis, TARGET};
 /// How long a call may wait for a member of the set when nothing else says
 /// (`acquire_timeout`), as in sqlx.
 pub(crate) const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// From this many members on, one member is always left to ordinary calls and the free
+/// member with the fewest calls in flight is kept for the next transaction (see the module
+/// docs). Below it a transaction may need every member (one connection), and keeping one of
+/// two members from calls would halve what calls pipeline on.
+const STANDBY_FROM: usize = 3;
 
 /// A wait for a member longer than this is reported (a `tracing` event), even when it ends well.
 const LONG_WAIT: Duration = Duration::from_secs(1);
@@ -139,6 +151,19 @@ impl Set {
         (0..self.members.len())
             .filter(|index| !claims.held[*index] && allowed(&self.members[*index]))
             .min_by_key(|index| self.members[*index].in_flight.load(Ordering::SeqCst))
+    }
+
+    /// The member kept free of new calls for the next transaction, in a set of three or more
+    /// with two or more members no transaction holds: the one of those with the fewest calls
+    /// in flight. Calls go to the others while they can, so the calls in flight on it finish
+    /// and a transaction that comes takes it without waiting for them to drain.
+    fn standby(&self, claims: &Claims) -> Option<usize> {
+        if self.members.len() < STANDBY_FROM
+            || claims.held.iter().filter(|held| !**held).count() < 2
+        {
+            return None;
+        }
+        self.least_busy_free(claims, |_| true)
     }
 
     fn waiting(&self, purpose: Purpose, delta: isize) {
@@ -493,9 +518,17 @@ impl TokioPostgresConnection {
 
     fn try_call(&self, excluded: &[usize]) -> Option<Lease> {
         let claims = self.set.claims();
+        let standby = self
+            .set
+            .standby(&claims)
+            .map(|index| self.set.members[index].id());
+        let allowed = |member: &Arc<Member>| !excluded.contains(&member.id());
         let index = self
             .set
-            .least_busy_free(&claims, |member| !excluded.contains(&member.id()))?;
+            .least_busy_free(&claims, |member| {
+                allowed(member) && Some(member.id()) != standby
+            })
+            .or_else(|| self.set.least_busy_free(&claims, allowed))?;
         let member = &self.set.members[index];
         // Fails only while a migration or transaction drains the member: wait for it then.
         let guard = Arc::clone(&member.gate).try_read_owned().ok()?;
@@ -532,7 +565,7 @@ impl TokioPostgresConnection {
             // Inside a callback the caps do not apply: it never waits, and the transaction
             // it belongs to cannot end before it does.
             let members = self.set.members.len();
-            let limit = if claims.calls_waiting > 0 {
+            let limit = if claims.calls_waiting > 0 || members >= STANDBY_FROM {
                 members.saturating_sub(1).max(1)
             } else {
                 members

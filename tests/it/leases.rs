@@ -461,6 +461,101 @@ async fn a_released_connection_goes_to_a_waiting_call_before_an_earlier_transact
     still_serves(&adapter).await;
 }
 
+/// From three connections on, transactions leave one connection to ordinary calls even when
+/// no call is waiting: with all but one held, a further transaction waits (until one of them
+/// ends) and an ordinary call runs at once on the one left. Two connections may still both
+/// be held by transactions.
+#[tokio::test]
+async fn transactions_leave_one_connection_to_calls_from_three_on() {
+    for connections in [2, 3, 4] {
+        let adapter = adapter(&format!("lease_keep_one_{connections}"), connections, "30").await;
+        if connections < 3 {
+            let (releases, holders) = hold_all(&adapter, connections).await;
+            release_all(releases, holders).await;
+            still_serves(&adapter).await;
+            continue;
+        }
+        let (mut releases, holders) = hold_all(&adapter, connections - 1).await;
+        let further = spawn_counting_transaction(&adapter);
+        until(&adapter, "the further transaction waits", |status| {
+            status.waiting == 1
+        })
+        .await;
+        assert_eq!(adapter.status().transactions, connections - 1);
+        let count = answered("a call", adapter.count(Count::new("user"))).await;
+        assert_eq!(count.expect("count"), 1);
+        assert_eq!(adapter.status().waiting, 1, "{:?}", adapter.status());
+        releases.remove(0).send(()).expect("holder waiting");
+        answered("the further transaction", further)
+            .await
+            .expect("task")
+            .expect("commits");
+        release_all(releases, holders).await;
+        still_serves(&adapter).await;
+    }
+}
+
+/// From three connections on, calls keep off the free connection with the fewest calls in
+/// flight, so the next transaction finds one with none: three calls held up on the server
+/// (a table another session locked), started one after another, use two of the three
+/// connections, and a transaction runs at once on the third. Had the calls been spread over
+/// all three, the transaction would wait for one of them until its acquire_timeout.
+#[tokio::test]
+async fn calls_keep_a_connection_free_for_the_next_transaction() {
+    let url = support::fresh_database("lease_standby").await;
+    let adapter = TokioPostgresAdapter::connect_with_schema(
+        &format!("{url}?max_connections=3&acquire_timeout=2"),
+        default_schema(),
+    )
+    .await
+    .expect("connect");
+    install(&adapter, &default_schema()).await;
+    seed_user(&adapter, "u1", "a@example.com", at(0)).await;
+    let locker = support::connect(&url).await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    let mut stuck = Vec::new();
+    for in_flight in 1..=3 {
+        let caller = adapter.clone();
+        stuck.push(tokio::spawn(async move {
+            caller.count(Count::new("user")).await
+        }));
+        until(&adapter, "the call is in flight", |status| {
+            status.calls_in_flight == in_flight
+        })
+        .await;
+    }
+    answered(
+        "the transaction",
+        adapter.transaction(Box::new(|tx| {
+            Box::pin(async move {
+                tx.count(Count::new("session")).await?;
+                Ok(())
+            })
+        })),
+    )
+    .await
+    .expect("the transaction runs on the connection the calls kept free");
+    assert_eq!(
+        adapter.status().calls_in_flight,
+        3,
+        "the calls are still held up"
+    );
+    locker.batch_execute("ROLLBACK").await.expect("unlock");
+    for call in stuck {
+        assert_eq!(
+            answered("a held-up call", call)
+                .await
+                .expect("task")
+                .expect("count"),
+            1
+        );
+    }
+    still_serves(&adapter).await;
+}
+
 /// `status()` reports the set as it is: connections, calls in flight, transactions, waiting.
 #[tokio::test]
 async fn status_reports_the_set() {
