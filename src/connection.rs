@@ -19,11 +19,9 @@
 //!   go to the others, so its calls in flight finish and the next transaction takes it
 //!   without waiting for them;
 //! - a transaction takes the least busy member no transaction holds (the standby, when there
-//!   is one), then waits for that member's calls in flight to finish. Transactions hold at
-//!   most all members but one in a set of three or more, so ordinary calls (a get-session)
-//!   never wait behind transactions; in a set of one or two they may hold every member, but
-//!   while ordinary calls wait at most all but one (with one member: that one), so the next
-//!   member released goes to the calls, even to a call that started waiting after a
+//!   is one), then waits for that member's calls in flight to finish. While ordinary calls
+//!   wait, transactions may hold at most all members but one (with one member: that one), so
+//!   the next member released goes to the calls, even to a call that started waiting after a
 //!   transaction did;
 //! - a migration takes every member at once or none (it never holds some while waiting for
 //!   others that a transaction may need); while one waits, new transactions wait behind it;
@@ -63,10 +61,9 @@ use crate::trace::{millis, TARGET};
 /// (`acquire_timeout`), as in sqlx.
 pub(crate) const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// From this many members on, one member is always left to ordinary calls and the free
-/// member with the fewest calls in flight is kept for the next transaction (see the module
-/// docs). Below it a transaction may need every member (one connection), and keeping one of
-/// two members from calls would halve what calls pipeline on.
+/// From this many members on, the free member with the fewest calls in flight is kept for
+/// the next transaction (see the module docs). With two, keeping one from calls would halve
+/// what calls pipeline on; with one, there is nothing to keep.
 const STANDBY_FROM: usize = 3;
 
 /// A wait for a member longer than this is reported (a `tracing` event), even when it ends well.
@@ -565,7 +562,7 @@ impl TokioPostgresConnection {
             // Inside a callback the caps do not apply: it never waits, and the transaction
             // it belongs to cannot end before it does.
             let members = self.set.members.len();
-            let limit = if claims.calls_waiting > 0 || members >= STANDBY_FROM {
+            let limit = if claims.calls_waiting > 0 {
                 members.saturating_sub(1).max(1)
             } else {
                 members

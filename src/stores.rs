@@ -42,9 +42,8 @@ impl TokioPostgresStoresBuilder {
 
     /// Opens `count` connections (1 to 64) instead of the connection string's
     /// `max_connections` (default 1). Ordinary calls are spread over them, a transaction takes
-    /// one for itself while the others keep serving (from three connections on, transactions
-    /// hold at most all but one, so ordinary calls never wait behind them), and each has its
-    /// own prepared statements and reconnects on its own. `connect` opens all of them.
+    /// one for itself while the others keep serving, and each has its own prepared
+    /// statements and reconnects on its own. `connect` opens all of them.
     #[must_use]
     pub fn max_connections(mut self, count: usize) -> Self {
         self.settings.max_connections = Some(count.clamp(1, crate::connect::MAX_CONNECTIONS));

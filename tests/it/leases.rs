@@ -461,40 +461,6 @@ async fn a_released_connection_goes_to_a_waiting_call_before_an_earlier_transact
     still_serves(&adapter).await;
 }
 
-/// From three connections on, transactions leave one connection to ordinary calls even when
-/// no call is waiting: with all but one held, a further transaction waits (until one of them
-/// ends) and an ordinary call runs at once on the one left. Two connections may still both
-/// be held by transactions.
-#[tokio::test]
-async fn transactions_leave_one_connection_to_calls_from_three_on() {
-    for connections in [2, 3, 4] {
-        let adapter = adapter(&format!("lease_keep_one_{connections}"), connections, "30").await;
-        if connections < 3 {
-            let (releases, holders) = hold_all(&adapter, connections).await;
-            release_all(releases, holders).await;
-            still_serves(&adapter).await;
-            continue;
-        }
-        let (mut releases, holders) = hold_all(&adapter, connections - 1).await;
-        let further = spawn_counting_transaction(&adapter);
-        until(&adapter, "the further transaction waits", |status| {
-            status.waiting == 1
-        })
-        .await;
-        assert_eq!(adapter.status().transactions, connections - 1);
-        let count = answered("a call", adapter.count(Count::new("user"))).await;
-        assert_eq!(count.expect("count"), 1);
-        assert_eq!(adapter.status().waiting, 1, "{:?}", adapter.status());
-        releases.remove(0).send(()).expect("holder waiting");
-        answered("the further transaction", further)
-            .await
-            .expect("task")
-            .expect("commits");
-        release_all(releases, holders).await;
-        still_serves(&adapter).await;
-    }
-}
-
 /// From three connections on, calls keep off the free connection with the fewest calls in
 /// flight, so the next transaction finds one with none: three calls held up on the server
 /// (a table another session locked), started one after another, use two of the three
