@@ -37,6 +37,28 @@ async fn adapter(label: &str, connections: usize, acquire_timeout: &str) -> Toki
     adapter
 }
 
+/// A fresh adapter with `params` in its URL, the default tables and one user, and a session
+/// of its own holding `users` locked (ACCESS EXCLUSIVE, until it rolls back): calls on the
+/// table stay in flight on the server until then.
+async fn with_users_locked(
+    label: &str,
+    params: &str,
+) -> (TokioPostgresAdapter, tokio_postgres::Client) {
+    let url = support::fresh_database(label).await;
+    let adapter =
+        TokioPostgresAdapter::connect_with_schema(&format!("{url}?{params}"), default_schema())
+            .await
+            .expect("connect");
+    install(&adapter, &default_schema()).await;
+    seed_user(&adapter, "u1", "a@example.com", at(0)).await;
+    let locker = support::connect(&url).await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    (adapter, locker)
+}
+
 /// `future`'s output, failing the test if it does not come within [`ANSWER`].
 async fn answered<F: Future>(what: &str, future: F) -> F::Output {
     tokio::time::timeout(ANSWER, future)
@@ -468,20 +490,8 @@ async fn a_released_connection_goes_to_a_waiting_call_before_an_earlier_transact
 /// all three, the transaction would wait for one of them until its acquire_timeout.
 #[tokio::test]
 async fn calls_keep_a_connection_free_for_the_next_transaction() {
-    let url = support::fresh_database("lease_standby").await;
-    let adapter = TokioPostgresAdapter::connect_with_schema(
-        &format!("{url}?max_connections=3&acquire_timeout=2"),
-        default_schema(),
-    )
-    .await
-    .expect("connect");
-    install(&adapter, &default_schema()).await;
-    seed_user(&adapter, "u1", "a@example.com", at(0)).await;
-    let locker = support::connect(&url).await;
-    locker
-        .batch_execute("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
-        .await
-        .expect("lock");
+    let (adapter, locker) =
+        with_users_locked("lease_standby", "max_connections=3&acquire_timeout=2").await;
     let mut stuck = Vec::new();
     for in_flight in 1..=3 {
         let caller = adapter.clone();
@@ -588,20 +598,7 @@ async fn acquire_timeout_out_of_range_is_refused() {
 /// instead of waiting for it; once the lock is gone, everything completes.
 #[tokio::test]
 async fn a_transaction_waiting_for_calls_in_flight_times_out() {
-    let url = support::fresh_database("lease_drain").await;
-    let adapter = TokioPostgresAdapter::connect_with_schema(
-        &format!("{url}?acquire_timeout=0.5"),
-        default_schema(),
-    )
-    .await
-    .expect("connect");
-    install(&adapter, &default_schema()).await;
-    seed_user(&adapter, "u1", "a@example.com", at(0)).await;
-    let locker = support::connect(&url).await;
-    locker
-        .batch_execute("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
-        .await
-        .expect("lock");
+    let (adapter, locker) = with_users_locked("lease_drain", "acquire_timeout=0.5").await;
     let stuck = {
         let adapter = adapter.clone();
         tokio::spawn(async move { adapter.count(Count::new("user")).await })
