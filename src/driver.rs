@@ -223,7 +223,7 @@ pub fn postgres_params(
     let (values, _) = values::bind_declared(params).map_err(RustAuthError::from)?;
     Ok(values
         .into_iter()
-        .map(|value| Box::new(value) as Box<dyn ToSql + Sync + Send>)
+        .map(|value| Box::new(value.into_owned()) as Box<dyn ToSql + Sync + Send>)
         .collect())
 }
 

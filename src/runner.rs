@@ -445,7 +445,7 @@ async fn run_typed_values<P: ToSql + Sync>(
 async fn run_prepared(
     client: &Client,
     statement: &Statement,
-    values: &[PgParam],
+    values: &[PgParam<'_>],
     want: &Want,
 ) -> Result<Outcome> {
     let refs = param_refs(values);

@@ -10,6 +10,7 @@
 //! Rows become records here too: [`RecordTemplate`] holds a record's keys once, so that each
 //! record of those keys is a clone instead of hashing every key again.
 
+use std::borrow::Cow;
 use std::error::Error as StdError;
 
 use bytes::BytesMut;
@@ -21,12 +22,13 @@ use tokio_postgres::Row;
 
 use crate::error::{value_error, Error, Result};
 
-/// One bound parameter, already converted to the Rust type that matches its Postgres type.
+/// One bound parameter, already converted to the Rust type that matches its Postgres type;
+/// text, JSON and text arrays are borrowed from the query's values, not copied.
 #[derive(Debug, Clone)]
-pub(crate) enum PgParam {
+pub(crate) enum PgParam<'a> {
     /// SQL NULL; accepted by every parameter type.
     Null,
-    Text(String),
+    Text(Cow<'a, str>),
     Uuid(uuid::Uuid),
     Int8(i64),
     Int4(i32),
@@ -35,15 +37,39 @@ pub(crate) enum PgParam {
     TimestampTz(OffsetDateTime),
     Timestamp(PrimitiveDateTime),
     Date(Date),
-    Json(serde_json::Value),
-    TextArray(Vec<String>),
+    Json(Cow<'a, serde_json::Value>),
+    TextArray(Cow<'a, [String]>),
     UuidArray(Vec<uuid::Uuid>),
     Int8Array(Vec<i64>),
     Int4Array(Vec<i32>),
     Int2Array(Vec<i16>),
 }
 
-impl ToSql for PgParam {
+impl PgParam<'_> {
+    /// The same value owning what it borrowed.
+    pub(crate) fn into_owned(self) -> PgParam<'static> {
+        match self {
+            Self::Null => PgParam::Null,
+            Self::Text(value) => PgParam::Text(Cow::Owned(value.into_owned())),
+            Self::Uuid(value) => PgParam::Uuid(value),
+            Self::Int8(value) => PgParam::Int8(value),
+            Self::Int4(value) => PgParam::Int4(value),
+            Self::Int2(value) => PgParam::Int2(value),
+            Self::Bool(value) => PgParam::Bool(value),
+            Self::TimestampTz(value) => PgParam::TimestampTz(value),
+            Self::Timestamp(value) => PgParam::Timestamp(value),
+            Self::Date(value) => PgParam::Date(value),
+            Self::Json(value) => PgParam::Json(Cow::Owned(value.into_owned())),
+            Self::TextArray(value) => PgParam::TextArray(Cow::Owned(value.into_owned())),
+            Self::UuidArray(value) => PgParam::UuidArray(value),
+            Self::Int8Array(value) => PgParam::Int8Array(value),
+            Self::Int4Array(value) => PgParam::Int4Array(value),
+            Self::Int2Array(value) => PgParam::Int2Array(value),
+        }
+    }
+}
+
+impl ToSql for PgParam<'_> {
     fn to_sql(
         &self,
         ty: &Type,
@@ -69,7 +95,7 @@ impl ToSql for PgParam {
                 out.extend_from_slice(value.as_bytes());
                 Ok(IsNull::No)
             }
-            Self::Text(value) => value.to_sql_checked(ty, out),
+            Self::Text(value) => value.as_ref().to_sql_checked(ty, out),
             Self::Uuid(value) => value.to_sql_checked(ty, out),
             Self::Int8(value) => value.to_sql_checked(ty, out),
             Self::Int4(value) => value.to_sql_checked(ty, out),
@@ -78,8 +104,8 @@ impl ToSql for PgParam {
             Self::TimestampTz(value) => value.to_sql_checked(ty, out),
             Self::Timestamp(value) => value.to_sql_checked(ty, out),
             Self::Date(value) => value.to_sql_checked(ty, out),
-            Self::Json(value) => value.to_sql_checked(ty, out),
-            Self::TextArray(value) => value.to_sql_checked(ty, out),
+            Self::Json(value) => value.as_ref().to_sql_checked(ty, out),
+            Self::TextArray(value) => value.as_ref().to_sql_checked(ty, out),
             Self::UuidArray(value) => value.to_sql_checked(ty, out),
             Self::Int8Array(value) => value.to_sql_checked(ty, out),
             Self::Int4Array(value) => value.to_sql_checked(ty, out),
@@ -90,11 +116,11 @@ impl ToSql for PgParam {
 
 /// Converts every parameter of a statement for its type (`types`), naming the column each
 /// one meets (`targets`, when known) in any error.
-pub(crate) fn bind_all(
-    params: &[SqlParam],
+pub(crate) fn bind_all<'a>(
+    params: &'a [SqlParam],
     types: &[Type],
     targets: &[Option<&str>],
-) -> Result<Vec<PgParam>> {
+) -> Result<Vec<PgParam<'a>>> {
     if params.len() != types.len() {
         return Err(value_error(format!(
             "statement expects {} parameters but {} were given",
@@ -129,7 +155,7 @@ pub(crate) fn base(ty: &Type) -> &Type {
 
 /// Converts the parameters of a statement for their declared schema field types: the types an
 /// unprepared (`query_typed`) statement announces to the server.
-pub(crate) fn bind_declared(params: &[SqlParam]) -> Result<(Vec<PgParam>, Vec<Type>)> {
+pub(crate) fn bind_declared(params: &[SqlParam]) -> Result<(Vec<PgParam<'_>>, Vec<Type>)> {
     let types = params.iter().map(declared_type).collect::<Vec<_>>();
     let values = bind_all(params, &types, &[])?;
     Ok((values, types))
@@ -158,22 +184,22 @@ pub(crate) fn declared_type(param: &SqlParam) -> Type {
 /// that type is left in its natural Rust type, so tokio-postgres reports the mismatch as
 /// "error serializing parameter N" with both type names. The error is a plain description;
 /// [`bind_all`] says which column it is about.
-fn bind(param: &SqlParam, ty: &Type) -> std::result::Result<PgParam, String> {
+fn bind<'a>(param: &'a SqlParam, ty: &Type) -> std::result::Result<PgParam<'a>, String> {
     Ok(match &param.value {
         DbValue::Null => PgParam::Null,
         DbValue::String(value) if *ty == Type::UUID => PgParam::Uuid(parse_uuid(value)?),
-        DbValue::String(value) => PgParam::Text(value.clone()),
+        DbValue::String(value) => PgParam::Text(Cow::Borrowed(value)),
         DbValue::Number(value) => bind_number(*value, ty)?,
         DbValue::Boolean(value) => PgParam::Bool(*value),
         DbValue::Timestamp(value) => bind_timestamp(*value, ty),
-        DbValue::Json(value) => PgParam::Json(value.clone()),
+        DbValue::Json(value) => PgParam::Json(Cow::Borrowed(value)),
         DbValue::StringArray(values) if *ty == Type::UUID_ARRAY => PgParam::UuidArray(
             values
                 .iter()
                 .map(|value| parse_uuid(value))
                 .collect::<Result<_, _>>()?,
         ),
-        DbValue::StringArray(values) => PgParam::TextArray(values.clone()),
+        DbValue::StringArray(values) => PgParam::TextArray(Cow::Borrowed(values)),
         DbValue::NumberArray(values) => bind_number_array(values, ty)?,
         DbValue::Record(_) | DbValue::RecordArray(_) => {
             return Err(
@@ -188,7 +214,7 @@ fn parse_uuid(value: &str) -> std::result::Result<uuid::Uuid, String> {
     uuid::Uuid::parse_str(value).map_err(|error| format!("value is not a valid UUID ({error})"))
 }
 
-fn bind_number(value: i64, ty: &Type) -> std::result::Result<PgParam, String> {
+fn bind_number(value: i64, ty: &Type) -> std::result::Result<PgParam<'static>, String> {
     let out_of_range = || format!("number {value} does not fit the {} column", ty.name());
     Ok(match *ty {
         Type::INT4 => PgParam::Int4(i32::try_from(value).map_err(|_| out_of_range())?),
@@ -197,7 +223,7 @@ fn bind_number(value: i64, ty: &Type) -> std::result::Result<PgParam, String> {
     })
 }
 
-fn bind_number_array(values: &[i64], ty: &Type) -> std::result::Result<PgParam, String> {
+fn bind_number_array(values: &[i64], ty: &Type) -> std::result::Result<PgParam<'static>, String> {
     let out_of_range =
         |value: &i64| format!("number {value} does not fit the {} column", ty.name());
     Ok(match *ty {
@@ -217,7 +243,7 @@ fn bind_number_array(values: &[i64], ty: &Type) -> std::result::Result<PgParam, 
     })
 }
 
-fn bind_timestamp(value: OffsetDateTime, ty: &Type) -> PgParam {
+fn bind_timestamp(value: OffsetDateTime, ty: &Type) -> PgParam<'static> {
     let utc = value.to_offset(UtcOffset::UTC);
     match *ty {
         Type::TIMESTAMP => PgParam::Timestamp(PrimitiveDateTime::new(utc.date(), utc.time())),
@@ -232,14 +258,14 @@ fn bind_timestamp(value: OffsetDateTime, ty: &Type) -> PgParam {
 /// statement's parameters (`text`, `varchar`, `citext`, `uuid`; `timestamp` and
 /// `timestamptz`); everything else is sent in binary with its schema field's type.
 #[derive(Debug, Clone)]
-pub(crate) enum LooseParam {
+pub(crate) enum LooseParam<'a> {
     /// Text for the server to read as the column's type; `None` is SQL NULL.
     Text(Option<String>),
     /// A binary value of the declared type.
-    Bound(PgParam),
+    Bound(PgParam<'a>),
 }
 
-impl ToSql for LooseParam {
+impl ToSql for LooseParam<'_> {
     fn to_sql(
         &self,
         ty: &Type,
@@ -281,7 +307,7 @@ fn unspecified() -> Type {
 }
 
 /// The parameters of a statement as [`LooseParam`]s with their declared types.
-pub(crate) fn bind_loose(params: &[SqlParam]) -> Result<(Vec<LooseParam>, Vec<Type>)> {
+pub(crate) fn bind_loose(params: &[SqlParam]) -> Result<(Vec<LooseParam<'_>>, Vec<Type>)> {
     let mut values = Vec::with_capacity(params.len());
     let mut types = Vec::with_capacity(params.len());
     for (index, param) in params.iter().enumerate() {
@@ -329,7 +355,7 @@ fn timestamp_literal(value: OffsetDateTime) -> Option<String> {
 }
 
 /// Borrows a parameter list the way tokio-postgres' query methods take it.
-pub(crate) fn param_refs(values: &[PgParam]) -> Vec<&(dyn ToSql + Sync)> {
+pub(crate) fn param_refs<'a>(values: &'a [PgParam<'_>]) -> Vec<&'a (dyn ToSql + Sync)> {
     values
         .iter()
         .map(|value| value as &(dyn ToSql + Sync))
