@@ -259,8 +259,9 @@ fn bind_timestamp(value: OffsetDateTime, ty: &Type) -> PgParam<'static> {
 /// `timestamptz`); everything else is sent in binary with its schema field's type.
 #[derive(Debug, Clone)]
 pub(crate) enum LooseParam<'a> {
-    /// Text for the server to read as the column's type; `None` is SQL NULL.
-    Text(Option<String>),
+    /// Text for the server to read as the column's type (borrowed from the query's value, or
+    /// a timestamp's literal); `None` is SQL NULL.
+    Text(Option<Cow<'a, str>>),
     /// A binary value of the declared type.
     Bound(PgParam<'a>),
 }
@@ -313,8 +314,10 @@ pub(crate) fn bind_loose(params: &[SqlParam]) -> Result<(Vec<LooseParam<'_>>, Ve
     for (index, param) in params.iter().enumerate() {
         let text = match &param.value {
             DbValue::Null => Some(None),
-            DbValue::String(value) => Some(Some(value.clone())),
-            DbValue::Timestamp(value) => timestamp_literal(*value).map(Some),
+            DbValue::String(value) => Some(Some(Cow::Borrowed(value.as_str()))),
+            DbValue::Timestamp(value) => {
+                timestamp_literal(*value).map(|text| Some(Cow::Owned(text)))
+            }
             _ => None,
         };
         match text {
