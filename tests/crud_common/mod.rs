@@ -6,14 +6,27 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use rustauth_core::db::{
-    auth_schema, AuthSchemaOptions, Create, DbAdapter, DbField, DbFieldType, DbRecord, DbSchema,
-    DbTable, DbValue, IdPolicy,
+    auth_schema, AuthSchemaOptions, Count, Create, DbAdapter, DbField, DbFieldType, DbRecord,
+    DbSchema, DbTable, DbValue, IdPolicy,
 };
 use rustauth_core::error::RustAuthError;
 use rustauth_tokio_postgres::TokioPostgresAdapter;
 use time::OffsetDateTime;
 
 use crate::support;
+
+/// A transaction on `adapter` that only counts the users: the smallest transaction that
+/// takes a connection, runs a statement on it and commits.
+pub async fn counting_transaction(adapter: &dyn DbAdapter) -> Result<(), RustAuthError> {
+    adapter
+        .transaction(Box::new(|tx| {
+            Box::pin(async move {
+                tx.count(Count::new("user")).await?;
+                Ok(())
+            })
+        }))
+        .await
+}
 
 /// The default auth schema.
 pub fn default_schema() -> DbSchema {

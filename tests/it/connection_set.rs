@@ -287,14 +287,7 @@ async fn a_waiting_call_gets_the_next_released_connection() {
         let adapter = adapter.clone();
         let order = Arc::clone(&order);
         tokio::spawn(async move {
-            let result = adapter
-                .transaction(Box::new(|tx| {
-                    Box::pin(async move {
-                        tx.count(Count::new("user")).await?;
-                        Ok(())
-                    })
-                }))
-                .await;
+            let result = crud_common::counting_transaction(&adapter).await;
             (result, order.fetch_add(1, Ordering::SeqCst))
         })
     };
@@ -320,16 +313,7 @@ async fn a_waiting_call_gets_the_next_released_connection() {
     let nested = tokio::time::timeout(
         Duration::from_secs(5),
         adapter.transaction(Box::new(move |_tx| {
-            Box::pin(async move {
-                outer
-                    .transaction(Box::new(|tx| {
-                        Box::pin(async move {
-                            tx.count(Count::new("user")).await?;
-                            Ok(())
-                        })
-                    }))
-                    .await
-            })
+            Box::pin(async move { crud_common::counting_transaction(&outer).await })
         })),
     )
     .await;

@@ -5,7 +5,7 @@
 //! `status()`, never guessed with sleeps.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use crate::crud_common::{at, default_schema, install, s, seed_user};
+use crate::crud_common::{at, counting_transaction, default_schema, install, s, seed_user};
 use crate::support;
 
 use std::future::Future;
@@ -77,16 +77,7 @@ fn spawn_counting_transaction(
     adapter: &TokioPostgresAdapter,
 ) -> JoinHandle<Result<(), RustAuthError>> {
     let adapter = adapter.clone();
-    tokio::spawn(async move {
-        adapter
-            .transaction(Box::new(|tx| {
-                Box::pin(async move {
-                    tx.count(Count::new("user")).await?;
-                    Ok(())
-                })
-            }))
-            .await
-    })
+    tokio::spawn(async move { counting_transaction(&adapter).await })
 }
 
 /// Waits until `status()` satisfies `ready` (each check yields to the runtime first).
@@ -113,17 +104,9 @@ async fn still_serves(adapter: &TokioPostgresAdapter) {
     .await
     .expect("a call afterwards");
     assert!(found.is_some());
-    answered(
-        "a transaction afterwards",
-        adapter.transaction(Box::new(|tx| {
-            Box::pin(async move {
-                tx.count(Count::new("user")).await?;
-                Ok(())
-            })
-        })),
-    )
-    .await
-    .expect("a transaction afterwards");
+    answered("a transaction afterwards", counting_transaction(adapter))
+        .await
+        .expect("a transaction afterwards");
     answered(
         "a migration afterwards",
         adapter.run_migrations(&default_schema()),

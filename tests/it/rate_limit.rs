@@ -3,6 +3,7 @@
 //! transaction gate (behaviour.md §7, behaviour.md §10, Q13, Q15).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use crate::crud_common::counting_transaction;
 use crate::fixtures::{schema, Rng};
 use crate::support;
 
@@ -831,13 +832,7 @@ async fn consume_on_unshared_gate_does_not_commit_a_failing_transaction() {
     );
     assert_eq!(adapter.count(Count::new("user")).await.expect("count"), 0);
     // And the shared client is healthy afterwards.
-    adapter
-        .transaction(Box::new(|tx| {
-            Box::pin(async move {
-                tx.count(Count::new("user")).await?;
-                Ok(())
-            })
-        }))
+    counting_transaction(&adapter)
         .await
         .expect("a later transaction works");
 }
