@@ -19,7 +19,13 @@
 //! benchmark's process and takes CPU the implementations and the server need; with this
 //! design the process used about a fifth less CPU for the same pool-mode get-session run
 //! (6.1–6.5 s → 5.1–5.2 s of user + system time, `BENCH_RTT_US=200 BENCH_MODES=pool
-//! BENCH_ROUNDS=3 … -- get_session`, twice each).
+//! BENCH_ROUNDS=3 … -- get_session`, twice each). The price of one writer: its writes are
+//! blocking, so a destination that stops reading until its socket buffer is full would hold up
+//! every connection's bytes behind it. The benchmark's clients and server read all the time,
+//! and a client that goes away makes its writes fail at once, so no run has met that; a
+//! workload whose client stalls mid-read would need a writer per destination again. The
+//! writer waits without a bound when nothing is queued: it is a benchmark's idle thread and
+//! ends with the process.
 //!
 //! An OS timer fires late by the kernel's timer slack and scheduling (tens of
 //! microseconds), so the round trip a client really sees is a little longer than the one
