@@ -22,9 +22,16 @@ use tokio_postgres::{Client, Row};
 
 use crate::error::adapter;
 use crate::runner::{Db, Sql};
+use crate::shapes::Shapes;
 use crate::{generic, migrate, values};
 
 /// The adapter's CRUD semantics on a caller's client and schema (no gate, no transaction).
+///
+/// Each call's plan (its SQL text, parameter layout and row decoding) is kept per schema and
+/// query shape, as an adapter keeps its own, in a registry that recognises a schema by its
+/// content (`shapes.rs`): the second call of a shape skips rustauth-core's planner. The
+/// statements themselves stay unnamed, one round trip each, since the client may be shared
+/// with other code or sit behind a transaction-mode pooler.
 #[derive(Debug, Clone, Copy)]
 pub struct PostgresSqlState<'a> {
     schema: &'a DbSchema,
@@ -43,42 +50,50 @@ impl<'a> PostgresSqlState<'a> {
 
     /// `DbAdapter::create`.
     pub async fn create(self, query: Create) -> Result<DbRecord, RustAuthError> {
-        Ok(generic::create(self.db(), self.schema, None, query).await?)
+        let shapes = Shapes::of_schema(self.schema);
+        Ok(generic::create(self.db(), self.schema, shapes.as_deref(), query).await?)
     }
 
     /// `DbAdapter::find_one`.
     pub async fn find_one(self, query: FindOne) -> Result<Option<DbRecord>, RustAuthError> {
-        Ok(generic::find_one(self.db(), self.schema, None, query).await?)
+        let shapes = Shapes::of_schema(self.schema);
+        Ok(generic::find_one(self.db(), self.schema, shapes.as_deref(), query).await?)
     }
 
     /// `DbAdapter::find_many`.
     pub async fn find_many(self, query: FindMany) -> Result<Vec<DbRecord>, RustAuthError> {
-        Ok(generic::find_many(self.db(), self.schema, None, query).await?)
+        let shapes = Shapes::of_schema(self.schema);
+        Ok(generic::find_many(self.db(), self.schema, shapes.as_deref(), query).await?)
     }
 
     /// `DbAdapter::count`.
     pub async fn count(self, query: Count) -> Result<u64, RustAuthError> {
-        Ok(generic::count(self.db(), self.schema, None, query).await?)
+        let shapes = Shapes::of_schema(self.schema);
+        Ok(generic::count(self.db(), self.schema, shapes.as_deref(), query).await?)
     }
 
     /// `DbAdapter::update`.
     pub async fn update(self, query: Update) -> Result<Option<DbRecord>, RustAuthError> {
-        Ok(generic::update(self.db(), self.schema, None, query).await?)
+        let shapes = Shapes::of_schema(self.schema);
+        Ok(generic::update(self.db(), self.schema, shapes.as_deref(), query).await?)
     }
 
     /// `DbAdapter::update_many`.
     pub async fn update_many(self, query: UpdateMany) -> Result<u64, RustAuthError> {
-        Ok(generic::update_many(self.db(), self.schema, None, query).await?)
+        let shapes = Shapes::of_schema(self.schema);
+        Ok(generic::update_many(self.db(), self.schema, shapes.as_deref(), query).await?)
     }
 
     /// `DbAdapter::delete`.
     pub async fn delete(self, query: Delete) -> Result<(), RustAuthError> {
-        Ok(generic::delete(self.db(), self.schema, None, query).await?)
+        let shapes = Shapes::of_schema(self.schema);
+        Ok(generic::delete(self.db(), self.schema, shapes.as_deref(), query).await?)
     }
 
     /// `DbAdapter::delete_many`.
     pub async fn delete_many(self, query: DeleteMany) -> Result<u64, RustAuthError> {
-        Ok(generic::delete_many(self.db(), self.schema, None, query).await?)
+        let shapes = Shapes::of_schema(self.schema);
+        Ok(generic::delete_many(self.db(), self.schema, shapes.as_deref(), query).await?)
     }
 }
 
@@ -251,6 +266,7 @@ pub async fn plan_migrations(
 /// Plans, refuses plans with warnings, and applies the rest in one transaction.
 pub async fn create_schema(client: &Client, schema: &DbSchema) -> Result<(), RustAuthError> {
     migrate::migrate(client, schema).await?;
+    Shapes::forget_schema(schema);
     Ok(())
 }
 

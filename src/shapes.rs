@@ -21,14 +21,19 @@
 //! migration run through its adapter, so nothing planned before that migration outlives it
 //! (a migration through another adapter leaves it alone: that adapter's schema is not this
 //! one's); it is bounded and evicts the least recently used shape.
+//!
+//! The `driver` module's functions hold no adapter: they are handed a schema and a client on
+//! every call. Their plans are kept per schema in one registry ([`Shapes::of_schema`]) that
+//! recognises a schema by comparing its content with a copy, so a schema changed in place, or
+//! a new one built where a dropped one was, never meets a plan made for another.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use rustauth_core::db::sql::SqlParam;
 use rustauth_core::db::{
-    Connector, DbField, DbFieldType, DbRecord, DbValue, IdGeneration, JoinOption, Sort,
+    Connector, DbField, DbFieldType, DbRecord, DbSchema, DbValue, IdGeneration, JoinOption, Sort,
     SortDirection, Where, WhereMode, WhereOperator,
 };
 use tokio_postgres::Row;
@@ -73,6 +78,95 @@ impl Shapes {
     /// How many shapes are planned.
     pub(crate) fn len(&self) -> usize {
         self.plans.len()
+    }
+}
+
+/// How many distinct schemas [`Shapes::of_schema`] keeps plans for.
+const KNOWN_SCHEMAS: usize = 8;
+
+/// The schemas the `driver` module's callers have planned against, most recently used first,
+/// each with a copy of its content and its plans.
+static KNOWN: RwLock<Vec<Known>> = RwLock::new(Vec::new());
+
+/// One schema of [`KNOWN`].
+struct Known {
+    /// A copy of the schema as it was when its first plan was made.
+    schema: Arc<DbSchema>,
+    shapes: Arc<Shapes>,
+}
+
+impl Shapes {
+    /// The plans for `schema`, for callers that hold no adapter to keep them in (the `driver`
+    /// module's functions take a schema and a client on every call).
+    ///
+    /// A schema is recognised by its content, never by its address: a caller may change a
+    /// schema in place, or drop it and build another where it was. A plan depends on nothing
+    /// but the schema and the call's shape, so a copy whose tables and fields are equal, in
+    /// the same order, gives every call the plan it would get afresh. Comparing costs a few
+    /// thousand instructions; planning a find costs about forty thousand. A schema not seen
+    /// before (or changed) is copied and starts with no plans; at most [`KNOWN_SCHEMAS`] are
+    /// kept, the least recently used dropped first. `None` only if the registry's lock was
+    /// poisoned; the caller then plans without a cache.
+    pub(crate) fn of_schema(schema: &DbSchema) -> Option<Arc<Shapes>> {
+        let found = {
+            let known = KNOWN.read().ok()?;
+            match known
+                .iter()
+                .position(|known| same_schema(&known.schema, schema))
+            {
+                // The usual case, one schema per process: no write, no reordering.
+                Some(0) => return known.first().map(|known| Arc::clone(&known.shapes)),
+                Some(index) => known
+                    .get(index)
+                    .map(|known| (Arc::clone(&known.schema), Arc::clone(&known.shapes))),
+                None => None,
+            }
+        };
+        let (copy, shapes) =
+            found.unwrap_or_else(|| (Arc::new(schema.clone()), Arc::new(Shapes::default())));
+        let mut known = KNOWN.write().ok()?;
+        // Also drops an equal copy another thread added meanwhile.
+        known.retain(|entry| !same_schema(&entry.schema, &copy));
+        known.insert(
+            0,
+            Known {
+                schema: copy,
+                shapes: Arc::clone(&shapes),
+            },
+        );
+        known.truncate(KNOWN_SCHEMAS);
+        Some(shapes)
+    }
+
+    /// Forgets the plans kept for a schema equal to `schema` (a migration through the `driver`
+    /// module, as an adapter's migration clears its own).
+    pub(crate) fn forget_schema(schema: &DbSchema) {
+        if let Ok(mut known) = KNOWN.write() {
+            known.retain(|entry| !same_schema(&entry.schema, schema));
+        }
+    }
+}
+
+/// Whether two schemas have equal tables with equal fields, in the same order. Stricter than
+/// `DbSchema`'s `==` (which ignores the order, and hashes every name to look it up): a schema
+/// in another order counts as another schema, which costs only a plan.
+fn same_schema(a: &DbSchema, b: &DbSchema) -> bool {
+    let mut left = a.tables();
+    let mut right = b.tables();
+    loop {
+        match (left.next(), right.next()) {
+            (None, None) => return true,
+            (Some((a_name, a_table)), Some((b_name, b_table))) => {
+                if a_name != b_name
+                    || a_table.name != b_table.name
+                    || a_table.order != b_table.order
+                    || !a_table.fields.iter().eq(b_table.fields.iter())
+                {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
     }
 }
 
@@ -587,8 +681,55 @@ impl Key {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)]
 mod tests {
     use super::*;
+
+    /// The registry behind the `driver` module: one set of plans per schema content, not per
+    /// address; a changed schema is another; a migration's forget, and the bound, drop
+    /// schemas. (One test: the registry is the process's.)
+    #[test]
+    fn driver_plans_are_kept_per_schema_content() {
+        use rustauth_core::db::{auth_schema, AuthSchemaOptions, TableOptions};
+        let options = |column: &str| AuthSchemaOptions {
+            user: TableOptions::default()
+                .with_name("registry_test_user")
+                .with_field_name("email", column),
+            ..AuthSchemaOptions::default()
+        };
+        let schema = auth_schema(options("email"));
+        let shapes = |schema: &DbSchema| Shapes::of_schema(schema).expect("not poisoned");
+
+        let first = shapes(&schema);
+        let copy = schema.clone();
+        assert!(
+            Arc::ptr_eq(&first, &shapes(&copy)),
+            "equal content, another address"
+        );
+
+        let mut changed = schema.clone();
+        changed
+            .insert_plugin_field("user", "nickname".to_owned(), {
+                DbField::new("nickname", DbFieldType::String)
+            })
+            .expect("a new field");
+        assert!(!Arc::ptr_eq(&first, &shapes(&changed)), "a field more");
+        assert!(
+            Arc::ptr_eq(&first, &shapes(&schema)),
+            "the first is still kept"
+        );
+
+        Shapes::forget_schema(&schema);
+        let after = shapes(&schema);
+        assert!(!Arc::ptr_eq(&first, &after), "forgotten");
+
+        for index in 0..KNOWN_SCHEMAS {
+            shapes(&auth_schema(options(&format!("email_{index}"))));
+        }
+        let known = KNOWN.read().expect("not poisoned");
+        assert_eq!(known.len(), KNOWN_SCHEMAS);
+        assert!(!known.iter().any(|entry| Arc::ptr_eq(&entry.shapes, &after)));
+    }
 
     /// A field selected twice is one entry of the record, at its first place, read from its
     /// first column; the others keep their order.

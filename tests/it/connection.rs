@@ -4,7 +4,9 @@ use crate::support;
 use crate::support_proxy;
 
 use rustauth_core::db::sql::SqlParam;
-use rustauth_core::db::{auth_schema, AuthSchemaOptions, DbField, DbFieldType, DbValue};
+use rustauth_core::db::{
+    auth_schema, AuthSchemaOptions, DbField, DbFieldType, DbValue, FindOne, TableOptions, Where,
+};
 use rustauth_core::error::RustAuthError;
 use rustauth_tokio_postgres::{
     driver, TokioPostgresAdapter, TokioPostgresConnection, TokioPostgresRateLimitStore,
@@ -102,6 +104,62 @@ async fn driver_params_run_against_the_server() {
         .expect("query");
     assert_eq!(row.get::<_, String>(0), "ada");
     assert!(row.get::<_, bool>(1));
+}
+
+/// The driver keeps each call's plan per schema and shape, recognising a schema by its
+/// content. A schema replaced in place (same address, another column for a field) must get
+/// plans of its own: a registry keyed by address, or one that skipped the comparison, would
+/// run the kept plan against the old column and find the row by its old email.
+#[tokio::test]
+async fn driver_plans_follow_a_schema_changed_in_place() {
+    let url = support::fresh_database("driver_plans").await;
+    let client = support::connect(&url).await;
+    let before = auth_schema(AuthSchemaOptions::default());
+    driver::create_schema(&client, &before)
+        .await
+        .expect("create the schema");
+    client
+        .batch_execute(
+            r#"ALTER TABLE users ADD COLUMN mail text;
+               INSERT INTO users (id, name, email, email_verified, created_at, updated_at, mail)
+               VALUES ('u1', 'Ada', 'old@example.com', false, now(), now(), 'new@example.com')"#,
+        )
+        .await
+        .expect("a user with two addresses");
+    let by_email = |email: &str| {
+        FindOne::new("user").where_clause(Where::new("email", DbValue::String(email.to_owned())))
+    };
+    let email_of = |record: Option<rustauth_core::db::DbRecord>| match record
+        .as_ref()
+        .and_then(|record| record.get("email"))
+    {
+        Some(DbValue::String(email)) => Some(email.clone()),
+        _ => None,
+    };
+
+    let mut schema = before;
+    for _ in 0..2 {
+        let found = driver::PostgresSqlState::new(&schema, &client)
+            .find_one(by_email("old@example.com"))
+            .await
+            .expect("find by the email column");
+        assert_eq!(email_of(found).as_deref(), Some("old@example.com"));
+    }
+
+    schema = auth_schema(AuthSchemaOptions {
+        user: TableOptions::default().with_field_name("email", "mail"),
+        ..AuthSchemaOptions::default()
+    });
+    let stale = driver::PostgresSqlState::new(&schema, &client)
+        .find_one(by_email("old@example.com"))
+        .await
+        .expect("find by the mail column");
+    assert_eq!(email_of(stale), None, "a plan of the old schema ran");
+    let found = driver::PostgresSqlState::new(&schema, &client)
+        .find_one(by_email("new@example.com"))
+        .await
+        .expect("find by the mail column");
+    assert_eq!(email_of(found).as_deref(), Some("new@example.com"));
 }
 
 #[tokio::test]
