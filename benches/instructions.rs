@@ -8,7 +8,8 @@
 //! (setup and warm-up cancel out; the server is another process and is not counted).
 //!
 //! Implementations: `typed` (this crate, its generated statements), `generic` (this crate with
-//! typed statements off), `floor` (the same SQL by hand on tokio-postgres, statements prepared
+//! typed statements off), `driver` (the hidden `driver` module on one client, as
+//! rustauth-deadpool-postgres calls it), `floor` (the same SQL by hand on tokio-postgres, statements prepared
 //! once, rows decoded into plain structs: no `DbRecord`). Calls: `user_by_email`,
 //! `user_by_email_with_accounts` (the sign-in join), `get_session`, `session_create_delete`,
 //! `rate_limit_consume`.
@@ -23,11 +24,15 @@ pub mod workload;
 
 use std::sync::Arc;
 
-use rustauth_core::db::DbAdapter;
+use rustauth_core::db::{
+    AdapterFuture, Count, Create, DbAdapter, DbRecord, DbSchema, Delete, DeleteMany, FindMany,
+    FindOne, TransactionCallback, Update, UpdateMany,
+};
+use rustauth_tokio_postgres::driver::PostgresSqlState;
 
 use workload::*;
 
-const IMPLEMENTATIONS: [&str; 3] = ["typed", "generic", "floor"];
+const IMPLEMENTATIONS: [&str; 4] = ["typed", "generic", "driver", "floor"];
 const CALLS: [Call; 5] = [
     Call::UserByEmail,
     Call::UserByEmailWithAccounts,
@@ -56,7 +61,7 @@ fn main() {
             runtime.block_on(run(&[implementation.as_str()], &[call], n));
         }
         [] => runtime.block_on(run(&IMPLEMENTATIONS, &CALLS, 2)),
-        _ => panic!("usage: instructions <typed|generic|floor> <call> <n>"),
+        _ => panic!("usage: instructions <typed|generic|driver|floor> <call> <n>"),
     }
 }
 
@@ -87,6 +92,13 @@ async fn run(implementations: &[&str], calls: &[Call], n: usize) {
                 )
                 .with_typed_statements(*implementation == "typed"),
             ),
+            "driver" => Engine::Adapter {
+                db: Arc::new(Driver {
+                    schema: schema.clone(),
+                    client: server::connect(&url).await,
+                }),
+                limiter: Arc::new(ours.rate_limit_store()),
+            },
             "floor" => Engine::Floor(Arc::new(
                 Floor::prepare(server::connect(&url).await, &floor_sql).await,
             )),
@@ -95,6 +107,7 @@ async fn run(implementations: &[&str], calls: &[Call], n: usize) {
         let tag = match *implementation {
             "typed" => "typed",
             "generic" => "generic",
+            "driver" => "driver",
             _ => "floor",
         };
         let subject = Implementation {
@@ -103,6 +116,10 @@ async fn run(implementations: &[&str], calls: &[Call], n: usize) {
             engine,
         };
         for call in calls {
+            if *implementation == "driver" && *call == Call::RateLimitConsume {
+                // The driver's rate limiting is a caller's transaction of core's statements.
+                continue;
+            }
             let mut task = Task {
                 rng: Rng(0x5eed),
                 mix: Rng(0x5eed),
@@ -119,4 +136,63 @@ async fn run(implementations: &[&str], calls: &[Call], n: usize) {
         }
     }
     database.drop("instructions").await;
+}
+
+/// The `driver` module's calls on one client, as rustauth-deadpool-postgres makes them on a
+/// pooled one (a `PostgresSqlState` per call). No transactions: no measured call needs one.
+struct Driver {
+    schema: DbSchema,
+    client: tokio_postgres::Client,
+}
+
+impl Driver {
+    fn state(&self) -> PostgresSqlState<'_> {
+        PostgresSqlState::new(&self.schema, &self.client)
+    }
+}
+
+impl DbAdapter for Driver {
+    fn id(&self) -> &str {
+        "driver"
+    }
+
+    fn create<'a>(&'a self, query: Create) -> AdapterFuture<'a, DbRecord> {
+        Box::pin(self.state().create(query))
+    }
+
+    fn find_one<'a>(&'a self, query: FindOne) -> AdapterFuture<'a, Option<DbRecord>> {
+        Box::pin(self.state().find_one(query))
+    }
+
+    fn find_many<'a>(&'a self, query: FindMany) -> AdapterFuture<'a, Vec<DbRecord>> {
+        Box::pin(self.state().find_many(query))
+    }
+
+    fn count<'a>(&'a self, query: Count) -> AdapterFuture<'a, u64> {
+        Box::pin(self.state().count(query))
+    }
+
+    fn update<'a>(&'a self, query: Update) -> AdapterFuture<'a, Option<DbRecord>> {
+        Box::pin(self.state().update(query))
+    }
+
+    fn update_many<'a>(&'a self, query: UpdateMany) -> AdapterFuture<'a, u64> {
+        Box::pin(self.state().update_many(query))
+    }
+
+    fn delete<'a>(&'a self, query: Delete) -> AdapterFuture<'a, ()> {
+        Box::pin(self.state().delete(query))
+    }
+
+    fn delete_many<'a>(&'a self, query: DeleteMany) -> AdapterFuture<'a, u64> {
+        Box::pin(self.state().delete_many(query))
+    }
+
+    fn transaction<'a>(&'a self, _callback: TransactionCallback<'a>) -> AdapterFuture<'a, ()> {
+        Box::pin(async {
+            Err(rustauth_core::error::RustAuthError::Adapter(
+                "the instructions bench's driver runs no transactions".to_owned(),
+            ))
+        })
+    }
 }

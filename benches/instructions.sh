@@ -7,8 +7,9 @@
 #
 # For each (call, implementation) benches/instructions.rs runs twice under callgrind, with N1
 # and N2 calls after the same setup and warm-up; (Ir(N2) - Ir(N1)) / (N2 - N1) is one call's
-# client instructions. "floor" is the same SQL by hand on tokio-postgres in the same driver,
-# without building rustauth-core's DbRecord. Needs valgrind (apt-get install valgrind) and a
+# client instructions. "driver" is the hidden driver module as rustauth-deadpool-postgres calls
+# it (no adapter: a schema and a client per call). "floor" is the same SQL by hand on
+# tokio-postgres in the same driver, without building rustauth-core's DbRecord. Needs valgrind (apt-get install valgrind) and a
 # PostgreSQL server as for the tests (tests/support/server.rs).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -41,19 +42,21 @@ per_call() {
     echo $(( (high - low) / (n2 - n1) ))
 }
 
-echo "| call | typed | generic | floor | typed ÷ floor | generic ÷ floor |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+echo "| call | typed | generic | driver | floor | typed ÷ floor | generic ÷ floor |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
 for call in "${calls[@]}"; do
     typed=$(per_call typed "$call")
     if [ "$call" = rate_limit_consume ]; then
         generic="–"
+        driver="–"
     else
         generic=$(per_call generic "$call")
+        driver=$(per_call driver "$call")
     fi
     floor=$(per_call floor "$call")
-    awk -v call="$call" -v t="$typed" -v g="$generic" -v f="$floor" 'BEGIN {
+    awk -v call="$call" -v t="$typed" -v g="$generic" -v d="$driver" -v f="$floor" 'BEGIN {
         gr = (g == "–") ? "–" : sprintf("%.2f", g / f);
-        printf "| %s | %s | %s | %s | %.2f | %s |\n", call, t, g, f, t / f, gr
+        printf "| %s | %s | %s | %s | %s | %.2f | %s |\n", call, t, g, d, f, t / f, gr
     }'
 done
 echo
