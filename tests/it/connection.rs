@@ -106,16 +106,12 @@ async fn driver_params_run_against_the_server() {
     assert!(row.get::<_, bool>(1));
 }
 
-/// The driver keeps each call's plan per schema and shape, recognising a schema by its
-/// content. A schema replaced in place (same address, another column for a field) must get
-/// plans of its own: a registry keyed by address, or one that skipped the comparison, would
-/// run the kept plan against the old column and find the row by its old email.
-#[tokio::test]
-async fn driver_plans_follow_a_schema_changed_in_place() {
-    let url = support::fresh_database("driver_plans").await;
+/// A database with the default tables and one user whose `email` column holds
+/// `old@example.com` and whose extra `mail` column holds `new@example.com`.
+async fn user_with_two_addresses(label: &str) -> tokio_postgres::Client {
+    let url = support::fresh_database(label).await;
     let client = support::connect(&url).await;
-    let before = auth_schema(AuthSchemaOptions::default());
-    driver::create_schema(&client, &before)
+    driver::create_schema(&client, &auth_schema(AuthSchemaOptions::default()))
         .await
         .expect("create the schema");
     client
@@ -126,40 +122,86 @@ async fn driver_plans_follow_a_schema_changed_in_place() {
         )
         .await
         .expect("a user with two addresses");
-    let by_email = |email: &str| {
-        FindOne::new("user").where_clause(Where::new("email", DbValue::String(email.to_owned())))
-    };
-    let email_of = |record: Option<rustauth_core::db::DbRecord>| match record
-        .as_ref()
-        .and_then(|record| record.get("email"))
-    {
-        Some(DbValue::String(email)) => Some(email.clone()),
-        _ => None,
-    };
+    client
+}
 
-    let mut schema = before;
-    for _ in 0..2 {
-        let found = driver::PostgresSqlState::new(&schema, &client)
-            .find_one(by_email("old@example.com"))
-            .await
-            .expect("find by the email column");
-        assert_eq!(email_of(found).as_deref(), Some("old@example.com"));
-    }
-
-    schema = auth_schema(AuthSchemaOptions {
+/// The default schema with the user's `email` field on the `mail` column.
+fn schema_on_mail() -> rustauth_core::db::DbSchema {
+    auth_schema(AuthSchemaOptions {
         user: TableOptions::default().with_field_name("email", "mail"),
         ..AuthSchemaOptions::default()
-    });
-    let stale = driver::PostgresSqlState::new(&schema, &client)
-        .find_one(by_email("old@example.com"))
+    })
+}
+
+/// The `email` of the user the driver finds by `email`, if any.
+async fn driver_email_of(
+    schema: &rustauth_core::db::DbSchema,
+    client: &tokio_postgres::Client,
+    email: &str,
+) -> Option<String> {
+    let query =
+        FindOne::new("user").where_clause(Where::new("email", DbValue::String(email.to_owned())));
+    let found = driver::PostgresSqlState::new(schema, client)
+        .find_one(query)
         .await
-        .expect("find by the mail column");
-    assert_eq!(email_of(stale), None, "a plan of the old schema ran");
-    let found = driver::PostgresSqlState::new(&schema, &client)
-        .find_one(by_email("new@example.com"))
-        .await
-        .expect("find by the mail column");
-    assert_eq!(email_of(found).as_deref(), Some("new@example.com"));
+        .expect("find by email");
+    match found.as_ref().and_then(|record| record.get("email")) {
+        Some(DbValue::String(email)) => Some(email.clone()),
+        _ => None,
+    }
+}
+
+/// The driver keeps each call's plan per schema and shape, recognising a schema by its
+/// content. A schema replaced in place (same address, another column for a field) must get
+/// plans of its own: a registry keyed by address, or one that skipped the comparison, would
+/// run the kept plan against the old column and find the row by its old email.
+#[tokio::test]
+async fn driver_plans_follow_a_schema_changed_in_place() {
+    let client = user_with_two_addresses("driver_plans").await;
+    let mut schema = auth_schema(AuthSchemaOptions::default());
+    for _ in 0..2 {
+        let found = driver_email_of(&schema, &client, "old@example.com").await;
+        assert_eq!(found.as_deref(), Some("old@example.com"));
+    }
+
+    schema = schema_on_mail();
+    let stale = driver_email_of(&schema, &client, "old@example.com").await;
+    assert_eq!(stale, None, "a plan of the old schema ran");
+    let found = driver_email_of(&schema, &client, "new@example.com").await;
+    assert_eq!(found.as_deref(), Some("new@example.com"));
+}
+
+/// Two schemas in turn, from tasks on two threads, each task with copies of its own: every
+/// call must get its own schema's plan (the registry reorders and re-inserts its entries as
+/// the schemas alternate, under concurrent readers and writers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn driver_plans_of_two_schemas_in_turn_from_many_tasks() {
+    let client = std::sync::Arc::new(user_with_two_addresses("driver_plans_turns").await);
+    let mut tasks = Vec::new();
+    for task in 0..4 {
+        let client = std::sync::Arc::clone(&client);
+        tasks.push(tokio::spawn(async move {
+            let on_email = auth_schema(AuthSchemaOptions::default());
+            let on_mail = schema_on_mail();
+            for turn in 0..20 {
+                let (schema, present, absent) = if (task + turn) % 2 == 0 {
+                    (&on_email, "old@example.com", "new@example.com")
+                } else {
+                    (&on_mail, "new@example.com", "old@example.com")
+                };
+                let found = driver_email_of(schema, &client, present).await;
+                assert_eq!(found.as_deref(), Some(present), "task {task}, turn {turn}");
+                let found = driver_email_of(schema, &client, absent).await;
+                assert_eq!(
+                    found, None,
+                    "task {task}, turn {turn}: another schema's plan"
+                );
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("the task finished");
+    }
 }
 
 #[tokio::test]
