@@ -266,7 +266,6 @@ pub async fn plan_migrations(
 /// Plans, refuses plans with warnings, and applies the rest in one transaction.
 pub async fn create_schema(client: &Client, schema: &DbSchema) -> Result<(), RustAuthError> {
     migrate::migrate(client, schema).await?;
-    Shapes::forget_schema(schema);
     Ok(())
 }
 

@@ -171,6 +171,34 @@ async fn driver_plans_follow_a_schema_changed_in_place() {
     assert_eq!(found.as_deref(), Some("new@example.com"));
 }
 
+/// The driver keeps its plans across its own migrations: a plan depends on the schema only,
+/// so the one made (and failed with 42P01) before the table existed runs once it does.
+#[tokio::test]
+async fn driver_plans_made_before_a_migration_run_after_it() {
+    let url = support::fresh_database("driver_plans_migration").await;
+    let client = support::connect(&url).await;
+    let schema = schema_on_mail();
+    let query =
+        FindOne::new("user").where_clause(Where::new("email", DbValue::String("x@y.z".into())));
+    let missing = driver::PostgresSqlState::new(&schema, &client)
+        .find_one(query)
+        .await
+        .expect_err("no table yet");
+    assert!(missing.to_string().contains("42P01"), "{missing}");
+    driver::create_schema(&client, &schema)
+        .await
+        .expect("create the schema");
+    client
+        .batch_execute(
+            "INSERT INTO users (id, name, mail, email_verified, created_at, updated_at) \
+             VALUES ('u1', 'Ada', 'new@example.com', false, now(), now())",
+        )
+        .await
+        .expect("a user");
+    let found = driver_email_of(&schema, &client, "new@example.com").await;
+    assert_eq!(found.as_deref(), Some("new@example.com"));
+}
+
 /// Two schemas in turn, from tasks on two threads, each task with copies of its own: every
 /// call must get its own schema's plan (the registry reorders and re-inserts its entries as
 /// the schemas alternate, under concurrent readers and writers).
