@@ -66,6 +66,26 @@ async fn answered<F: Future>(what: &str, future: F) -> F::Output {
         .unwrap_or_else(|_| panic!("{what}: no answer within {ANSWER:?} (a hang)"))
 }
 
+/// Ends the table lock `locker` holds; every count it held up must then answer with the one
+/// user, and the adapter still serve.
+async fn unlock_then_counts_answer(
+    locker: &tokio_postgres::Client,
+    held_up: Vec<JoinHandle<Result<u64, RustAuthError>>>,
+    adapter: &TokioPostgresAdapter,
+) {
+    locker.batch_execute("ROLLBACK").await.expect("unlock");
+    for call in held_up {
+        assert_eq!(
+            answered("a held-up call", call)
+                .await
+                .expect("task")
+                .expect("count"),
+            1
+        );
+    }
+    still_serves(adapter).await;
+}
+
 /// `run_migrations` of the default schema, in a task of its own.
 fn spawn_migration(adapter: &TokioPostgresAdapter) -> JoinHandle<Result<(), RustAuthError>> {
     let adapter = adapter.clone();
@@ -502,17 +522,7 @@ async fn calls_keep_a_connection_free_for_the_next_transaction() {
         3,
         "the calls are still held up"
     );
-    locker.batch_execute("ROLLBACK").await.expect("unlock");
-    for call in stuck {
-        assert_eq!(
-            answered("a held-up call", call)
-                .await
-                .expect("task")
-                .expect("count"),
-            1
-        );
-    }
-    still_serves(&adapter).await;
+    unlock_then_counts_answer(&locker, stuck, &adapter).await;
 }
 
 /// `status()` reports the set as it is: connections, calls in flight, transactions, waiting.
@@ -616,15 +626,7 @@ async fn a_transaction_waiting_for_calls_in_flight_times_out() {
         "{error}"
     );
     assert!(!adapter.status().migrating, "the members were given back");
-    locker.batch_execute("ROLLBACK").await.expect("unlock");
-    assert_eq!(
-        answered("the call", stuck)
-            .await
-            .expect("task")
-            .expect("count"),
-        1
-    );
-    still_serves(&adapter).await;
+    unlock_then_counts_answer(&locker, vec![stuck], &adapter).await;
 }
 
 /// While a migration waits for the set, a new transaction waits behind it instead of taking
