@@ -20,15 +20,13 @@
 #[path = "../tests/support/server.rs"]
 pub mod server;
 // `pub`: what this bench does not use of the shared workload is not dead code here.
+#[path = "../tests/crud_common/driver.rs"]
+pub mod driver;
 pub mod workload;
 
 use std::sync::Arc;
 
-use rustauth_core::db::{
-    AdapterFuture, Count, Create, DbAdapter, DbRecord, DbSchema, Delete, DeleteMany, FindMany,
-    FindOne, TransactionCallback, Update, UpdateMany,
-};
-use rustauth_tokio_postgres::driver::PostgresSqlState;
+use rustauth_core::db::DbAdapter;
 
 use workload::*;
 
@@ -93,7 +91,7 @@ async fn run(implementations: &[&str], calls: &[Call], n: usize) {
                 .with_typed_statements(*implementation == "typed"),
             ),
             "driver" => Engine::Adapter {
-                db: Arc::new(Driver {
+                db: Arc::new(driver::DriverAdapter {
                     schema: schema.clone(),
                     client: server::connect(&url).await,
                 }),
@@ -136,63 +134,4 @@ async fn run(implementations: &[&str], calls: &[Call], n: usize) {
         }
     }
     database.drop("instructions").await;
-}
-
-/// The `driver` module's calls on one client, as rustauth-deadpool-postgres makes them on a
-/// pooled one (a `PostgresSqlState` per call). No transactions: no measured call needs one.
-struct Driver {
-    schema: DbSchema,
-    client: tokio_postgres::Client,
-}
-
-impl Driver {
-    fn state(&self) -> PostgresSqlState<'_> {
-        PostgresSqlState::new(&self.schema, &self.client)
-    }
-}
-
-impl DbAdapter for Driver {
-    fn id(&self) -> &str {
-        "driver"
-    }
-
-    fn create<'a>(&'a self, query: Create) -> AdapterFuture<'a, DbRecord> {
-        Box::pin(self.state().create(query))
-    }
-
-    fn find_one<'a>(&'a self, query: FindOne) -> AdapterFuture<'a, Option<DbRecord>> {
-        Box::pin(self.state().find_one(query))
-    }
-
-    fn find_many<'a>(&'a self, query: FindMany) -> AdapterFuture<'a, Vec<DbRecord>> {
-        Box::pin(self.state().find_many(query))
-    }
-
-    fn count<'a>(&'a self, query: Count) -> AdapterFuture<'a, u64> {
-        Box::pin(self.state().count(query))
-    }
-
-    fn update<'a>(&'a self, query: Update) -> AdapterFuture<'a, Option<DbRecord>> {
-        Box::pin(self.state().update(query))
-    }
-
-    fn update_many<'a>(&'a self, query: UpdateMany) -> AdapterFuture<'a, u64> {
-        Box::pin(self.state().update_many(query))
-    }
-
-    fn delete<'a>(&'a self, query: Delete) -> AdapterFuture<'a, ()> {
-        Box::pin(self.state().delete(query))
-    }
-
-    fn delete_many<'a>(&'a self, query: DeleteMany) -> AdapterFuture<'a, u64> {
-        Box::pin(self.state().delete_many(query))
-    }
-
-    fn transaction<'a>(&'a self, _callback: TransactionCallback<'a>) -> AdapterFuture<'a, ()> {
-        Box::pin(async {
-            Err(rustauth_core::error::RustAuthError::Adapter(
-                "the instructions bench's driver runs no transactions".to_owned(),
-            ))
-        })
-    }
 }

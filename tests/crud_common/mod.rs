@@ -1,5 +1,7 @@
 //! Helpers shared by the CRUD, values, joins and core-harness integration tests
-//! (`tests/it/crud.rs`, `tests/it/values.rs`, `tests/it/joins.rs`, `tests/it/core_harness.rs`).
+//! (`tests/it/crud.rs`, `tests/it/values.rs`, `tests/it/joins.rs`, `tests/it/core_harness.rs`),
+//! and [`driver::DriverAdapter`] (the `driver` module as a `DbAdapter`, also used by
+//! `benches/instructions.rs`).
 //!
 //! Each test file declares `mod support;` first and then `mod crud_common;`; this module uses
 //! `crate::support` for the server and the fresh databases.
@@ -14,6 +16,8 @@ use rustauth_tokio_postgres::TokioPostgresAdapter;
 use time::OffsetDateTime;
 
 use crate::support;
+
+pub mod driver;
 
 /// A transaction on `adapter` that only counts the users: the smallest transaction that
 /// takes a connection, runs a statement on it and commits.
