@@ -80,24 +80,29 @@ impl TokioPostgresRateLimitStore {
         }
     }
 
-    async fn consume_input(
+    /// The consume behind [`RateLimitStore::consume`]. An `async move` block, not an
+    /// `async fn`: that would keep `input` twice in the future the store boxes per call.
+    #[allow(clippy::manual_async_fn)]
+    fn consume_input(
         &self,
         input: RateLimitConsumeInput,
-    ) -> Result<RateLimitDecision, RustAuthError> {
-        // Rule errors come first, before the gate or the database is touched.
-        validate_rate_limit_rule(&input.rule)?;
-        let built;
-        let sql: &str = match &self.statement {
-            Some(sql) => sql,
-            None => {
-                // The same names fail the same way: this returns their error.
-                built = consume_statement(&self.names)?;
-                &built
-            }
-        };
-        let lease = self.connection.call().await?;
-        let handle = lease.handle().await?;
-        Ok(consume_with(Db::on(&handle), sql, &self.names, self.typed, input).await?)
+    ) -> impl std::future::Future<Output = Result<RateLimitDecision, RustAuthError>> + '_ {
+        async move {
+            // Rule errors come first, before the gate or the database is touched.
+            validate_rate_limit_rule(&input.rule)?;
+            let built;
+            let sql: &str = match &self.statement {
+                Some(sql) => sql,
+                None => {
+                    // The same names fail the same way: this returns their error.
+                    built = consume_statement(&self.names)?;
+                    &built
+                }
+            };
+            let lease = self.connection.call().await?;
+            let handle = lease.handle().await?;
+            Ok(consume_with(Db::on(&handle), sql, &self.names, self.typed, &input).await?)
+        }
     }
 }
 
@@ -155,19 +160,11 @@ pub(crate) async fn consume_with(
     sql: &str,
     names: &SqlRateLimitNames,
     typed: bool,
-    input: RateLimitConsumeInput,
+    input: &RateLimitConsumeInput,
 ) -> crate::error::Result<RateLimitDecision> {
     let window_ms = validate_rate_limit_rule(&input.rule)?;
     let max = i64::try_from(input.rule.max)
         .map_err(|_| RustAuthError::InvalidConfig("rate limit max must fit in i64".to_owned()))?;
-    let text = DbField::new("key", DbFieldType::String);
-    let number_field = DbField::new("count", DbFieldType::Number);
-    let params = [
-        SqlParam::new(&text, DbValue::String(input.key.clone())),
-        SqlParam::new(&number_field, DbValue::Number(input.now_ms)),
-        SqlParam::new(&number_field, DbValue::Number(window_ms)),
-        SqlParam::new(&number_field, DbValue::Number(max)),
-    ];
     // A denial whose row was inserted after this statement's snapshot shows no row; the
     // next attempt sees it.
     for _ in 0..CONSUME_ATTEMPTS {
@@ -178,35 +175,65 @@ pub(crate) async fn consume_with(
         };
         let row = match routed {
             Some(row) => row?,
+            // Boxed: the generic statement's future is kilobytes, and inline it would size
+            // (and be moved with) every consume's future, typed or not.
             None => {
-                let statement = Sql {
-                    text: sql,
-                    params: &params,
-                    table: &names.table,
-                    // The key is compared with the key column; the numbers meet casts.
-                    targets: &[Some(names.key.as_str()), None, None, None],
-                    returning: &[],
-                };
-                match db.query_opt(statement).await? {
-                    // `count` and `last_request` may be `integer` or `bigint` columns (Better
-                    // Auth creates `count integer`): read them by their real type.
-                    Some(row) => Some((
-                        row.try_get(0)?,
-                        number(&row, 1, &number_field)?,
-                        number(&row, 2, &number_field)?,
-                    )),
-                    None => None,
-                }
+                Box::pin(consume_generic(
+                    db,
+                    sql,
+                    names,
+                    &input.key,
+                    [input.now_ms, window_ms, max],
+                ))
+                .await?
             }
         };
         if let Some((permitted, count, last_request)) = row {
-            return Ok(decide(&input, window_ms, permitted, count, last_request)?);
+            return Ok(decide(input, window_ms, permitted, count, last_request)?);
         }
     }
     Err(Error::Unexpected(format!(
         "rate limit row for key `{}` was neither written nor found",
         input.key
     )))
+}
+
+/// One attempt of the consume on the generic path (the store's own statement text for its
+/// table's names): `numbers` are now, the window and the max, in that order.
+async fn consume_generic(
+    db: Db<'_>,
+    sql: &str,
+    names: &SqlRateLimitNames,
+    key: &str,
+    numbers: [i64; 3],
+) -> crate::error::Result<Option<(bool, i64, i64)>> {
+    let text = DbField::new("key", DbFieldType::String);
+    let number_field = DbField::new("count", DbFieldType::Number);
+    let [now_ms, window_ms, max] = numbers;
+    let params = [
+        SqlParam::new(&text, DbValue::String(key.to_owned())),
+        SqlParam::new(&number_field, DbValue::Number(now_ms)),
+        SqlParam::new(&number_field, DbValue::Number(window_ms)),
+        SqlParam::new(&number_field, DbValue::Number(max)),
+    ];
+    let statement = Sql {
+        text: sql,
+        params: &params,
+        table: &names.table,
+        // The key is compared with the key column; the numbers meet casts.
+        targets: &[Some(names.key.as_str()), None, None, None],
+        returning: &[],
+    };
+    match db.query_opt(statement).await? {
+        // `count` and `last_request` may be `integer` or `bigint` columns (Better Auth
+        // creates `count integer`): read them by their real type.
+        Some(row) => Ok(Some((
+            row.try_get(0)?,
+            number(&row, 1, &number_field)?,
+            number(&row, 2, &number_field)?,
+        ))),
+        None => Ok(None),
+    }
 }
 
 /// A number column of the consume's result, whatever integer type it has.

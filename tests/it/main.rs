@@ -19,6 +19,7 @@ mod connection_set;
 mod core_harness;
 mod crud;
 mod differential;
+mod footprint;
 mod injection;
 mod joins;
 mod leases;

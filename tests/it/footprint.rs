@@ -1,0 +1,85 @@
+//! The size of the future each hot call boxes.
+//!
+//! `DbAdapter` and `RateLimitStore` return every call as a boxed future, so each call
+//! allocates one block of its future's size. glibc's allocator serves blocks of up to 1,032
+//! bytes from a per-thread cache; a larger block takes its slow path, which also merges the
+//! fast lists of small freed blocks on every call, so the small allocations after it take the
+//! slow path as well (in `benches/instructions.sh`, a typed find-by-email cost about 280
+//! instructions more when its boxed future was 1,304 bytes). `trace::traced`, the `Call`
+//! methods and the rate-limit consume are written to keep these futures under that size (see
+//! their docs); this pins it down for the calls RustAuth makes most, on the adapter, inside
+//! a transaction and on the rate-limit store.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use crate::fixtures::schema;
+use crate::support;
+
+use std::mem::size_of_val;
+use std::sync::{Arc, Mutex};
+
+use rustauth_core::db::{Create, DbAdapter, Delete, FindMany, FindOne, Update};
+use rustauth_core::options::{RateLimitConsumeInput, RateLimitRule, RateLimitStore};
+use rustauth_tokio_postgres::TokioPostgresAdapter;
+
+/// The largest block glibc's per-thread cache serves (`MAX_TCACHE_SIZE` on 64-bit targets).
+const CACHED_BLOCK: usize = 1032;
+
+/// The boxed future of each hot CRUD method, built and dropped without running.
+fn sizes(db: &dyn DbAdapter) -> Vec<(&'static str, usize)> {
+    vec![
+        ("create", size_of_val(&*db.create(Create::new("session")))),
+        ("find_one", size_of_val(&*db.find_one(FindOne::new("user")))),
+        (
+            "find_many",
+            size_of_val(&*db.find_many(FindMany::new("session"))),
+        ),
+        ("update", size_of_val(&*db.update(Update::new("session")))),
+        ("delete", size_of_val(&*db.delete(Delete::new("session")))),
+    ]
+}
+
+fn assert_cached(place: &str, sizes: &[(&'static str, usize)]) {
+    for (method, size) in sizes {
+        assert!(
+            *size <= CACHED_BLOCK,
+            "{place}: the boxed future of `{method}` is {size} bytes, over the {CACHED_BLOCK} \
+             bytes glibc's per-thread cache serves (all: {sizes:?})"
+        );
+    }
+}
+
+#[tokio::test]
+async fn hot_call_futures_fit_the_allocators_cache() {
+    let url = support::fresh_database("footprint").await;
+    let adapter = TokioPostgresAdapter::connect_with_schema(&url, schema())
+        .await
+        .expect("connect");
+    assert_cached("adapter", &sizes(&adapter));
+
+    let store = adapter.rate_limit_store();
+    let consume = store.consume(RateLimitConsumeInput {
+        key: "footprint".to_owned(),
+        rule: RateLimitRule {
+            window: time::Duration::seconds(10),
+            max: 5,
+        },
+        now_ms: 0,
+    });
+    assert_cached("rate-limit store", &[("consume", size_of_val(&*consume))]);
+    drop(consume);
+
+    let in_transaction = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&in_transaction);
+    adapter
+        .transaction(Box::new(move |tx| {
+            Box::pin(async move {
+                *seen.lock().expect("sizes") = sizes(tx.as_ref());
+                Ok(())
+            })
+        }))
+        .await
+        .expect("transaction");
+    let in_transaction = in_transaction.lock().expect("sizes").clone();
+    assert_eq!(in_transaction.len(), 5, "the callback ran");
+    assert_cached("transaction adapter", &in_transaction);
+}
