@@ -6,7 +6,10 @@
 //! clones and its transaction adapters share one.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures_util::future::{ready, Either, Ready};
 
 use crate::error::Result;
 use crate::generic;
@@ -72,6 +75,22 @@ pub(crate) struct Call<'a> {
     pub(crate) state: &'a CallState,
 }
 
+/// The `Call` methods a typed statement may serve: each asks the router first, and runs the
+/// generic path when it declines ([`Call::or_generic`]).
+macro_rules! routed_methods {
+    ($($method:ident($query:ty) -> $output:ty;)*) => {$(
+        pub(crate) fn $method(self, query: $query) -> impl Future<Output = Result<$output>> + 'a {
+            async move {
+                let routed = self.router().$method(self.db, self.schema, &query).await;
+                self.or_generic(routed, || {
+                    generic::$method(self.db, self.schema, self.shapes(), query)
+                })
+                .await
+            }
+        }
+    )*};
+}
+
 /// The generic path's futures are boxed where a typed statement may serve the call instead
 /// (the typed statement's own future is boxed by the runner): the generic future is about
 /// 3 KB (planning, the shape cache, decoding), and inline it would size every call's future,
@@ -87,112 +106,41 @@ impl<'a> Call<'a> {
         &self.state.router
     }
 
-    fn shapes(&self) -> Option<&Shapes> {
+    fn shapes(&self) -> Option<&'a Shapes> {
         self.state.shapes()
     }
 
-    pub(crate) fn create(self, query: Create) -> impl Future<Output = Result<DbRecord>> + 'a {
-        async move {
-            let routed = self.router().create(self.db, self.schema, &query).await;
-            match self.state.count(routed) {
-                Some(result) => result,
-                None => Box::pin(generic::create(self.db, self.schema, self.shapes(), query)).await,
-            }
+    /// The typed statement's result when one served the call (counted), or else the future
+    /// `generic` makes, boxed (see above). Not `async`: it holds nothing across an await.
+    fn or_generic<T, G>(
+        self,
+        routed: Option<Result<T>>,
+        generic: impl FnOnce() -> G,
+    ) -> Either<Ready<Result<T>>, Pin<Box<G>>>
+    where
+        G: Future<Output = Result<T>>,
+    {
+        match self.state.count(routed) {
+            Some(result) => Either::Left(ready(result)),
+            None => Either::Right(Box::pin(generic())),
         }
     }
 
-    pub(crate) fn find_one(
-        self,
-        query: FindOne,
-    ) -> impl Future<Output = Result<Option<DbRecord>>> + 'a {
-        async move {
-            let routed = self.router().find_one(self.db, self.schema, &query).await;
-            match self.state.count(routed) {
-                Some(result) => result,
-                None => {
-                    Box::pin(generic::find_one(
-                        self.db,
-                        self.schema,
-                        self.shapes(),
-                        query,
-                    ))
-                    .await
-                }
-            }
-        }
-    }
-
-    pub(crate) fn find_many(
-        self,
-        query: FindMany,
-    ) -> impl Future<Output = Result<Vec<DbRecord>>> + 'a {
-        async move {
-            let routed = self.router().find_many(self.db, self.schema, &query).await;
-            match self.state.count(routed) {
-                Some(result) => result,
-                None => {
-                    Box::pin(generic::find_many(
-                        self.db,
-                        self.schema,
-                        self.shapes(),
-                        query,
-                    ))
-                    .await
-                }
-            }
-        }
+    routed_methods! {
+        create(Create) -> DbRecord;
+        find_one(FindOne) -> Option<DbRecord>;
+        find_many(FindMany) -> Vec<DbRecord>;
+        update(Update) -> Option<DbRecord>;
+        delete(Delete) -> ();
+        delete_many(DeleteMany) -> u64;
     }
 
     pub(crate) fn count(self, query: Count) -> impl Future<Output = Result<u64>> + 'a {
         async move { generic::count(self.db, self.schema, self.shapes(), query).await }
     }
 
-    pub(crate) fn update(
-        self,
-        query: Update,
-    ) -> impl Future<Output = Result<Option<DbRecord>>> + 'a {
-        async move {
-            let routed = self.router().update(self.db, self.schema, &query).await;
-            match self.state.count(routed) {
-                Some(result) => result,
-                None => Box::pin(generic::update(self.db, self.schema, self.shapes(), query)).await,
-            }
-        }
-    }
-
     pub(crate) fn update_many(self, query: UpdateMany) -> impl Future<Output = Result<u64>> + 'a {
         async move { generic::update_many(self.db, self.schema, self.shapes(), query).await }
-    }
-
-    pub(crate) fn delete(self, query: Delete) -> impl Future<Output = Result<()>> + 'a {
-        async move {
-            let routed = self.router().delete(self.db, self.schema, &query).await;
-            match self.state.count(routed) {
-                Some(result) => result,
-                None => Box::pin(generic::delete(self.db, self.schema, self.shapes(), query)).await,
-            }
-        }
-    }
-
-    pub(crate) fn delete_many(self, query: DeleteMany) -> impl Future<Output = Result<u64>> + 'a {
-        async move {
-            let routed = self
-                .router()
-                .delete_many(self.db, self.schema, &query)
-                .await;
-            match self.state.count(routed) {
-                Some(result) => result,
-                None => {
-                    Box::pin(generic::delete_many(
-                        self.db,
-                        self.schema,
-                        self.shapes(),
-                        query,
-                    ))
-                    .await
-                }
-            }
-        }
     }
 }
 

@@ -7,8 +7,7 @@
 use crate::support;
 
 use crate::crud_common;
-
-use std::sync::{Arc, Mutex};
+use crate::fixtures::read_in_transaction;
 
 use crud_common::{
     adapter_with, assert_adapter_error, at, default_adapter, extended_schema, ids, keys, nested, s,
@@ -99,18 +98,8 @@ async fn main_adapter_reports_capabilities() {
 #[tokio::test]
 async fn transaction_adapter_reports_capabilities() {
     let (adapter, _url) = default_adapter("tx capabilities").await;
-    let seen: Arc<Mutex<Option<(String, AdapterCapabilities)>>> = Arc::new(Mutex::new(None));
-    let slot = Arc::clone(&seen);
-    adapter
-        .transaction(Box::new(move |tx| {
-            Box::pin(async move {
-                *slot.lock().unwrap() = Some((tx.id().to_owned(), tx.capabilities()));
-                Ok(())
-            })
-        }))
-        .await
-        .expect("transaction");
-    let (id, capabilities) = seen.lock().unwrap().take().expect("callback ran");
+    let (id, capabilities) =
+        read_in_transaction(&adapter, |tx| (tx.id().to_owned(), tx.capabilities())).await;
     assert_eq!(id, "tokio-postgres-tx");
     assert_eq!(capabilities.adapter_id, "tokio-postgres-tx");
     assert_eq!(

@@ -11,11 +11,10 @@
 //! a transaction and on the rate-limit store.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use crate::fixtures::schema;
+use crate::fixtures::{read_in_transaction, schema};
 use crate::support;
 
 use std::mem::size_of_val;
-use std::sync::{Arc, Mutex};
 
 use rustauth_core::db::{Create, DbAdapter, Delete, FindMany, FindOne, Update};
 use rustauth_core::options::{RateLimitConsumeInput, RateLimitRule, RateLimitStore};
@@ -68,18 +67,6 @@ async fn hot_call_futures_fit_the_allocators_cache() {
     assert_cached("rate-limit store", &[("consume", size_of_val(&*consume))]);
     drop(consume);
 
-    let in_transaction = Arc::new(Mutex::new(Vec::new()));
-    let seen = Arc::clone(&in_transaction);
-    adapter
-        .transaction(Box::new(move |tx| {
-            Box::pin(async move {
-                *seen.lock().expect("sizes") = sizes(tx.as_ref());
-                Ok(())
-            })
-        }))
-        .await
-        .expect("transaction");
-    let in_transaction = in_transaction.lock().expect("sizes").clone();
-    assert_eq!(in_transaction.len(), 5, "the callback ran");
+    let in_transaction = read_in_transaction(&adapter, sizes).await;
     assert_cached("transaction adapter", &in_transaction);
 }
