@@ -82,9 +82,9 @@ pub(crate) fn unknown<T>(_: &T) -> Option<u64> {
     None
 }
 
-/// Runs `call` inside `span`, then records its row count, duration and error (if any), and
-/// turns the crate's error into the `RustAuthError` callers see. The duration counts from
-/// here: the adapter builds this future and its caller awaits it at once.
+/// Runs `call` inside `span` ([`in_span`]), then records its row count, duration and error
+/// (if any), and turns the crate's error into the `RustAuthError` callers see. The duration
+/// counts from here: the adapter builds this future and its caller awaits it at once.
 ///
 /// Not an `async fn`: that would keep `call` in its state twice (as the argument, and again
 /// as the awaited value), and the adapter boxes this future on every call. As a combinator it
@@ -99,24 +99,23 @@ pub(crate) fn traced<T, F>(
 where
     F: Future<Output = crate::error::Result<T>>,
 {
-    if span.is_disabled() {
-        // Nobody records this call: no clock reads, no fields.
-        return Either::Left(call.map(|result| result.map_err(RustAuthError::from)));
-    }
-    let started = Instant::now();
-    Either::Right(call.instrument(span.clone()).map(move |result| {
-        let elapsed = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        span.record("duration_us", elapsed);
-        match &result {
-            Ok(value) => {
-                if let Some(rows) = rows(value) {
-                    span.record("rows", rows);
+    // Nobody records a disabled span: no clock reads, no fields.
+    let started = (!span.is_disabled()).then(Instant::now);
+    in_span(span.clone(), call).map(move |result| {
+        if let Some(started) = started {
+            let elapsed = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            span.record("duration_us", elapsed);
+            match &result {
+                Ok(value) => {
+                    if let Some(rows) = rows(value) {
+                        span.record("rows", rows);
+                    }
                 }
-            }
-            Err(error) => {
-                span.record("error", tracing::field::display(error.kind()));
+                Err(error) => {
+                    span.record("error", tracing::field::display(error.kind()));
+                }
             }
         }
         result.map_err(RustAuthError::from)
-    }))
+    })
 }
