@@ -177,16 +177,7 @@ pub(crate) async fn consume_with(
             Some(row) => row?,
             // Boxed: the generic statement's future is kilobytes, and inline it would size
             // (and be moved with) every consume's future, typed or not.
-            None => {
-                Box::pin(consume_generic(
-                    db,
-                    sql,
-                    names,
-                    &input.key,
-                    [input.now_ms, window_ms, max],
-                ))
-                .await?
-            }
+            None => Box::pin(consume_generic(db, sql, names, input, window_ms, max)).await?,
         };
         if let Some((permitted, count, last_request)) = row {
             return Ok(decide(input, window_ms, permitted, count, last_request)?);
@@ -198,21 +189,21 @@ pub(crate) async fn consume_with(
     )))
 }
 
-/// One attempt of the consume on the generic path (the store's own statement text for its
-/// table's names): `numbers` are now, the window and the max, in that order.
+/// One attempt of the consume on the generic path: the store's own statement text for its
+/// table's names, with the rule's window and max already checked and in milliseconds.
 async fn consume_generic(
     db: Db<'_>,
     sql: &str,
     names: &SqlRateLimitNames,
-    key: &str,
-    numbers: [i64; 3],
+    input: &RateLimitConsumeInput,
+    window_ms: i64,
+    max: i64,
 ) -> crate::error::Result<Option<(bool, i64, i64)>> {
     let text = DbField::new("key", DbFieldType::String);
     let number_field = DbField::new("count", DbFieldType::Number);
-    let [now_ms, window_ms, max] = numbers;
     let params = [
-        SqlParam::new(&text, DbValue::String(key.to_owned())),
-        SqlParam::new(&number_field, DbValue::Number(now_ms)),
+        SqlParam::new(&text, DbValue::String(input.key.clone())),
+        SqlParam::new(&number_field, DbValue::Number(input.now_ms)),
         SqlParam::new(&number_field, DbValue::Number(window_ms)),
         SqlParam::new(&number_field, DbValue::Number(max)),
     ];
