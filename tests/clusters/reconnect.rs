@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use rustauth_core::db::{Count, DbAdapter, DbValue, FindOne, Where};
 use rustauth_core::error::RustAuthError;
-use rustauth_core::options::{RateLimitConsumeInput, RateLimitRule, RateLimitStore};
+use rustauth_core::options::{RateLimitConsumeInput, RateLimitStore};
 use rustauth_tokio_postgres::{
     TokioPostgresAdapter, TokioPostgresRateLimitStore, TokioPostgresStores,
 };
@@ -343,14 +343,7 @@ async fn a_callers_client_reports_the_loss_and_does_not_reconnect() {
 // (d) The rate-limit store, alone and sharing the adapter's connection.
 
 fn consume(key: &str, now_ms: i64) -> RateLimitConsumeInput {
-    RateLimitConsumeInput {
-        key: key.to_owned(),
-        rule: RateLimitRule {
-            window: time::Duration::seconds(60),
-            max: 100,
-        },
-        now_ms,
-    }
+    crate::fixtures::consume_input(key, 60, 100, now_ms)
 }
 
 #[tokio::test]

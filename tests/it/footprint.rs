@@ -11,13 +11,13 @@
 //! a transaction and on the rate-limit store.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use crate::fixtures::{read_in_transaction, schema};
+use crate::fixtures::{consume_input, read_in_transaction, schema};
 use crate::support;
 
 use std::mem::size_of_val;
 
 use rustauth_core::db::{Create, DbAdapter, Delete, FindMany, FindOne, Update};
-use rustauth_core::options::{RateLimitConsumeInput, RateLimitRule, RateLimitStore};
+use rustauth_core::options::RateLimitStore;
 use rustauth_tokio_postgres::TokioPostgresAdapter;
 
 /// The largest block glibc's per-thread cache serves (`MAX_TCACHE_SIZE` on 64-bit targets).
@@ -56,14 +56,7 @@ async fn hot_call_futures_fit_the_allocators_cache() {
     assert_cached("adapter", &sizes(&adapter));
 
     let store = adapter.rate_limit_store();
-    let consume = store.consume(RateLimitConsumeInput {
-        key: "footprint".to_owned(),
-        rule: RateLimitRule {
-            window: time::Duration::seconds(10),
-            max: 5,
-        },
-        now_ms: 0,
-    });
+    let consume = store.consume(consume_input("footprint", 10, 5, 0));
     assert_cached("rate-limit store", &[("consume", size_of_val(&*consume))]);
     drop(consume);
 

@@ -18,7 +18,7 @@
 //! Run with `--nocapture` to see the tables.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use crate::fixtures::text;
+use crate::fixtures::{consume_input, text};
 use crate::support;
 use crate::support_proxy;
 
@@ -29,7 +29,7 @@ use rustauth_core::db::{
     DeleteMany, FindMany, FindOne, JoinOption, RateLimitStorage, Sort, SortDirection, Update,
     Where, WhereOperator,
 };
-use rustauth_core::options::{RateLimitConsumeInput, RateLimitRule, RateLimitStore};
+use rustauth_core::options::RateLimitStore;
 use rustauth_tokio_postgres::layout::{
     ACCOUNT_FIELDS, SESSION_FIELDS, USER_FIELDS, VERIFICATION_FIELDS,
 };
@@ -143,17 +143,6 @@ fn create_verification(id: &str, identifier: &str, expires_at: DbValue) -> Creat
         .data("updated_at", at(0))
         .select(VERIFICATION_FIELDS)
         .force_allow_id()
-}
-
-fn consume(key: &str, window_seconds: i64, max: u64, now_ms: i64) -> RateLimitConsumeInput {
-    RateLimitConsumeInput {
-        key: key.to_owned(),
-        rule: RateLimitRule {
-            window: time::Duration::seconds(window_seconds),
-            max,
-        },
-        now_ms,
-    }
 }
 
 /// A fresh database migrated with database rate limiting, seeded through a direct adapter;
@@ -346,7 +335,7 @@ async fn first_typed_call_prepares_every_typed_statement_in_one_pipelined_batch(
         proxy,
         adapter,
         "first rate-limit consume",
-        store.consume(consume("127.0.0.1|/get-session", 10, 100, 1_000))
+        store.consume(consume_input("127.0.0.1|/get-session", 10, 100, 1_000))
     );
     assert!(decision.permitted);
 
@@ -627,7 +616,7 @@ async fn warm_hot_calls_cost_one_round_trip_each() {
         adapter,
         "rate-limit consume (permitted)",
         |i| {
-            store.consume(consume(
+            store.consume(consume_input(
                 "127.0.0.1|/get-session",
                 10,
                 100,
@@ -638,7 +627,7 @@ async fn warm_hot_calls_cost_one_round_trip_each() {
     assert!(decision.permitted);
     assert_eq!(decision.remaining, 98);
     let decision = warm!(table, proxy, adapter, "rate-limit consume (denied)", |i| {
-        store.consume(consume(
+        store.consume(consume_input(
             "127.0.0.1|/sign-in/email",
             10,
             1,
